@@ -1,0 +1,142 @@
+//! Request and response plumbing shared by every handler: reading bodies within a limit,
+//! query strings, and responses that carry Lambda's request id and error headers.
+
+use bytes::Bytes;
+use gust_model::LambdaError;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde::de::DeserializeOwned;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+pub const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// Reads the whole body; anything over `limit` bytes is refused with Lambda's 413 for the
+/// operation.
+pub async fn read_body(
+    req: Request<Incoming>,
+    limit: u64,
+    operation: &str,
+) -> Result<Bytes, LambdaError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(LambdaError::request_too_large(limit, operation));
+    }
+    match Limited::new(req.into_body(), limit as usize)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(LambdaError::request_too_large(limit, operation))
+        }
+        Err(e) => Err(LambdaError::invalid_request_content(format!(
+            "Could not read the request body: {e}"
+        ))),
+    }
+}
+
+/// Parses a JSON request document; an empty body is an empty document (botocore sends `{}`,
+/// other clients send nothing).
+pub fn parse_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, LambdaError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        LambdaError::serialization(format!(
+            "The request body is not a valid JSON document: {e}"
+        ))
+    })
+}
+
+/// Decoded query parameters, in order (keys may repeat).
+#[derive(Debug, Default)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Self {
+        let Some(raw) = raw else {
+            return Self::default();
+        };
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        Self(
+            raw.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) => (decode(k), decode(v)),
+                    None => (decode(pair), String::new()),
+                })
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn with_request_id(mut response: HttpResponse, request_id: &str) -> HttpResponse {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+pub fn json(status: StatusCode, body: &serde_json::Value, request_id: &str) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    with_request_id(response, request_id)
+}
+
+pub fn empty(status: StatusCode, request_id: &str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    with_request_id(response, request_id)
+}
+
+pub fn error(error: &LambdaError, request_id: &str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(error.body())));
+    *response.status_mut() =
+        StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ERROR_TYPE, HeaderValue::from_static(error.code.name()));
+    with_request_id(response, request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let q = Query::parse(Some("Qualifier=%24LATEST&tagKeys=a&tagKeys=b%20c&flag"));
+        assert_eq!(q.get("Qualifier"), Some("$LATEST"));
+        assert_eq!(q.get("tagKeys"), Some("a"));
+        assert_eq!(q.get("flag"), Some(""));
+        assert_eq!(q.get("missing"), None);
+    }
+
+    #[test]
+    fn errors_carry_the_code_header() {
+        let response = error(&LambdaError::not_found("Function not found: x"), "rid");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[ERROR_TYPE], "ResourceNotFoundException");
+        assert_eq!(response.headers()[REQUEST_ID], "rid");
+    }
+}

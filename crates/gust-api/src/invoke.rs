@@ -1,0 +1,160 @@
+//! The Invoke operation: request headers and payload checks, and the response headers clients
+//! read (`X-Amz-Executed-Version`, `X-Amz-Function-Error`, `X-Amz-Log-Result`).
+
+use base64::Engine;
+use bytes::Bytes;
+use gust_invoke::InvokeRequest;
+use gust_model::error::violation;
+use gust_model::limits::{CLIENT_CONTEXT_MAX, SYNC_PAYLOAD_MAX};
+use gust_model::names::NameShape;
+use gust_model::{FunctionRef, LambdaError};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::App;
+use crate::http::{HttpResponse, Query, REQUEST_ID, empty, read_body};
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn enum_header(
+    headers: &HeaderMap,
+    name: &str,
+    field: &str,
+    allowed: &[&str],
+    default: &'static str,
+) -> Result<String, LambdaError> {
+    let value = header(headers, name).unwrap_or(default);
+    if allowed.contains(&value) {
+        Ok(value.to_string())
+    } else {
+        Err(LambdaError::validation(&[violation(
+            value,
+            field,
+            &format!(
+                "Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ),
+        )]))
+    }
+}
+
+/// `X-Amz-Client-Context`: base64 of a JSON document, handed to the runtime decoded.
+fn client_context(headers: &HeaderMap) -> Result<Option<String>, LambdaError> {
+    let Some(encoded) = header(headers, "x-amz-client-context") else {
+        return Ok(None);
+    };
+    let invalid = || {
+        LambdaError::invalid_request_content(
+            "Client context must be a valid Base64-encoded JSON object.",
+        )
+    };
+    if encoded.len() > CLIENT_CONTEXT_MAX {
+        return Err(LambdaError::invalid_request_content(format!(
+            "Client context must be at most {CLIENT_CONTEXT_MAX} bytes of Base64-encoded data."
+        )));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(decoded).map_err(|_| invalid())?;
+    let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|_| invalid())?;
+    if !parsed.is_object() {
+        return Err(invalid());
+    }
+    Ok(Some(text))
+}
+
+pub async fn invoke(
+    app: &App,
+    name: &str,
+    query: &Query,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let function = FunctionRef::parse(name, NameShape::Namespaced)?
+        .with_query_qualifier(query.get("Qualifier"))?;
+    let headers = req.headers();
+    let invocation_type = enum_header(
+        headers,
+        "x-amz-invocation-type",
+        "invocationType",
+        &["Event", "RequestResponse", "DryRun"],
+        "RequestResponse",
+    )?;
+    let log_type = enum_header(
+        headers,
+        "x-amz-log-type",
+        "logType",
+        &["Tail", "None"],
+        "None",
+    )?;
+    let client_context = client_context(headers)?;
+    let tenant_id = header(headers, "x-amz-tenant-id").map(str::to_string);
+    let config = app.control.resolve(&function)?;
+
+    match invocation_type.as_str() {
+        "DryRun" => return Ok(empty(StatusCode::NO_CONTENT, rid)),
+        "Event" => {
+            return Err(LambdaError::new(
+                gust_model::ErrorCode::NotImplemented,
+                "Gust does not run asynchronous invocations (InvocationType Event) yet; invoke with RequestResponse.",
+            ));
+        }
+        _ => {}
+    }
+
+    let body = read_body(req, SYNC_PAYLOAD_MAX, "InvokeFunction").await?;
+    let payload = if body.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+            LambdaError::invalid_request_content(format!(
+                "Could not parse request body into json: Could not parse payload into json: {e}"
+            ))
+        })?;
+        body
+    };
+
+    let result = app
+        .invoker
+        .invoke(InvokeRequest {
+            function,
+            config,
+            request_id: rid.to_string(),
+            payload,
+            client_context,
+            tenant_id,
+        })
+        .await?;
+
+    let mut response = Response::new(Full::new(result.body));
+    let headers = response.headers_mut();
+    let content_type = result
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, content_type);
+    if let Ok(v) = HeaderValue::from_str(&result.executed_version) {
+        headers.insert("x-amz-executed-version", v);
+    }
+    if result.function_error {
+        headers.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    if log_type == "Tail"
+        && let Ok(v) = HeaderValue::from_str(&gust_invoke::report::tail(&result.log))
+    {
+        headers.insert("x-amz-log-result", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        headers.insert(REQUEST_ID, v);
+    }
+    Ok(response)
+}

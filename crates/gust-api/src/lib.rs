@@ -1,0 +1,226 @@
+//! Gust's HTTP front: the Lambda REST API.
+//!
+//! This crate only translates: it finds the operation, reads and checks the request, calls the
+//! control plane or the invoke path, and writes Lambda's response or error shape. The rules
+//! live in `gust-control`, the execution in `gust-invoke`.
+
+pub mod functions;
+pub mod http;
+pub mod invoke;
+pub mod routes;
+pub mod wire;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gust_control::Control;
+use gust_invoke::Invoker;
+use gust_model::LambdaError;
+use gust_runtimes::{Provider, RuntimeTable};
+use hyper::body::Incoming;
+use hyper::header::HOST;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use percent_encoding::percent_decode_str;
+use tokio::net::TcpListener;
+
+use crate::http::{HttpResponse, Query};
+
+/// What the handlers work with.
+pub struct App {
+    pub control: Arc<Control>,
+    pub invoker: Arc<Invoker>,
+    pub runtimes: Arc<RuntimeTable>,
+    /// How execution environments are isolated (`process`, ...), as reported to operators.
+    pub isolation: &'static str,
+    /// `host:port` clients reach this server on, for URLs Gust hands out when a request carries
+    /// no `Host` header.
+    pub public_address: String,
+}
+
+/// How long in-flight requests may take to finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets open requests finish.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(&app, req).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("shutdown grace period over with requests still open");
+        }
+    }
+}
+
+/// Handles one request; never fails (errors become Lambda error responses).
+pub async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
+    let rid = uuid::Uuid::new_v4().to_string();
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let result = dispatch(app, req, &rid).await;
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            if error.code.status() >= 500 {
+                tracing::warn!(%method, %path, error = %error, "request failed");
+            } else {
+                tracing::debug!(%method, %path, error = %error, "request refused");
+            }
+            http::error(&error, &rid)
+        }
+    }
+}
+
+async fn dispatch(
+    app: &App,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let query = Query::parse(req.uri().query());
+    let segments: Vec<String> = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let method = req.method().as_str().to_string();
+
+    if segments.first().map(String::as_str) == Some("gust") {
+        return gust_route(app, &method, &segments[1..], rid).await;
+    }
+
+    let Some(matched) = routes::find(&method, &segments, |k| query.get(k).is_some()) else {
+        return Err(LambdaError::new(
+            gust_model::ErrorCode::UnknownOperation,
+            format!("No Lambda operation matches {method} {}", req.uri().path()),
+        ));
+    };
+    let param = |i: usize| {
+        matched
+            .params
+            .get(i)
+            .map(String::as_str)
+            .unwrap_or_default()
+    };
+    match matched.operation {
+        "CreateFunction" => functions::create(app, req, rid).await,
+        "ListFunctions" => functions::list(app, &query, rid),
+        "GetFunction" => {
+            let host = req
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(&app.public_address)
+                .to_string();
+            functions::get(app, param(0), &query, &host, rid)
+        }
+        "GetFunctionConfiguration" => functions::get_configuration(app, param(0), &query, rid),
+        "UpdateFunctionConfiguration" => {
+            functions::update_configuration(app, param(0), req, rid).await
+        }
+        "UpdateFunctionCode" => functions::update_code(app, param(0), req, rid).await,
+        "PublishVersion" => functions::publish_version(app, param(0), req, rid).await,
+        "ListVersionsByFunction" => functions::list_versions(app, param(0), &query, rid),
+        "DeleteFunction" => functions::delete(app, param(0), &query, rid).await,
+        "GetAccountSettings" => functions::account_settings(app, rid),
+        "Invoke" => invoke::invoke(app, param(0), &query, req, rid).await,
+        other => Err(LambdaError::not_implemented(other)),
+    }
+}
+
+/// Gust's own endpoints.
+async fn gust_route(
+    app: &App,
+    method: &str,
+    segments: &[String],
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    match (method, segments) {
+        ("GET", [health]) if health == "health" => Ok(http::json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "ok" }),
+            rid,
+        )),
+        ("GET", [code, file]) if code == "code" => functions::download_code(app, file, rid).await,
+        ("GET", [runtimes]) if runtimes == "runtimes" => {
+            Ok(http::json(StatusCode::OK, &describe_runtimes(app), rid))
+        }
+        _ => Err(LambdaError::new(
+            gust_model::ErrorCode::UnknownOperation,
+            format!(
+                "No Gust endpoint matches {method} /gust/{}",
+                segments.join("/")
+            ),
+        )),
+    }
+}
+
+/// `GET /gust/runtimes`: which host interpreter serves each runtime id.
+fn describe_runtimes(app: &App) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = app
+        .runtimes
+        .entries()
+        .iter()
+        .map(|e| {
+            let mut doc = serde_json::json!({ "Runtime": e.runtime.id });
+            match &e.provider {
+                Provider::Interpreter {
+                    interpreter,
+                    exact,
+                    configured,
+                } => {
+                    doc["Interpreter"] = interpreter.path.display().to_string().into();
+                    doc["Version"] = interpreter.version.clone().into();
+                    doc["Exact"] = (*exact).into();
+                    doc["Configured"] = (*configured).into();
+                }
+                Provider::FunctionBootstrap => {
+                    doc["Interpreter"] = "the function's bootstrap".into();
+                    doc["Exact"] = true.into();
+                }
+                Provider::Missing { what } => {
+                    doc["Missing"] = format!("no {what} interpreter found").into();
+                }
+            }
+            doc
+        })
+        .collect();
+    serde_json::json!({
+        "Runtimes": entries,
+        "RuntimeDirectory": app.runtimes.runtime_dir().display().to_string(),
+        "Isolation": app.isolation,
+    })
+}

@@ -1,0 +1,133 @@
+//! Request documents of the control-plane operations, with Lambda's member names.
+//!
+//! Every member is optional here, even the required ones, so that a missing member is reported
+//! as Lambda reports it (a validation error naming the member) instead of as a parse failure.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionCode {
+    pub zip_file: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+    pub s3_object_version: Option<String>,
+    pub image_uri: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Environment {
+    pub variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcConfig {
+    pub subnet_ids: Option<Vec<String>>,
+    pub security_group_ids: Option<Vec<String>>,
+    pub ipv6_allowed_for_dual_stack: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfig {
+    pub target_arn: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TracingConfig {
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorage {
+    pub size: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapStart {
+    pub apply_on: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoggingConfig {
+    pub log_format: Option<String>,
+    pub application_log_level: Option<String>,
+    pub system_log_level: Option<String>,
+    pub log_group: Option<String>,
+}
+
+/// The configuration members shared by CreateFunction and UpdateFunctionConfiguration.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigurationInput {
+    pub runtime: Option<String>,
+    pub role: Option<String>,
+    pub handler: Option<String>,
+    pub description: Option<String>,
+    pub timeout: Option<i64>,
+    pub memory_size: Option<i64>,
+    pub vpc_config: Option<VpcConfig>,
+    pub environment: Option<Environment>,
+    pub dead_letter_config: Option<DeadLetterConfig>,
+    #[serde(rename = "KMSKeyArn")]
+    pub kms_key_arn: Option<String>,
+    pub tracing_config: Option<TracingConfig>,
+    pub layers: Option<Vec<String>>,
+    pub file_system_configs: Option<serde_json::Value>,
+    pub image_config: Option<serde_json::Value>,
+    pub ephemeral_storage: Option<EphemeralStorage>,
+    pub snap_start: Option<SnapStart>,
+    pub logging_config: Option<LoggingConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateFunction {
+    pub function_name: Option<String>,
+    pub code: Option<FunctionCode>,
+    pub publish: Option<bool>,
+    pub package_type: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub architectures: Option<Vec<String>>,
+    pub code_signing_config_arn: Option<String>,
+    #[serde(flatten)]
+    pub config: ConfigurationInput,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateFunctionConfiguration {
+    pub revision_id: Option<String>,
+    #[serde(flatten)]
+    pub config: ConfigurationInput,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateFunctionCode {
+    pub zip_file: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+    pub s3_object_version: Option<String>,
+    pub image_uri: Option<String>,
+    pub publish: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub revision_id: Option<String>,
+    pub architectures: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublishVersion {
+    pub code_sha256: Option<String>,
+    pub description: Option<String>,
+    pub revision_id: Option<String>,
+}

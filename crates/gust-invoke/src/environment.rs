@@ -1,0 +1,573 @@
+//! One execution environment: a sandbox, its Runtime API, and the runtime process in it.
+//!
+//! An environment runs one invocation at a time and outlives its runtime process: after a
+//! timeout, a crash or an init failure the process is killed and the next invocation starts a
+//! fresh one in the same sandbox (the same `/tmp`), as Lambda resets an environment.
+
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use gust_model::FunctionConfig;
+use gust_model::timefmt::{iso_millis, log_stream_date};
+use gust_runtime_api::{Invocation, Link, Outcome};
+use gust_runtimes::{CommandError, RuntimeTable};
+use gust_sandbox::{Launcher, ProcessSpec, Sandbox, SandboxSpec};
+use tokio::sync::watch;
+
+use crate::logs::{self, OutputReader, SharedLog};
+use crate::report::{self, Report, Status};
+
+/// On-demand init may take this long before the invocation's own timeout starts counting
+/// against it (Lambda's 10-second init limit).
+const INIT_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// Server-wide facts every environment's variables need.
+#[derive(Clone)]
+pub struct Platform {
+    pub region: String,
+    pub runtimes: Arc<RuntimeTable>,
+    pub launcher: Arc<dyn Launcher>,
+    /// Directory of the function's extracted code, by package digest.
+    pub code_root: std::path::PathBuf,
+}
+
+/// One invocation as the environment receives it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub invoked_function_arn: String,
+    pub client_context: Option<String>,
+    pub tenant_id: Option<String>,
+}
+
+/// What an invocation produced.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub body: Bytes,
+    pub content_type: Option<String>,
+    /// The function failed (`X-Amz-Function-Error: Unhandled`).
+    pub function_error: bool,
+    pub log: Vec<u8>,
+    pub report: Report,
+}
+
+/// Environments cannot be created for reasons that are the platform's, not the function's.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    #[error(transparent)]
+    Sandbox(#[from] gust_sandbox::SandboxError),
+    #[error("{0}")]
+    Runtime(CommandError),
+}
+
+struct RuntimeProcess {
+    exited: watch::Receiver<Option<ExitStatus>>,
+    started: Instant,
+    output: OutputReader,
+}
+
+pub struct Environment {
+    pub id: String,
+    pub config: Arc<FunctionConfig>,
+    pub last_used: Instant,
+    sandbox: Box<dyn Sandbox>,
+    link: Arc<Link>,
+    server: tokio::task::JoinHandle<()>,
+    runtime: Option<RuntimeProcess>,
+    log: SharedLog,
+    process: ProcessSpec,
+}
+
+fn error_body(error_type: &str, message: String) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+async fn exit_of(exited: &mut watch::Receiver<Option<ExitStatus>>) -> ExitStatus {
+    loop {
+        if let Some(status) = *exited.borrow_and_update() {
+            return status;
+        }
+        if exited.changed().await.is_err() {
+            // The waiter is gone without a status: treat as killed.
+            use std::os::unix::process::ExitStatusExt;
+            return ExitStatus::from_raw(9);
+        }
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        let name = match signal {
+            9 => "killed".to_string(),
+            6 => "aborted".to_string(),
+            11 => "segmentation fault".to_string(),
+            15 => "terminated".to_string(),
+            n => format!("signal {n}"),
+        };
+        return Some(format!("signal: {name}"));
+    }
+    match status.code() {
+        Some(0) | None => None,
+        Some(code) => Some(format!("exit status {code}")),
+    }
+}
+
+impl Environment {
+    /// Creates the environment's sandbox and Runtime API; the runtime starts on first use.
+    pub fn create(
+        platform: &Platform,
+        config: Arc<FunctionConfig>,
+    ) -> Result<Self, EnvironmentError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let code_dir = platform
+            .code_root
+            .join(&config.code.digest_hex)
+            .join("task");
+        let mut sandbox = platform.launcher.create(&SandboxSpec {
+            environment_id: id.clone(),
+            code_dir,
+            runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
+            memory_mb: config.memory_size,
+            ephemeral_storage_mb: config.ephemeral_storage,
+        })?;
+        let runtime = config.runtime.clone().unwrap_or_default();
+        let command = platform
+            .runtimes
+            .command(&runtime, sandbox.task_root(), config.memory_size)
+            .map_err(EnvironmentError::Runtime);
+        // A missing bootstrap is the function's problem and is reported per invocation; a
+        // missing interpreter is the platform's.
+        let command = match command {
+            Err(EnvironmentError::Runtime(CommandError::NoBootstrap { searched })) => {
+                Err(CommandError::NoBootstrap { searched })
+            }
+            Err(e) => return Err(e),
+            Ok(c) => Ok(c),
+        };
+        let log_stream = format!(
+            "{}/[{}]{}",
+            log_stream_date(SystemTime::now()),
+            config.version,
+            id
+        );
+        let env = variables(
+            platform,
+            &config,
+            sandbox.as_ref(),
+            &log_stream,
+            command.as_ref().ok(),
+        );
+        let process = match command {
+            Ok(c) => ProcessSpec {
+                program: c.program,
+                args: c.args,
+                env,
+            },
+            Err(CommandError::NoBootstrap { searched }) => ProcessSpec {
+                // Recorded so that every invocation reports the same missing entrypoint.
+                program: std::path::PathBuf::new(),
+                args: searched.into_iter().map(Into::into).collect(),
+                env,
+            },
+            Err(e) => return Err(EnvironmentError::Runtime(e)),
+        };
+        let listener = sandbox
+            .take_listener()
+            .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
+            .map_err(gust_sandbox::SandboxError::Setup)?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(gust_sandbox::SandboxError::Setup)?;
+        let link = Arc::new(Link::new());
+        let server = gust_runtime_api::spawn(listener, link.clone());
+        Ok(Self {
+            id,
+            config,
+            last_used: Instant::now(),
+            sandbox,
+            link,
+            server,
+            runtime: None,
+            log: SharedLog::default(),
+            process,
+        })
+    }
+
+    /// Starts the runtime process. On failure returns the invocation error to report.
+    fn start_runtime(&mut self, request_id: &str) -> Result<(), Bytes> {
+        if self.process.program.as_os_str().is_empty() {
+            let searched: Vec<String> = self
+                .process
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            return Err(error_body(
+                "Runtime.InvalidEntrypoint",
+                format!(
+                    "RequestId: {request_id} Error: Couldn't find valid bootstrap(s): [{}]",
+                    searched.join(" ")
+                ),
+            ));
+        }
+        self.link.reset();
+        let spawned = self.sandbox.spawn(&self.process).map_err(|e| {
+            let detail = match &e {
+                gust_sandbox::SandboxError::Spawn { program, source } => {
+                    let reason = match source.kind() {
+                        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                        _ => source.to_string(),
+                    };
+                    format!("fork/exec {}: {reason}", program.display())
+                }
+                other => other.to_string(),
+            };
+            error_body(
+                "Runtime.InvalidEntrypoint",
+                format!("RequestId: {request_id} Error: {detail}"),
+            )
+        })?;
+        let output =
+            OutputReader::start(spawned.output, self.log.clone(), self.config.name.clone())
+                .map_err(|e| {
+                    error_body(
+                        "Runtime.Unknown",
+                        format!("RequestId: {request_id} Error: {e}"),
+                    )
+                })?;
+        let (tx, exited) = watch::channel(None);
+        let mut child = spawned.child;
+        tokio::spawn(async move {
+            let status = child.wait().await.ok();
+            let _ = tx.send(status);
+        });
+        self.runtime = Some(RuntimeProcess {
+            exited,
+            started: Instant::now(),
+            output,
+        });
+        Ok(())
+    }
+
+    /// Kills the runtime and everything it started; the next invocation starts it again.
+    fn reset(&mut self) {
+        self.sandbox.kill_all();
+        self.runtime = None;
+        self.link.reset();
+    }
+
+    /// Whether the environment has a live runtime (a warm start is possible).
+    pub fn is_warm(&self) -> bool {
+        self.runtime
+            .as_ref()
+            .is_some_and(|r| r.exited.borrow().is_none())
+    }
+
+    /// Runs one invocation to its end.
+    pub async fn invoke(&mut self, request: Request) -> Response {
+        let timeout = Duration::from_secs(self.config.timeout as u64);
+        let cold = !self.is_warm();
+        if cold && self.runtime.is_some() {
+            // The runtime exited between invocations (for example it ended itself).
+            self.reset();
+        }
+        let before = logs::lock(&self.log).take();
+        let start = Instant::now();
+        if cold && let Err(body) = self.start_runtime(&request.request_id) {
+            return self.finish(
+                &request,
+                before,
+                Vec::new(),
+                start,
+                None,
+                None,
+                Ended::Failed(body),
+                cold,
+            );
+        }
+        let trace_id = trace_id();
+        let pending = self.link.dispatch(Invocation {
+            request_id: request.request_id.clone(),
+            payload: request.payload.clone(),
+            invoked_function_arn: request.invoked_function_arn.clone(),
+            timeout,
+            trace_id,
+            client_context: request.client_context.clone(),
+            cognito_identity: None,
+            tenant_id: request.tenant_id.clone(),
+        });
+        let runtime = self.runtime.as_mut().expect("started above");
+        let mut exited = runtime.exited.clone();
+        let init_deadline = runtime.started + INIT_ALLOWANCE + timeout;
+        let mut delivered = Some(pending.delivered);
+        let mut outcome = pending.outcome;
+        let mut delivery = None;
+        let mut before = before;
+        let ended = loop {
+            let deadline = delivery
+                .map(|d: gust_runtime_api::Delivery| d.deadline)
+                .unwrap_or(init_deadline);
+            tokio::select! {
+                biased;
+                result = &mut outcome => break match result {
+                    Ok(o) => Ended::Runtime(o),
+                    Err(_) => Ended::Failed(error_body(
+                        "Runtime.Unknown",
+                        format!("RequestId: {} Error: the Runtime API lost the invocation", request.request_id),
+                    )),
+                },
+                result = async { delivered.as_mut().expect("guarded").await }, if delivered.is_some() => {
+                    delivered = None;
+                    if let Ok(d) = result {
+                        delivery = Some(d);
+                        if cold {
+                            // Output so far is the init phase's: it goes before START.
+                            runtime.output.flush().await;
+                            before.extend(logs::lock(&self.log).take());
+                        }
+                    }
+                }
+                status = exit_of(&mut exited) => break Ended::Exited(status),
+                _ = tokio::time::sleep_until(deadline.into()) => break Ended::TimedOut,
+            }
+        };
+        runtime.output.flush().await;
+        let during = logs::lock(&self.log).take();
+        let init_duration = if cold {
+            let ready = self.link.ready_at().unwrap_or_else(Instant::now);
+            Some(ready.saturating_duration_since(runtime.started))
+        } else {
+            None
+        };
+        let invoke_start = delivery.map(|d| d.at).unwrap_or(start);
+        self.finish(
+            &request,
+            before,
+            during,
+            invoke_start,
+            init_duration,
+            Some(timeout),
+            ended,
+            cold,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        request: &Request,
+        before: Vec<u8>,
+        during: Vec<u8>,
+        invoke_start: Instant,
+        init_duration: Option<Duration>,
+        timeout: Option<Duration>,
+        ended: Ended,
+        cold: bool,
+    ) -> Response {
+        let duration = invoke_start.elapsed();
+        let max_memory = self.sandbox.peak_memory().unwrap_or(0);
+        let id = &request.request_id;
+        let mut extra = None;
+        let (body, content_type, function_error, status, reset) = match ended {
+            Ended::Runtime(Outcome::Response { body, content_type }) => {
+                (body, content_type, false, Status::Success, false)
+            }
+            Ended::Runtime(Outcome::Error { body, .. }) => (body, None, true, Status::Error, false),
+            Ended::Runtime(Outcome::ResponseTooLarge) => (
+                error_body(
+                    "Function.ResponseSizeTooLarge",
+                    format!(
+                        "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                        gust_model::limits::RUNTIME_RESPONSE_MAX
+                    ),
+                ),
+                None,
+                true,
+                Status::Error,
+                false,
+            ),
+            Ended::Runtime(Outcome::InitError { body, .. }) => {
+                (body, None, true, Status::Error, true)
+            }
+            Ended::Exited(exit) => {
+                let message = match describe_exit(exit) {
+                    Some(reason) => {
+                        format!("RequestId: {id} Error: Runtime exited with error: {reason}")
+                    }
+                    None => {
+                        format!("RequestId: {id} Error: Runtime exited without providing a reason")
+                    }
+                };
+                extra = Some(message.clone());
+                (
+                    error_body("Runtime.ExitError", message),
+                    None,
+                    true,
+                    Status::Error,
+                    true,
+                )
+            }
+            Ended::TimedOut => {
+                let seconds = timeout.unwrap_or_default().as_secs_f64();
+                extra = Some(format!(
+                    "{} {id} Task timed out after {seconds:.2} seconds",
+                    iso_millis(SystemTime::now())
+                ));
+                (
+                    error_body(
+                        "Sandbox.Timedout",
+                        format!("RequestId: {id} Error: Task timed out after {seconds:.2} seconds"),
+                    ),
+                    None,
+                    true,
+                    Status::Timeout,
+                    true,
+                )
+            }
+            Ended::Failed(body) => (body, None, true, Status::Error, cold),
+        };
+        if reset {
+            self.reset();
+        }
+        self.last_used = Instant::now();
+        let report = Report {
+            request_id: id.clone(),
+            version: self.config.version.clone(),
+            duration,
+            init_duration,
+            memory_size_mb: self.config.memory_size,
+            max_memory_used_mb: max_memory.div_ceil(1024 * 1024),
+            status,
+        };
+        let log = report::assemble(&before, &during, extra.as_deref(), &report);
+        Response {
+            body,
+            content_type,
+            function_error,
+            log,
+            report,
+        }
+    }
+
+    /// Tears the environment down: kills its processes, stops its Runtime API, frees its
+    /// directories.
+    pub fn destroy(mut self) {
+        self.link.close();
+        self.server.abort();
+        self.runtime = None;
+        self.sandbox.destroy();
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        self.link.close();
+        self.server.abort();
+    }
+}
+
+enum Ended {
+    Runtime(Outcome),
+    Exited(ExitStatus),
+    TimedOut,
+    /// The runtime could not be started or the invocation was lost.
+    Failed(Bytes),
+}
+
+/// An X-Ray trace header for one invocation.
+fn trace_id() -> String {
+    let epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let root = uuid::Uuid::new_v4().simple().to_string();
+    let parent = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "Root=1-{epoch:08x}-{};Parent={};Sampled=0;Lineage=1:{}:0",
+        &root[..24],
+        &parent[..16],
+        &parent[16..24]
+    )
+}
+
+/// The runtime's environment variables, as Lambda sets them.
+fn variables(
+    platform: &Platform,
+    config: &FunctionConfig,
+    sandbox: &dyn Sandbox,
+    log_stream: &str,
+    command: Option<&gust_runtimes::RuntimeCommand>,
+) -> Vec<(String, String)> {
+    let task_root = sandbox.task_root().display().to_string();
+    let mut vars: Vec<(String, String)> = vec![
+        ("AWS_LAMBDA_FUNCTION_NAME".into(), config.name.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION".into(), config.version.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+            config.memory_size.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+            config.logging.log_group.clone(),
+        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream.to_string()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+        (
+            "AWS_LAMBDA_RUNTIME_API".into(),
+            sandbox.runtime_api_address().to_string(),
+        ),
+        ("AWS_REGION".into(), platform.region.clone()),
+        ("AWS_DEFAULT_REGION".into(), platform.region.clone()),
+        ("LAMBDA_TASK_ROOT".into(), task_root.clone()),
+        (
+            "LAMBDA_RUNTIME_DIR".into(),
+            sandbox.runtime_dir().display().to_string(),
+        ),
+        ("TZ".into(), ":UTC".into()),
+        ("LANG".into(), "en_US.UTF-8".into()),
+        ("LC_CTYPE".into(), "C.UTF-8".into()),
+        ("PWD".into(), task_root),
+        ("TMPDIR".into(), sandbox.tmp_dir().display().to_string()),
+        ("AWS_XRAY_CONTEXT_MISSING".into(), "LOG_ERROR".into()),
+        // Gust has no IAM yet: SDKs inside functions get placeholder credentials so that they
+        // initialise as they do on Lambda.
+        ("AWS_ACCESS_KEY_ID".into(), "GUSTFUNCTIONKEYID0000".into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            "gust-function-placeholder-secret".into(),
+        ),
+        (
+            "AWS_SESSION_TOKEN".into(),
+            "gust-function-placeholder-token".into(),
+        ),
+    ];
+    if let Some(handler) = &config.handler {
+        vars.push(("_HANDLER".into(), handler.clone()));
+    }
+    if config.logging.log_format == "JSON" {
+        vars.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
+        if let Some(level) = &config.logging.application_log_level {
+            vars.push(("AWS_LAMBDA_LOG_LEVEL".into(), level.clone()));
+        }
+    }
+    if let Some(command) = command {
+        for (k, v) in &command.env {
+            set(&mut vars, k, v);
+        }
+    }
+    for (k, v) in config.environment.iter().flatten() {
+        set(&mut vars, k, v);
+    }
+    vars
+}
+
+fn set(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
+    match vars.iter_mut().find(|(k, _)| k == key) {
+        Some(entry) => entry.1 = value.to_string(),
+        None => vars.push((key.to_string(), value.to_string())),
+    }
+}

@@ -1,0 +1,11 @@
+//! The Lambda Runtime API (`/2018-06-01/runtime/...`) for one execution environment.
+//!
+//! Each environment gets its own listener and its own [`Link`], so a request id can only ever
+//! refer to that environment's invocation, and the listener can later move into the
+//! environment's network namespace without changing the protocol side.
+
+pub mod link;
+pub mod server;
+
+pub use link::{Delivery, Invocation, Link, Outcome, Pending};
+pub use server::spawn;

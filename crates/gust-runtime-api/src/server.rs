@@ -1,0 +1,250 @@
+//! The HTTP side of the Runtime API, served on a listener that belongs to one environment.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gust_model::limits::RUNTIME_RESPONSE_MAX;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::link::{Link, Outcome, Refusal};
+
+const PREFIX: &str = "/2018-06-01/runtime";
+/// Error-cause headers (X-Ray) can approach 1 MiB; the whole head must fit in this buffer.
+const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
+/// Bodies of error reports are capped like responses.
+const MAX_ERROR_BODY: u64 = RUNTIME_RESPONSE_MAX;
+
+/// Serves the Runtime API on `listener` until the returned task is aborted; aborting it also
+/// ends every open connection.
+pub fn spawn(listener: TcpListener, link: Arc<Link>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let link = link.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let link = link.clone();
+                            async move { Ok::<_, Infallible>(route(&link, req).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .max_buf_size(MAX_HEAD_BYTES)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    })
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, error_type: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "errorMessage": message, "errorType": error_type });
+    json(status, body.to_string())
+}
+
+fn accepted() -> Response<Full<Bytes>> {
+    json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#.to_string())
+}
+
+fn refusal(r: Refusal) -> Response<Full<Bytes>> {
+    match r {
+        Refusal::UnknownRequestId => error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        ),
+        Refusal::StillInvoking => error(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "State transition from Invoking to Ready failed for runtime. Error: the current invocation has no response or error yet",
+        ),
+        Refusal::Closed => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Runtime.ShuttingDown",
+            "The execution environment is shutting down; the runtime must exit.",
+        ),
+    }
+}
+
+fn too_large() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!("Exceeded maximum allowed payload size ({RUNTIME_RESPONSE_MAX} bytes)."),
+    )
+}
+
+fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Reads a body up to `limit` bytes; `None` if it is larger or the connection broke.
+async fn read_body(req: Request<Incoming>, limit: u64) -> Option<Bytes> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return None;
+    }
+    Limited::new(req.into_body(), limit as usize)
+        .collect()
+        .await
+        .ok()
+        .map(|b| b.to_bytes())
+}
+
+async fn route(link: &Link, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if method == Method::GET && path == "/2018-06-01/ping" {
+        return json(StatusCode::OK, "{}".into());
+    }
+    if path.starts_with("/2022-07-01/telemetry") || path.starts_with("/2020-08-15/logs") {
+        let kind = if path.starts_with("/2022") {
+            "Telemetry"
+        } else {
+            "Logs"
+        };
+        return error(
+            StatusCode::ACCEPTED,
+            &format!("{kind}.NotSupported"),
+            &format!("{kind} API is not supported"),
+        );
+    }
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "Unknown Runtime API path",
+        );
+    };
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::GET, ["invocation", "next"]) => next(link).await,
+        (Method::POST, ["invocation", id, "response"]) => {
+            let id = id.to_string();
+            if let Some(mode) = header(&req, "lambda-runtime-function-response-mode")
+                && !mode.eq_ignore_ascii_case("streaming")
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidFunctionResponseMode",
+                    &format!("Invalid function response mode: {mode}"),
+                );
+            }
+            if !link.is_current(&id) {
+                return refusal(Refusal::UnknownRequestId);
+            }
+            let content_type = header(&req, "content-type");
+            match read_body(req, RUNTIME_RESPONSE_MAX).await {
+                Some(body) => match link.complete(&id, Outcome::Response { body, content_type }) {
+                    Ok(()) => accepted(),
+                    Err(r) => refusal(r),
+                },
+                None => {
+                    let _ = link.complete(&id, Outcome::ResponseTooLarge);
+                    too_large()
+                }
+            }
+        }
+        (Method::POST, ["invocation", id, "error"]) => {
+            let id = id.to_string();
+            if !link.is_current(&id) {
+                return refusal(Refusal::UnknownRequestId);
+            }
+            let error_type = header(&req, "lambda-runtime-function-error-type");
+            match read_body(req, MAX_ERROR_BODY).await {
+                Some(body) => match link.complete(&id, Outcome::Error { body, error_type }) {
+                    Ok(()) => accepted(),
+                    Err(r) => refusal(r),
+                },
+                None => too_large(),
+            }
+        }
+        (Method::POST, ["init", "error"]) => {
+            let error_type = header(&req, "lambda-runtime-function-error-type");
+            match read_body(req, MAX_ERROR_BODY).await {
+                Some(body) => {
+                    link.init_error(Outcome::InitError { body, error_type });
+                    accepted()
+                }
+                None => too_large(),
+            }
+        }
+        (Method::GET, ["restore", "next"]) => json(StatusCode::OK, "{}".into()),
+        (Method::POST, ["restore", "error"]) => accepted(),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Unknown Runtime API path {path}"),
+        ),
+    }
+}
+
+async fn next(link: &Link) -> Response<Full<Bytes>> {
+    let event = match link.next().await {
+        Ok(event) => event,
+        Err(r) => return refusal(r),
+    };
+    let inv = event.invocation;
+    let mut response = Response::new(Full::new(inv.payload));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.insert(name, v);
+        }
+    };
+    set("lambda-runtime-aws-request-id", &inv.request_id);
+    set(
+        "lambda-runtime-deadline-ms",
+        &event.deadline_epoch_ms.to_string(),
+    );
+    set(
+        "lambda-runtime-invoked-function-arn",
+        &inv.invoked_function_arn,
+    );
+    set("lambda-runtime-trace-id", &inv.trace_id);
+    if let Some(cc) = &inv.client_context {
+        set("lambda-runtime-client-context", &single_line(cc));
+    }
+    if let Some(ci) = &inv.cognito_identity {
+        set("lambda-runtime-cognito-identity", &single_line(ci));
+    }
+    if let Some(tenant) = &inv.tenant_id {
+        set("lambda-runtime-aws-tenant-id", tenant);
+    }
+    response
+}
+
+/// JSON text may be pretty-printed; raw line breaks can only be whitespace between tokens
+/// (inside strings they are escaped), so they become spaces to fit in a header.
+fn single_line(json: &str) -> String {
+    json.replace(['\r', '\n', '\t'], " ")
+}

@@ -1,0 +1,512 @@
+"""Gust's Python runtime.
+
+Talks to the Lambda Runtime API named by AWS_LAMBDA_RUNTIME_API, loads the handler named by
+_HANDLER the way Lambda's Python runtime does, and runs one event at a time. Start-up cost is
+what users feel on a cold start, so only `json` is imported before the first event: the HTTP
+client is a few lines over `_socket`, `logging` is configured only when the function imports it,
+and `traceback` is imported only to report an error.
+"""
+
+import _socket
+import json
+import os
+import sys
+import time
+
+RUNTIME_PREFIX = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+# Lambda's log sink joins the lines of one error record with carriage returns so that the record
+# stays one log event, and indents with no-break spaces so that log viewers keep the indentation.
+LINE_JOIN = "\r"
+INDENT = "\u00a0"
+
+_request_id = ""
+_tenant_id = None
+
+
+class StaleConnection(Exception):
+    """The server closed an idle keep-alive connection before we reused it."""
+
+
+class RuntimeApi:
+    """An HTTP/1.1 client on one keep-alive connection to the Runtime API."""
+
+    def __init__(self, address):
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError("AWS_LAMBDA_RUNTIME_API must be host:port, got %r" % address)
+        host = host.strip("[]")
+        self.host_header = address
+        self.address = (host, int(port))
+        self.family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        self.sock = None
+        self.pending = b""
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = None
+        self.pending = b""
+
+    def request(self, method, path, body=b"", headers=None):
+        lines = [
+            "%s %s HTTP/1.1" % (method, path),
+            "Host: " + self.host_header,
+            "Content-Length: %d" % len(body),
+        ]
+        if headers:
+            for name, value in headers.items():
+                lines.append("%s: %s" % (name, value))
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
+        for attempt in (0, 1):
+            if self.sock is None:
+                sock = _socket.socket(self.family, _socket.SOCK_STREAM)
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                sock.connect(self.address)
+                self.sock = sock
+            try:
+                self.sock.sendall(data)
+                return self._read_response()
+            except (StaleConnection, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if attempt:
+                    raise ConnectionError("the Runtime API closed the connection")
+
+    def _read_response(self):
+        buf = bytearray(self.pending)
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                if not buf:
+                    raise StaleConnection()
+                raise ConnectionError("the Runtime API closed the connection mid-response")
+            buf += chunk
+        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        start = end + 4
+        while len(buf) - start < length:
+            chunk = self.sock.recv(max(65536, length - (len(buf) - start)))
+            if not chunk:
+                raise ConnectionError("the Runtime API closed the connection mid-response")
+            buf += chunk
+        body = bytes(buf[start : start + length])
+        self.pending = bytes(buf[start + length :])
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, body
+
+    def next(self):
+        status, headers, body = self.request("GET", RUNTIME_PREFIX + "/invocation/next")
+        if status != 200:
+            raise RuntimeError("Runtime API /next answered %d: %r" % (status, body[:200]))
+        return headers, body
+
+    def respond(self, request_id, payload, content_type):
+        path = "%s/invocation/%s/response" % (RUNTIME_PREFIX, request_id)
+        self.request("POST", path, payload, {"Content-Type": content_type})
+
+    def error(self, request_id, error):
+        path = "%s/invocation/%s/error" % (RUNTIME_PREFIX, request_id)
+        headers = {"Content-Type": "application/json", ERROR_TYPE_HEADER: error["errorType"]}
+        self.request("POST", path, to_json(error).encode("utf-8"), headers)
+
+    def init_error(self, error):
+        headers = {"Content-Type": "application/json", ERROR_TYPE_HEADER: error["errorType"]}
+        self.request("POST", RUNTIME_PREFIX + "/init/error", to_json(error).encode("utf-8"), headers)
+
+
+class Fault(Exception):
+    """An error the runtime itself diagnoses, reported with a `Runtime.*` type."""
+
+    def __init__(self, error_type, message, trace=None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace
+
+
+def make_error(message, error_type, stack_trace, request_id=""):
+    return {
+        "errorMessage": message or "",
+        "errorType": error_type or "",
+        "requestId": request_id or "",
+        "stackTrace": stack_trace or [],
+    }
+
+
+def error_from_exception(exc_info, request_id=""):
+    import traceback
+
+    etype, value, tb = exc_info
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
+    # Drop the runtime's own frames: the user's code starts at the first frame outside this file.
+    for i, frame in enumerate(frames):
+        if frame[0] != __file__:
+            frames = frames[i:]
+            break
+    else:
+        frames = []
+    return make_error(str(value), etype.__name__, traceback.format_list(frames), request_id)
+
+
+def log_error(error):
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        record = {"timestamp": iso_now(), "log_level": "ERROR"}
+        record.update(error)
+        sys.stdout.write(to_json(record) + "\n")
+        return
+    head = "[ERROR]"
+    if error.get("errorType"):
+        head += " " + error["errorType"]
+    if error.get("errorMessage"):
+        head += (":" if error.get("errorType") else "") + " " + error["errorMessage"]
+    lines = [head]
+    trace = error.get("stackTrace")
+    if trace is not None:
+        lines.append("Traceback (most recent call last):")
+        for element in trace:
+            for line in element.splitlines() or [""]:
+                stripped = line.lstrip(" ")
+                lines.append(INDENT * (len(line) - len(stripped)) + stripped)
+    sys.stdout.write(LINE_JOIN.join(lines) + "\n")
+
+
+def iso_now():
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000)
+
+
+def _json_default(obj):
+    if type(obj).__name__ == "Decimal":
+        if obj.is_nan():
+            return float("nan")
+        return int(obj) if obj == obj.to_integral_value() else float(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+# Lambda's newer Python runtimes keep non-ASCII text as it is; older ones escape it.
+_ENSURE_ASCII = os.environ.get("AWS_EXECUTION_ENV", "") in (
+    "AWS_Lambda_python3.8",
+    "AWS_Lambda_python3.9",
+    "AWS_Lambda_python3.10",
+    "AWS_Lambda_python3.11",
+)
+
+
+def to_json(obj):
+    return json.dumps(obj, default=_json_default, ensure_ascii=_ENSURE_ASCII, allow_nan=True)
+
+
+def load_handler(spec):
+    try:
+        module_name, function_name = spec.rsplit(".", 1)
+    except ValueError as e:
+        raise Fault("Runtime.MalformedHandlerName", "Bad handler '%s': %s" % (spec, e))
+    if module_name.split(".")[0] in sys.builtin_module_names:
+        raise Fault(
+            "Runtime.BuiltInModuleConflict",
+            "Cannot use built-in module %s as a handler module" % module_name,
+        )
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+    except ImportError as e:
+        raise Fault(
+            "Runtime.ImportModuleError", "Unable to import module '%s': %s" % (module_name, e)
+        )
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise Fault(
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module '%s': %s" % (module_name, e),
+            trace,
+        )
+    try:
+        return getattr(module, function_name)
+    except AttributeError:
+        raise Fault(
+            "Runtime.HandlerNotFound",
+            "Handler '%s' missing on module '%s'" % (function_name, module_name),
+        )
+
+
+class _Fields:
+    """A plain attribute bag with the fields Lambda's context objects expose (None if absent)."""
+
+    _fields = ()
+
+    def __init__(self, values):
+        for name in self._fields:
+            setattr(self, name, values.get(name) if values else None)
+
+    def __repr__(self):
+        inner = ",".join("%s=%s" % (n, getattr(self, n)) for n in self._fields)
+        return "%s([%s])" % (type(self).__name__, inner)
+
+
+class Client(_Fields):
+    _fields = (
+        "installation_id",
+        "app_title",
+        "app_version_name",
+        "app_version_code",
+        "app_package_name",
+    )
+
+
+class ClientContext(_Fields):
+    _fields = ("custom", "env", "client")
+
+
+class CognitoIdentity(_Fields):
+    _fields = ("cognito_identity_id", "cognito_identity_pool_id")
+
+
+def _parse_json_header(value, what):
+    try:
+        return json.loads(value)
+    except Exception as e:
+        raise Fault("Runtime.LambdaContextUnmarshalError", "Unable to parse %s JSON: %s" % (what, e))
+
+
+class LambdaContext:
+    def __init__(self, headers):
+        env = os.environ
+        self.aws_request_id = headers.get("lambda-runtime-aws-request-id", "")
+        self.invoked_function_arn = headers.get("lambda-runtime-invoked-function-arn")
+        self.tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self._deadline_ms = int(headers.get("lambda-runtime-deadline-ms", "0") or 0)
+        self.client_context = None
+        raw = headers.get("lambda-runtime-client-context")
+        if raw:
+            doc = _parse_json_header(raw, "Client Context")
+            self.client_context = ClientContext(doc)
+            self.client_context.client = (
+                Client(self.client_context.client) if self.client_context.client is not None else None
+            )
+        identity = {}
+        raw = headers.get("lambda-runtime-cognito-identity")
+        if raw:
+            doc = _parse_json_header(raw, "Cognito Identity")
+            identity = {
+                "cognito_identity_id": doc.get("cognitoIdentityId"),
+                "cognito_identity_pool_id": doc.get("cognitoIdentityPoolId"),
+            }
+        self.identity = CognitoIdentity(identity)
+
+    def get_remaining_time_in_millis(self):
+        remaining = self._deadline_ms - int(time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def log(self, msg):
+        sys.stdout.write(str(msg))
+
+    def __repr__(self):
+        names = (
+            "aws_request_id",
+            "log_group_name",
+            "log_stream_name",
+            "function_name",
+            "memory_limit_in_mb",
+            "function_version",
+            "invoked_function_arn",
+            "client_context",
+            "identity",
+            "tenant_id",
+        )
+        return "LambdaContext([%s])" % ",".join("%s=%s" % (n, getattr(self, n)) for n in names)
+
+
+def configure_logging(logging):
+    """Installs Lambda's log format on the root logger (called when `logging` is imported)."""
+
+    class RequestIdFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _request_id
+            record.tenant_id = _tenant_id
+            return True
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record):
+            doc = {
+                "timestamp": iso_now(),
+                "level": record.levelname,
+                "message": record.getMessage(),
+                "logger": record.name,
+                "requestId": getattr(record, "aws_request_id", ""),
+            }
+            if record.exc_info:
+                etype, value, _ = record.exc_info
+                doc["errorType"] = etype.__name__
+                doc["errorMessage"] = str(value)
+                doc["stackTrace"] = self.formatException(record.exc_info).splitlines()
+            return to_json(doc) + "\n"
+
+    class StdoutHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                sys.stdout.write(self.format(record))
+            except Exception:
+                self.handleError(record)
+
+    logging.Formatter.converter = time.gmtime
+    handler = StdoutHandler()
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+                "%Y-%m-%dT%H:%M:%S",
+            )
+        )
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
+    if level in ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "TRACE"):
+        root.setLevel({"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG"}.get(level, level))
+
+
+class _ConfigureLoggingOnImport:
+    """A meta-path hook that configures `logging` right after the function first imports it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        inner = spec.loader
+
+        class Loader:
+            def create_module(self, spec):
+                return inner.create_module(spec)
+
+            def exec_module(self, module):
+                inner.exec_module(module)
+                configure_logging(module)
+
+        spec.loader = Loader()
+        return spec
+
+
+def decode_event(body, content_type):
+    if content_type and content_type != "application/json":
+        return body
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except Exception as e:
+        raise Fault("Runtime.UnmarshalError", "Unable to unmarshal input: %s" % e)
+
+
+def encode_result(result):
+    if isinstance(result, bytes):
+        return result, "application/unknown"
+    try:
+        return to_json(result).encode("utf-8"), "application/json"
+    except Exception as e:
+        raise Fault("Runtime.MarshalError", "Unable to marshal response: %s" % e)
+
+
+def flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def handle(api, handler, headers, body):
+    global _request_id, _tenant_id
+    request_id = headers.get("lambda-runtime-aws-request-id", "")
+    _request_id = request_id
+    _tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+    trace_id = headers.get("lambda-runtime-trace-id")
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+    error = None
+    try:
+        context = LambdaContext(headers)
+        event = decode_event(body, headers.get("content-type"))
+        payload, content_type = encode_result(handler(event, context))
+    except Fault as f:
+        error = make_error(f.message, f.error_type, f.trace, request_id)
+    except Exception:
+        error = error_from_exception(sys.exc_info(), request_id)
+
+    if error is not None:
+        log_error(error)
+        flush()
+        api.error(request_id, error)
+    else:
+        flush()
+        api.respond(request_id, payload, content_type)
+
+
+def main():
+    if "logging" in sys.modules:
+        configure_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _ConfigureLoggingOnImport())
+
+    api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    # The runtime's own directory must not shadow the function's modules.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    version = "%d.%d" % sys.version_info[:2]
+    extra = ["/opt/python/lib/python%s/site-packages" % version, "/opt/python"]
+    sys.path[0:0] = [task_root] + [p for p in extra if os.path.isdir(p)]
+
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except Fault as f:
+        error = make_error(f.message, f.error_type, f.trace)
+    except Exception:
+        error = error_from_exception(sys.exc_info())
+    else:
+        error = None
+    if error is not None:
+        log_error(error)
+        flush()
+        api.init_error(error)
+        sys.exit(1)
+
+    while True:
+        headers, body = api.next()
+        handle(api, handler, headers, body)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConnectionError, OSError) as e:
+        # The platform went away (environment retired or Gust stopped): nothing left to serve.
+        sys.stderr.write("gust runtime: lost the Runtime API: %s\n" % e)
+        sys.exit(1)

@@ -1,0 +1,291 @@
+//! The runtimes Gust runs.
+//!
+//! Python and Node.js functions run on the host's interpreters with Gust's own bootstraps
+//! (shipped inside the binary and written to the runtime directory at start); custom runtimes
+//! (`provided*`) run the function's `bootstrap`. [`RuntimeTable`] is resolved once at start and
+//! then only answers "which command starts this function's runtime".
+
+pub mod ids;
+pub mod resolve;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use ids::{Family, RuntimeId, Support, support};
+pub use resolve::Interpreter;
+
+const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
+const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.cjs");
+
+/// Where a custom runtime's bootstrap is looked for, in Lambda's order (after the task root).
+const LAYER_BOOTSTRAP: &str = "/opt/bootstrap";
+
+/// What serves one runtime id on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    /// A host interpreter; `exact` is false when the requested version is missing and the
+    /// nearest available one serves it instead.
+    Interpreter {
+        interpreter: Interpreter,
+        exact: bool,
+        configured: bool,
+    },
+    /// The function's own `bootstrap` executable.
+    FunctionBootstrap,
+    /// Nothing on this host can run it.
+    Missing { what: &'static str },
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub runtime: RuntimeId,
+    pub provider: Provider,
+}
+
+/// The program, arguments and runtime-specific environment that start a runtime process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("Gust does not run the {0} runtime")]
+    UnsupportedRuntime(String),
+    #[error("no {what} interpreter is installed on this host to run {runtime}")]
+    NoInterpreter {
+        runtime: &'static str,
+        what: &'static str,
+    },
+    #[error("Couldn't find valid bootstrap(s): [{}]", .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "))]
+    NoBootstrap { searched: Vec<PathBuf> },
+}
+
+/// Resolved runtimes and the installed bootstraps.
+#[derive(Debug, Clone)]
+pub struct RuntimeTable {
+    runtime_dir: PathBuf,
+    entries: Vec<Entry>,
+}
+
+impl RuntimeTable {
+    /// Resolves every runtime id; bootstraps will live under `runtime_dir` (see
+    /// [`install`](Self::install)). `configured` maps runtime ids to interpreters chosen by the
+    /// operator.
+    pub fn discover(runtime_dir: &Path, configured: &BTreeMap<String, PathBuf>) -> Self {
+        let pythons = resolve::find_pythons();
+        let nodes = resolve::find_nodes();
+        let entries = ids::GUST_RUNTIMES
+            .iter()
+            .map(|&runtime| {
+                let provider = if let Some(path) = configured.get(runtime.id) {
+                    Provider::Interpreter {
+                        interpreter: Interpreter {
+                            path: fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+                            version: runtime.version.to_string(),
+                        },
+                        exact: true,
+                        configured: true,
+                    }
+                } else {
+                    let (available, what) = match runtime.family {
+                        Family::Python => (&pythons, "python3"),
+                        Family::Node => (&nodes, "node"),
+                        Family::Custom => {
+                            return Entry {
+                                runtime,
+                                provider: Provider::FunctionBootstrap,
+                            };
+                        }
+                    };
+                    match resolve::closest(available, runtime.version) {
+                        Some((interpreter, exact)) => Provider::Interpreter {
+                            interpreter: interpreter.clone(),
+                            exact,
+                            configured: false,
+                        },
+                        None => Provider::Missing { what },
+                    }
+                };
+                Entry { runtime, provider }
+            })
+            .collect();
+        Self {
+            runtime_dir: runtime_dir.to_path_buf(),
+            entries,
+        }
+    }
+
+    /// Writes Gust's bootstraps into the runtime directory.
+    pub fn install(&self) -> io::Result<()> {
+        install(&self.runtime_dir, "python/bootstrap.py", PYTHON_BOOTSTRAP)?;
+        install(&self.runtime_dir, "node/bootstrap.cjs", NODE_BOOTSTRAP)
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// `LAMBDA_RUNTIME_DIR`: where Gust's bootstraps live.
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+
+    pub fn entry(&self, runtime: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.runtime.id == runtime)
+    }
+
+    /// The command that starts `runtime` for a function whose code is at `task_root`.
+    pub fn command(
+        &self,
+        runtime: &str,
+        task_root: &Path,
+        memory_mb: u32,
+    ) -> Result<RuntimeCommand, CommandError> {
+        let entry = self
+            .entry(runtime)
+            .ok_or_else(|| CommandError::UnsupportedRuntime(runtime.to_string()))?;
+        let mut env = vec![(
+            "LAMBDA_RUNTIME_DIR".to_string(),
+            self.runtime_dir.display().to_string(),
+        )];
+        let task = task_root.display().to_string();
+        env.push((
+            "LD_LIBRARY_PATH".into(),
+            format!("{task}:{task}/lib:/opt/lib"),
+        ));
+        match &entry.provider {
+            Provider::FunctionBootstrap => {
+                env.push((
+                    "PATH".into(),
+                    "/usr/local/bin:/usr/bin:/bin:/opt/bin".into(),
+                ));
+                let candidates = [task_root.join("bootstrap"), PathBuf::from(LAYER_BOOTSTRAP)];
+                let program = candidates.iter().find(|p| p.is_file()).cloned().ok_or(
+                    CommandError::NoBootstrap {
+                        searched: candidates.to_vec(),
+                    },
+                )?;
+                Ok(RuntimeCommand {
+                    program,
+                    args: Vec::new(),
+                    env,
+                })
+            }
+            Provider::Missing { what } => Err(CommandError::NoInterpreter {
+                runtime: entry.runtime.id,
+                what,
+            }),
+            Provider::Interpreter { interpreter, .. } => {
+                let bin_dir = interpreter
+                    .path
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                env.push((
+                    "PATH".into(),
+                    format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin:/opt/bin"),
+                ));
+                env.push((
+                    "AWS_EXECUTION_ENV".into(),
+                    format!("AWS_Lambda_{}", entry.runtime.id),
+                ));
+                let (args, extra) = match entry.runtime.family {
+                    Family::Python => (
+                        vec![
+                            OsString::from("-u"),
+                            self.runtime_dir.join("python/bootstrap.py").into(),
+                        ],
+                        Vec::new(),
+                    ),
+                    _ => {
+                        let major = entry.runtime.version;
+                        let node_path = format!(
+                            "/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:{rt}/node_modules:{rt}:{task}",
+                            rt = self.runtime_dir.display()
+                        );
+                        (
+                            vec![
+                                OsString::from("--expose-gc"),
+                                OsString::from("--max-http-header-size=81920"),
+                                OsString::from(format!(
+                                    "--max-old-space-size={}",
+                                    (memory_mb as u64 * 90 / 100).max(64)
+                                )),
+                                self.runtime_dir.join("node/bootstrap.cjs").into(),
+                            ],
+                            vec![("NODE_PATH".to_string(), node_path)],
+                        )
+                    }
+                };
+                env.extend(extra);
+                Ok(RuntimeCommand {
+                    program: interpreter.path.clone(),
+                    args,
+                    env,
+                })
+            }
+        }
+    }
+}
+
+/// Writes a bootstrap file unless it already has the right content.
+fn install(dir: &Path, relative: &str, content: &str) -> io::Result<()> {
+    let path = dir.join(relative);
+    if fs::read_to_string(&path).is_ok_and(|existing| existing == content) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, content)?;
+    fs::rename(&tmp, &path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_runtimes_need_a_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = RuntimeTable::discover(&dir.path().join("rt"), &BTreeMap::new());
+        table.install().unwrap();
+        let task = dir.path().join("task");
+        fs::create_dir(&task).unwrap();
+        let err = table.command("provided.al2023", &task, 128).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Couldn't find valid bootstrap(s): [")
+        );
+        fs::write(task.join("bootstrap"), "#!/bin/sh\n").unwrap();
+        let cmd = table.command("provided.al2023", &task, 128).unwrap();
+        assert_eq!(cmd.program, task.join("bootstrap"));
+        assert!(cmd.env.iter().all(|(k, _)| k != "AWS_EXECUTION_ENV"));
+        assert!(dir.path().join("rt/python/bootstrap.py").is_file());
+        assert!(matches!(
+            table.command("java21", &task, 128),
+            Err(CommandError::UnsupportedRuntime(_))
+        ));
+    }
+
+    #[test]
+    fn configured_interpreters_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let configured: BTreeMap<String, PathBuf> =
+            [("python3.12".to_string(), PathBuf::from("/bin/sh"))].into();
+        let table = RuntimeTable::discover(dir.path(), &configured);
+        let cmd = table.command("python3.12", dir.path(), 128).unwrap();
+        assert_eq!(cmd.program, fs::canonicalize("/bin/sh").unwrap());
+        assert!(cmd.env.contains(&(
+            "AWS_EXECUTION_ENV".to_string(),
+            "AWS_Lambda_python3.12".to_string()
+        )));
+    }
+}

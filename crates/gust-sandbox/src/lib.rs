@@ -1,0 +1,97 @@
+//! Where an execution environment's processes run.
+//!
+//! A [`Launcher`] creates one [`Sandbox`] per execution environment: the place its runtime
+//! process runs, its private `/tmp`, and the listener its Runtime API is served on (created
+//! where the runtime can reach it and nothing else can). The invoke path only talks to these
+//! traits, so the plain [`ProcessLauncher`] and the Linux sandbox are interchangeable.
+
+pub mod process;
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+pub use process::ProcessLauncher;
+
+/// What one environment needs from its sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// Unique id of the environment (also the suffix of its log stream).
+    pub environment_id: String,
+    /// Host path of the function's extracted code.
+    pub code_dir: PathBuf,
+    /// Host path of Gust's runtime bootstraps.
+    pub runtime_dir: PathBuf,
+    pub memory_mb: u32,
+    pub ephemeral_storage_mb: u32,
+}
+
+/// A process to start in the sandbox.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The complete environment: nothing of Gust's own environment leaks in.
+    pub env: Vec<(String, String)>,
+}
+
+/// A started runtime process.
+pub struct Spawned {
+    pub child: tokio::process::Child,
+    /// Read end of the pipe that carries the process's stdout and stderr.
+    pub output: OwnedFd,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot prepare the execution environment: {0}")]
+    Setup(#[from] std::io::Error),
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How strongly environments are isolated, for logs and status output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Plain child processes of Gust: no isolation beyond separate directories.
+    Process,
+}
+
+impl Isolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+        }
+    }
+}
+
+/// Creates sandboxes.
+pub trait Launcher: Send + Sync + 'static {
+    fn isolation(&self) -> Isolation;
+    fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError>;
+}
+
+/// One execution environment's sandbox.
+pub trait Sandbox: Send + Sync {
+    /// The Runtime API listener for this environment (taken once).
+    fn take_listener(&mut self) -> Option<std::net::TcpListener>;
+    /// `AWS_LAMBDA_RUNTIME_API` as the runtime must use it: `host:port`, no scheme.
+    fn runtime_api_address(&self) -> &str;
+    /// The function's code as the runtime sees it (`LAMBDA_TASK_ROOT`).
+    fn task_root(&self) -> &Path;
+    /// Gust's bootstraps as the runtime sees them (`LAMBDA_RUNTIME_DIR`).
+    fn runtime_dir(&self) -> &Path;
+    /// The environment's writable scratch directory as the runtime sees it.
+    fn tmp_dir(&self) -> &Path;
+    /// Starts a process with its working directory at the task root.
+    fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError>;
+    /// Kills every process started in the sandbox, including their descendants.
+    fn kill_all(&mut self);
+    /// Peak memory use of the environment since its runtime started, in bytes.
+    fn peak_memory(&self) -> Option<u64>;
+    /// Releases what the sandbox holds on the host. Kills first.
+    fn destroy(&mut self);
+}

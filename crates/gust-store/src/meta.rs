@@ -1,0 +1,289 @@
+//! Function metadata in SQLite.
+//!
+//! Each version's configuration is kept as one JSON document: the function model grows with
+//! every Lambda feature, and a document with serde defaults absorbs new members without a
+//! migration per field. Writes are synchronous (`synchronous=FULL`): a function the API has
+//! acknowledged survives a crash.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gust_model::FunctionConfig;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema version recorded in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("corrupt metadata for function {name}: {source}")]
+    Corrupt {
+        name: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "metadata database has schema version {found}, newer than this Gust ({SCHEMA_VERSION})"
+    )]
+    NewerSchema { found: i64 },
+}
+
+/// A function with all its stored versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFunction {
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+    /// The number the next published version will get (never reused).
+    pub next_version: u64,
+    pub versions: Vec<FunctionConfig>,
+}
+
+pub struct MetaStore {
+    conn: Connection,
+}
+
+impl MetaStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { found });
+        }
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS functions (
+                 name TEXT PRIMARY KEY,
+                 tags TEXT NOT NULL DEFAULT '{}',
+                 next_version INTEGER NOT NULL DEFAULT 1
+             );
+             CREATE TABLE IF NOT EXISTS function_versions (
+                 name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+                 version TEXT NOT NULL,
+                 config TEXT NOT NULL,
+                 PRIMARY KEY (name, version)
+             );",
+        )?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Self { conn })
+    }
+
+    /// Every function with its versions, ordered by name.
+    pub fn load(&self) -> Result<Vec<StoredFunction>, StoreError> {
+        let mut functions = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, tags, next_version FROM functions ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut versions = self
+            .conn
+            .prepare("SELECT config FROM function_versions WHERE name = ?1")?;
+        for row in rows {
+            let (name, tags, next_version) = row?;
+            let tags = serde_json::from_str(&tags).map_err(|source| StoreError::Corrupt {
+                name: name.clone(),
+                source,
+            })?;
+            let mut configs = Vec::new();
+            for config in versions.query_map([&name], |r| r.get::<_, String>(0))? {
+                let config: FunctionConfig =
+                    serde_json::from_str(&config?).map_err(|source| StoreError::Corrupt {
+                        name: name.clone(),
+                        source,
+                    })?;
+                configs.push(config);
+            }
+            functions.push(StoredFunction {
+                name,
+                tags,
+                next_version: next_version.max(1) as u64,
+                versions: configs,
+            });
+        }
+        Ok(functions)
+    }
+
+    /// Creates a function with its `$LATEST` version in one transaction.
+    pub fn create(
+        &mut self,
+        latest: &FunctionConfig,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO functions (name, tags) VALUES (?1, ?2)",
+            params![latest.name, to_json(tags)],
+        )?;
+        tx.execute(
+            "INSERT INTO function_versions (name, version, config) VALUES (?1, ?2, ?3)",
+            params![latest.name, latest.version, to_json(latest)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes (inserting or replacing) one version's configuration.
+    pub fn put_version(&mut self, config: &FunctionConfig) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO function_versions (name, version, config) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name, version) DO UPDATE SET config = excluded.config",
+            params![config.name, config.version, to_json(config)],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a newly published version and advances the function's version counter, in one
+    /// transaction: a version number is never handed out twice.
+    pub fn publish(
+        &mut self,
+        version: &FunctionConfig,
+        next_version: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO function_versions (name, version, config) VALUES (?1, ?2, ?3)",
+            params![version.name, version.version, to_json(version)],
+        )?;
+        tx.execute(
+            "UPDATE functions SET next_version = ?2 WHERE name = ?1",
+            params![version.name, next_version as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes one published version. Returns whether it existed.
+    pub fn delete_version(&mut self, name: &str, version: &str) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "DELETE FROM function_versions WHERE name = ?1 AND version = ?2",
+            params![name, version],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Replaces a function's tags.
+    pub fn put_tags(
+        &mut self,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE functions SET tags = ?2 WHERE name = ?1",
+            params![name, to_json(tags)],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a function and all its versions. Returns whether it existed.
+    pub fn delete(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM functions WHERE name = ?1", [name])?;
+        Ok(n > 0)
+    }
+
+    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM functions WHERE name = ?1",
+                [name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serialising plain data structures cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gust_model::function::{CodeRef, LoggingConfig};
+
+    fn config(name: &str) -> FunctionConfig {
+        FunctionConfig {
+            name: name.into(),
+            version: "$LATEST".into(),
+            runtime: Some("python3.12".into()),
+            role: "arn:aws:iam::123456789012:role/r".into(),
+            handler: Some("app.handler".into()),
+            description: String::new(),
+            timeout: 3,
+            memory_size: 128,
+            environment: None,
+            architecture: "x86_64".into(),
+            ephemeral_storage: 512,
+            tracing_mode: "PassThrough".into(),
+            code: CodeRef {
+                sha256: "x".into(),
+                digest_hex: "y".into(),
+                size: 1,
+                unzipped_size: 1,
+            },
+            last_modified: "2020-04-10T19:06:32.563+0000".into(),
+            revision_id: "r".into(),
+            dead_letter_target: None,
+            kms_key_arn: None,
+            vpc_config: None,
+            file_system_configs: None,
+            snap_start_apply_on: "None".into(),
+            logging: LoggingConfig {
+                log_format: "Text".into(),
+                application_log_level: None,
+                system_log_level: None,
+                log_group: "/aws/lambda/f".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn functions_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let tags: BTreeMap<String, String> = [("team".to_string(), "a".to_string())].into();
+        {
+            let mut store = MetaStore::open(&path).unwrap();
+            store.create(&config("f"), &tags).unwrap();
+            store.create(&config("g"), &BTreeMap::new()).unwrap();
+            let mut changed = config("g");
+            changed.timeout = 30;
+            store.put_version(&changed).unwrap();
+            assert!(store.create(&config("f"), &BTreeMap::new()).is_err());
+            let mut v1 = config("f");
+            v1.version = "1".into();
+            store.publish(&v1, 2).unwrap();
+            assert!(
+                store.publish(&v1, 3).is_err(),
+                "a version number is never reused"
+            );
+            assert!(store.delete("g").unwrap());
+            assert!(!store.delete("g").unwrap());
+        }
+        let store = MetaStore::open(&path).unwrap();
+        let all = store.load().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].name, "f");
+        assert_eq!(all[0].tags, tags);
+        let mut v1 = config("f");
+        v1.version = "1".into();
+        assert_eq!(all[0].next_version, 2);
+        assert_eq!(all[0].versions.len(), 2);
+        assert!(all[0].versions.contains(&v1));
+        assert!(all[0].versions.contains(&config("f")));
+        assert!(store.exists("f").unwrap());
+    }
+}

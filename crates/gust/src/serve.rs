@@ -1,0 +1,273 @@
+//! `gust serve`: wires the layers together and runs until SIGINT or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use gust_api::App;
+use gust_control::{Control, Settings as ControlSettings};
+use gust_invoke::{Invoker, Platform, Settings as InvokeSettings};
+use gust_model::Arns;
+use gust_runtimes::RuntimeTable;
+use gust_sandbox::{Launcher, ProcessLauncher};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum IsolationArg {
+    /// Plain child processes: no isolation from the host.
+    Process,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to serve the Lambda API on (port 0 picks a free port).
+    #[arg(long, env = "GUST_LISTEN", default_value = "127.0.0.1:4878")]
+    listen: String,
+    /// Where functions, code and runtime state are kept [default: $GUST_DATA_DIR, else
+    /// $XDG_DATA_HOME/gust, else ~/.local/share/gust].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Region shown in ARNs and given to functions as AWS_REGION.
+    #[arg(long, env = "GUST_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Twelve-digit account id shown in ARNs.
+    #[arg(long, env = "GUST_ACCOUNT_ID", default_value = "123456789012")]
+    account_id: String,
+    /// Most invocations running at once (Lambda's ConcurrentExecutions).
+    #[arg(long, default_value_t = gust_model::limits::DEFAULT_CONCURRENT_EXECUTIONS)]
+    concurrency_limit: u32,
+    /// Seconds an idle execution environment is kept warm.
+    #[arg(long, default_value_t = 300)]
+    keep_alive: u64,
+    /// Use this interpreter for a runtime id, e.g. python3.12=/opt/python/bin/python3.12
+    /// (repeatable).
+    #[arg(long = "interpreter", value_name = "RUNTIME=PATH")]
+    interpreters: Vec<String>,
+    /// Deploy the sample function `hello` (Python) if it does not exist yet.
+    #[arg(long)]
+    sample: bool,
+    /// How execution environments are isolated.
+    #[arg(long, value_enum, default_value = "process")]
+    isolation: IsolationArg,
+}
+
+const SAMPLE_NAME: &str = "hello";
+const SAMPLE_SOURCE: &str = r#"import json
+
+
+def handler(event, context):
+    name = event.get("name", "world") if isinstance(event, dict) else "world"
+    print(f"Saying hello to {name}")
+    return {
+        "message": f"Hello, {name}!",
+        "function": context.function_name,
+        "requestId": context.aws_request_id,
+    }
+"#;
+
+fn parse_interpreters(specs: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut configured = BTreeMap::new();
+    for spec in specs {
+        let Some((runtime, path)) = spec.split_once('=') else {
+            bail!("--interpreter takes RUNTIME=PATH, got '{spec}'");
+        };
+        if gust_runtimes::ids::gust_runtime(runtime).is_none() {
+            bail!("--interpreter: '{runtime}' is not a runtime Gust runs");
+        }
+        let path = PathBuf::from(path);
+        if !gust_runtimes::resolve::is_native_executable(
+            &std::fs::canonicalize(&path).unwrap_or(path.clone()),
+        ) {
+            bail!(
+                "--interpreter: {} is not an executable binary (shell shims are refused: they cost ~90 ms per start)",
+                path.display()
+            );
+        }
+        configured.insert(runtime.to_string(), path);
+    }
+    Ok(configured)
+}
+
+fn sample_zip() -> anyhow::Result<Vec<u8>> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    writer.start_file("app.py", zip::write::SimpleFileOptions::default())?;
+    writer.write_all(SAMPLE_SOURCE.as_bytes())?;
+    Ok(writer.finish()?.into_inner())
+}
+
+async fn deploy_sample(control: &Control) -> anyhow::Result<()> {
+    let r = gust_model::FunctionRef::parse(SAMPLE_NAME, gust_model::names::NameShape::Plain)?;
+    if control.resolve(&r).is_ok() {
+        return Ok(());
+    }
+    let request = serde_json::from_value(serde_json::json!({
+        "FunctionName": SAMPLE_NAME,
+        "Runtime": "python3.12",
+        "Handler": "app.handler",
+        "Role": format!("arn:aws:iam::{}:role/gust-sample", control.arns().account),
+        "Description": "Gust's sample function",
+        "Code": { "ZipFile": base64::engine::general_purpose::STANDARD.encode(sample_zip()?) },
+    }))?;
+    control
+        .create(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not deploy the sample function: {e}"))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        bail!(
+            "--account-id must be twelve digits, got '{}'",
+            args.account_id
+        );
+    }
+    let arns = Arns::new(args.region.clone(), args.account_id.clone());
+    if gust_model::FunctionRef::parse(&arns.function("x"), gust_model::names::NameShape::Plain)
+        .is_err()
+    {
+        bail!(
+            "--region '{}' is not a region name like us-east-1",
+            args.region
+        );
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let configured = parse_interpreters(&args.interpreters)?;
+
+    let runtime_dir = data_dir.join("runtime");
+    let runtimes =
+        tokio::task::spawn_blocking(move || RuntimeTable::discover(&runtime_dir, &configured))
+            .await
+            .context("runtime discovery failed")?;
+    runtimes.install().with_context(|| {
+        format!(
+            "cannot write the runtime bootstraps to {}",
+            runtimes.runtime_dir().display()
+        )
+    })?;
+    for entry in runtimes.entries() {
+        match &entry.provider {
+            gust_runtimes::Provider::Interpreter {
+                interpreter, exact, ..
+            } => tracing::debug!(
+                runtime = entry.runtime.id,
+                interpreter = %interpreter.path.display(),
+                version = %interpreter.version,
+                exact,
+                "runtime resolved"
+            ),
+            gust_runtimes::Provider::Missing { what } => {
+                tracing::warn!(
+                    runtime = entry.runtime.id,
+                    "no {what} interpreter found: functions with this runtime cannot run"
+                )
+            }
+            gust_runtimes::Provider::FunctionBootstrap => {}
+        }
+    }
+    let runtimes = Arc::new(runtimes);
+
+    let control = Arc::new(
+        Control::open(
+            &data_dir,
+            ControlSettings {
+                arns: arns.clone(),
+                concurrent_executions: args.concurrency_limit,
+            },
+        )
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
+    );
+
+    let launcher: Arc<dyn Launcher> = match args.isolation {
+        IsolationArg::Process => {
+            tracing::warn!(
+                "isolation: process — functions run as plain child processes of Gust and are not isolated from the host"
+            );
+            Arc::new(
+                ProcessLauncher::new(data_dir.join("environments"))
+                    .context("cannot prepare the environments directory")?,
+            )
+        }
+    };
+    let isolation = launcher.isolation().name();
+    let invoker = Invoker::new(
+        control.clone(),
+        Platform {
+            region: args.region.clone(),
+            runtimes: runtimes.clone(),
+            launcher,
+            code_root: control.code_store().root().to_path_buf(),
+        },
+        InvokeSettings {
+            keep_alive: Duration::from_secs(args.keep_alive),
+            sweep_interval: Duration::from_secs(10),
+        },
+    );
+    invoker.start();
+
+    if args.sample {
+        deploy_sample(&control).await?;
+    }
+
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let app = Arc::new(App {
+        control: control.clone(),
+        invoker: invoker.clone(),
+        runtimes,
+        isolation,
+        public_address: address.to_string(),
+    });
+    tracing::info!(
+        %address,
+        data_dir = %data_dir.display(),
+        functions = control.account_usage().function_count,
+        "Gust is serving the Lambda API"
+    );
+    println!("Gust listening on http://{address}");
+    if args.sample {
+        println!(
+            "Sample function '{SAMPLE_NAME}' is ready: gust invoke {SAMPLE_NAME} --payload '{{\"name\": \"you\"}}'"
+        );
+    }
+    let _ = std::io::stdout().flush();
+
+    gust_api::serve(listener, app, shutdown_signal()).await;
+    tracing::info!("shutting down");
+    invoker.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
