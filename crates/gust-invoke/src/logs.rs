@@ -5,7 +5,7 @@
 //! function wrote before it posted its result is then in the buffer, so its log is complete.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::unix::pipe;
@@ -75,17 +75,33 @@ impl Drop for OutputReader {
     }
 }
 
-/// Reads whatever the pipe holds now. Returns false at end of output.
-fn drain(receiver: &pipe::Receiver, chunk: &mut [u8], log: &SharedLog, function: &str) -> bool {
+fn keep(log: &SharedLog, bytes: &[u8], function: &str) {
+    tracing::trace!(target: "gust::function", function, "{}", String::from_utf8_lossy(bytes).trim_end());
+    lock(log).append(bytes);
+}
+
+/// Reads what the reactor reported readable. Returns false at end of output.
+fn drain_ready(receiver: &pipe::Receiver, chunk: &mut [u8], log: &SharedLog, function: &str) -> bool {
     loop {
         match receiver.try_read(chunk) {
             Ok(0) => return false,
-            Ok(n) => {
-                tracing::trace!(target: "gust::function", function, "{}", String::from_utf8_lossy(&chunk[..n]).trim_end());
-                lock(log).append(&chunk[..n]);
-            }
+            Ok(n) => keep(log, &chunk[..n], function),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Reads everything the pipe holds right now, asking the kernel directly: the reactor may not
+/// have reported bytes written a moment ago, and a flush must not miss them.
+fn drain_now(receiver: &pipe::Receiver, chunk: &mut [u8], log: &SharedLog, function: &str) -> bool {
+    loop {
+        match rustix::io::read(receiver.as_fd(), &mut *chunk) {
+            Ok(0) => return false,
+            Ok(n) => keep(log, &chunk[..n], function),
+            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return false,
         }
     }
@@ -102,12 +118,12 @@ async fn read_loop(
     loop {
         tokio::select! {
             ready = receiver.readable(), if open => {
-                open = ready.is_ok() && drain(&receiver, &mut chunk, &log, &function);
+                open = ready.is_ok() && drain_ready(&receiver, &mut chunk, &log, &function);
             }
             request = requests.recv() => {
                 let Some(ack) = request else { return };
                 if open {
-                    open = drain(&receiver, &mut chunk, &log, &function);
+                    open = drain_now(&receiver, &mut chunk, &log, &function);
                 }
                 let _ = ack.send(());
             }
