@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use gust_model::LambdaError;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -16,7 +16,9 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
 pub const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
 
 /// Reads the whole body; anything over `limit` bytes is refused with Lambda's 413 for the
-/// operation.
+/// operation. An oversized body is still read (up to twice the limit) before answering, so that
+/// clients that send the whole request before reading the response see the error instead of a
+/// reset connection.
 pub async fn read_body(
     req: Request<Incoming>,
     limit: u64,
@@ -27,21 +29,37 @@ pub async fn read_body(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    let drain_limit = limit.saturating_mul(2);
+    if declared.is_some_and(|n| n > drain_limit) {
         return Err(LambdaError::request_too_large(limit, operation));
     }
-    match Limited::new(req.into_body(), limit as usize)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(LambdaError::request_too_large(limit, operation))
+    let mut too_large = declared.is_some_and(|n| n > limit);
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    let mut seen: u64 = 0;
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            LambdaError::invalid_request_content(format!("Could not read the request body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > limit {
+            too_large = true;
         }
-        Err(e) => Err(LambdaError::invalid_request_content(format!(
-            "Could not read the request body: {e}"
-        ))),
+        if too_large {
+            if seen > drain_limit {
+                break;
+            }
+            continue;
+        }
+        buffer.extend_from_slice(&data);
     }
+    if too_large {
+        return Err(LambdaError::request_too_large(limit, operation));
+    }
+    Ok(Bytes::from(buffer))
 }
 
 /// Parses a JSON request document; an empty body is an empty document (botocore sends `{}`,

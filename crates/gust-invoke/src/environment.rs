@@ -270,9 +270,19 @@ impl Environment {
     /// Runs one invocation to its end.
     pub async fn invoke(&mut self, request: Request) -> Response {
         let timeout = Duration::from_secs(self.config.timeout as u64);
-        let cold = !self.is_warm();
+        let mut cold = !self.is_warm();
+        if let Some(runtime) = self.runtime.as_ref().filter(|_| !cold) {
+            // The previous invocation ends when the runtime asks for the next event; a runtime
+            // that exits (or hangs) instead gets replaced.
+            let mut exited = runtime.exited.clone();
+            cold = tokio::select! {
+                biased;
+                _ = exit_of(&mut exited) => true,
+                _ = self.link.idle() => false,
+                _ = tokio::time::sleep(timeout) => true,
+            };
+        }
         if cold && self.runtime.is_some() {
-            // The runtime exited between invocations (for example it ended itself).
             self.reset();
         }
         let before = logs::lock(&self.log).take();

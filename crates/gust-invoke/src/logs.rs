@@ -81,7 +81,12 @@ fn keep(log: &SharedLog, bytes: &[u8], function: &str) {
 }
 
 /// Reads what the reactor reported readable. Returns false at end of output.
-fn drain_ready(receiver: &pipe::Receiver, chunk: &mut [u8], log: &SharedLog, function: &str) -> bool {
+fn drain_ready(
+    receiver: &pipe::Receiver,
+    chunk: &mut [u8],
+    log: &SharedLog,
+    function: &str,
+) -> bool {
     loop {
         match receiver.try_read(chunk) {
             Ok(0) => return false,

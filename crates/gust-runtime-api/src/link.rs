@@ -80,6 +80,9 @@ struct State {
     init_error: Option<Outcome>,
     /// When the runtime first asked for an event (the end of its init phase).
     ready_at: Option<Instant>,
+    /// The runtime is blocked in `next` with nothing to hand it: it finished its last
+    /// invocation and is ready for another.
+    waiting: bool,
     closed: bool,
 }
 
@@ -89,6 +92,7 @@ pub struct Link {
     state: Mutex<State>,
     wake_next: Notify,
     wake_ready: Notify,
+    wake_idle: Notify,
 }
 
 /// What `next` hands the runtime.
@@ -146,6 +150,7 @@ impl Link {
         st.current = None;
         st.init_error = None;
         st.ready_at = None;
+        st.waiting = false;
     }
 
     /// Makes every pending and future `next` fail: the environment is going away.
@@ -153,6 +158,7 @@ impl Link {
         self.lock().closed = true;
         self.wake_next.notify_waiters();
         self.wake_ready.notify_waiters();
+        self.wake_idle.notify_waiters();
     }
 
     /// When the runtime first called `next` since the last reset.
@@ -167,6 +173,22 @@ impl Link {
             {
                 let st = self.lock();
                 if st.ready_at.is_some() || st.closed {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the runtime is back in `next` after its last invocation: on Lambda an
+    /// invocation ends only when the runtime asks for the next event, and an environment whose
+    /// runtime exits instead must not be handed a new event.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.wake_idle.notified();
+            {
+                let st = self.lock();
+                if st.waiting || st.queued.is_some() || st.closed {
                     return;
                 }
             }
@@ -191,6 +213,7 @@ impl Link {
                     self.wake_ready.notify_waiters();
                 }
                 if let Some(queued) = st.queued.take() {
+                    st.waiting = false;
                     let at = Instant::now();
                     let deadline = at + queued.invocation.timeout;
                     let deadline_epoch_ms =
@@ -208,6 +231,10 @@ impl Link {
                         invocation: queued.invocation,
                         deadline_epoch_ms,
                     });
+                }
+                if !st.waiting {
+                    st.waiting = true;
+                    self.wake_idle.notify_waiters();
                 }
             }
             notified.await;
@@ -290,6 +317,32 @@ mod tests {
             link.complete("a", Outcome::ResponseTooLarge),
             Err(Refusal::UnknownRequestId)
         );
+    }
+
+    #[tokio::test]
+    async fn idle_means_back_in_next() {
+        let link = std::sync::Arc::new(Link::new());
+        let pending = link.dispatch(invocation("a"));
+        let next = link.next().await.unwrap();
+        link.complete(&next.invocation.request_id, Outcome::ResponseTooLarge)
+            .unwrap();
+        pending.outcome.await.unwrap();
+        let idle = {
+            let link = link.clone();
+            tokio::spawn(async move { link.idle().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !idle.is_finished(),
+            "not idle before the runtime calls next again"
+        );
+        let runtime = {
+            let link = link.clone();
+            tokio::spawn(async move { link.next().await.map(|e| e.invocation.request_id) })
+        };
+        idle.await.unwrap();
+        link.dispatch(invocation("b"));
+        assert_eq!(runtime.await.unwrap().unwrap(), "b");
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gust_model::limits::RUNTIME_RESPONSE_MAX;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -102,21 +102,36 @@ fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Reads a body up to `limit` bytes; `None` if it is larger or the connection broke.
+/// Reads a body up to `limit` bytes; `None` if it is larger or the connection broke. An
+/// oversized body is still read (up to twice the limit) so that the runtime, which sends the
+/// whole body before reading the answer, gets the 413 rather than a reset connection.
 async fn read_body(req: Request<Incoming>, limit: u64) -> Option<Bytes> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    let drain_limit = limit.saturating_mul(2);
+    if declared.is_some_and(|n| n > drain_limit) {
         return None;
     }
-    Limited::new(req.into_body(), limit as usize)
-        .collect()
-        .await
-        .ok()
-        .map(|b| b.to_bytes())
+    let mut too_large = declared.is_some_and(|n| n > limit);
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    let mut seen: u64 = 0;
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let data = frame.ok()?.into_data().unwrap_or_default();
+        seen += data.len() as u64;
+        too_large |= seen > limit;
+        if too_large {
+            if seen > drain_limit {
+                break;
+            }
+            continue;
+        }
+        buffer.extend_from_slice(&data);
+    }
+    (!too_large).then(|| Bytes::from(buffer))
 }
 
 async fn route(link: &Link, req: Request<Incoming>) -> Response<Full<Bytes>> {

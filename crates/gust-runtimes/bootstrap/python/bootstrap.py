@@ -61,8 +61,9 @@ class RuntimeApi:
             for name, value in headers.items():
                 lines.append("%s: %s" % (name, value))
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
-        for attempt in (0, 1):
-            if self.sock is None:
+        while True:
+            reused = self.sock is not None
+            if not reused:
                 sock = _socket.socket(self.family, _socket.SOCK_STREAM)
                 sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
                 sock.connect(self.address)
@@ -72,7 +73,9 @@ class RuntimeApi:
                 return self._read_response()
             except (StaleConnection, BrokenPipeError, ConnectionResetError):
                 self.close()
-                if attempt:
+                # Only a kept-alive connection the server had already closed is worth a second
+                # try; a fresh connection failing means the Runtime API is gone.
+                if not reused:
                     raise ConnectionError("the Runtime API closed the connection")
 
     def _read_response(self):

@@ -1,0 +1,9 @@
+//! Gust's end-to-end tests: a real `gust serve` driven by real clients.
+
+mod cli;
+mod common;
+mod control_plane;
+mod custom;
+mod node;
+mod packages;
+mod python;
