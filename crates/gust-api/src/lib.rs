@@ -18,7 +18,7 @@ use std::time::Duration;
 use gust_control::Control;
 use gust_invoke::Invoker;
 use gust_model::LambdaError;
-use gust_runtimes::{Provider, RuntimeTable};
+use gust_runtimes::RuntimeTable;
 use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::{Request, StatusCode};
@@ -190,37 +190,7 @@ async fn gust_route(
 
 /// `GET /gust/runtimes`: which host interpreter serves each runtime id.
 fn describe_runtimes(app: &App) -> serde_json::Value {
-    let entries: Vec<serde_json::Value> = app
-        .runtimes
-        .entries()
-        .iter()
-        .map(|e| {
-            let mut doc = serde_json::json!({ "Runtime": e.runtime.id });
-            match &e.provider {
-                Provider::Interpreter {
-                    interpreter,
-                    exact,
-                    configured,
-                } => {
-                    doc["Interpreter"] = interpreter.path.display().to_string().into();
-                    doc["Version"] = interpreter.version.clone().into();
-                    doc["Exact"] = (*exact).into();
-                    doc["Configured"] = (*configured).into();
-                }
-                Provider::FunctionBootstrap => {
-                    doc["Interpreter"] = "the function's bootstrap".into();
-                    doc["Exact"] = true.into();
-                }
-                Provider::Missing { what } => {
-                    doc["Missing"] = format!("no {what} interpreter found").into();
-                }
-            }
-            doc
-        })
-        .collect();
-    serde_json::json!({
-        "Runtimes": entries,
-        "RuntimeDirectory": app.runtimes.runtime_dir().display().to_string(),
-        "Isolation": app.isolation,
-    })
+    let mut doc = app.runtimes.describe();
+    doc["Isolation"] = app.isolation.into();
+    doc
 }

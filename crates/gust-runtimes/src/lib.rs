@@ -131,6 +131,41 @@ impl RuntimeTable {
         &self.entries
     }
 
+    /// The table as a JSON document (what `gust runtimes` shows).
+    pub fn describe(&self) -> serde_json::Value {
+        let entries: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let mut doc = serde_json::json!({ "Runtime": e.runtime.id });
+                match &e.provider {
+                    Provider::Interpreter {
+                        interpreter,
+                        exact,
+                        configured,
+                    } => {
+                        doc["Interpreter"] = interpreter.path.display().to_string().into();
+                        doc["Version"] = interpreter.version.clone().into();
+                        doc["Exact"] = (*exact).into();
+                        doc["Configured"] = (*configured).into();
+                    }
+                    Provider::FunctionBootstrap => {
+                        doc["Interpreter"] = "the function's bootstrap".into();
+                        doc["Exact"] = true.into();
+                    }
+                    Provider::Missing { what } => {
+                        doc["Missing"] = format!("no {what} interpreter found").into();
+                    }
+                }
+                doc
+            })
+            .collect();
+        serde_json::json!({
+            "Runtimes": entries,
+            "RuntimeDirectory": self.runtime_dir.display().to_string(),
+        })
+    }
+
     /// `LAMBDA_RUNTIME_DIR`: where Gust's bootstraps live.
     pub fn runtime_dir(&self) -> &Path {
         &self.runtime_dir

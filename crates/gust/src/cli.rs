@@ -358,11 +358,26 @@ pub async fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn runtimes(args: RuntimesArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.endpoint)?;
-    let doc = client
+    // The server's own table when it runs; otherwise what a server started here would choose.
+    let doc = match client
         .send(Method::GET, "/gust/runtimes", &[], Vec::new())
-        .await?
-        .into_result()?
-        .json()?;
+        .await
+    {
+        Ok(response) => response.into_result()?.json()?,
+        Err(_) => {
+            let table = gust_runtimes::RuntimeTable::discover(
+                &crate::default_data_dir().join("runtime"),
+                &Default::default(),
+            );
+            let mut doc = table.describe();
+            doc["Note"] = format!(
+                "no server at {}: this is what `gust serve` would choose on this host",
+                args.endpoint.endpoint
+            )
+            .into();
+            doc
+        }
+    };
     if args.json {
         print_json(&doc);
         return Ok(ExitCode::SUCCESS);
@@ -389,6 +404,11 @@ pub async fn runtimes(args: RuntimesArgs) -> anyhow::Result<ExitCode> {
             note
         );
     }
-    println!("isolation: {}", doc["Isolation"].as_str().unwrap_or("-"));
+    if let Some(isolation) = doc["Isolation"].as_str() {
+        println!("isolation: {isolation}");
+    }
+    if let Some(note) = doc["Note"].as_str() {
+        println!("{note}");
+    }
     Ok(ExitCode::SUCCESS)
 }

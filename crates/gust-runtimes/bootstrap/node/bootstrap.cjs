@@ -217,7 +217,8 @@ process.on('beforeExit', () => {
 function parseJsonHeader(value, what) {
   if (value === undefined) return undefined;
   try {
-    return JSON.parse(value);
+    // Node decodes header bytes as Latin-1; Gust sends UTF-8 JSON.
+    return JSON.parse(Buffer.from(value, 'latin1').toString('utf8'));
   } catch (err) {
     throw new Error(`Cannot parse ${what} as json: ${err.toString()}`);
   }

@@ -90,7 +90,8 @@ class RuntimeApi:
                     raise StaleConnection()
                 raise ConnectionError("the Runtime API closed the connection mid-response")
             buf += chunk
-        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        # Gust sends header values (client context JSON) as UTF-8.
+        lines = bytes(buf[:end]).decode("utf-8", "replace").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         headers = {}
         for line in lines[1:]:

@@ -2,6 +2,7 @@
 //! errors.
 
 use aws_sdk_lambda::types::Runtime;
+use base64::Engine;
 
 use crate::common::*;
 
@@ -21,6 +22,7 @@ exports.handler = async (event, context) => {
     runtimeApi: process.env.AWS_LAMBDA_RUNTIME_API,
     executionEnv: process.env.AWS_EXECUTION_ENV,
     tz: process.env.TZ,
+    clientContext: context.clientContext,
   };
 };
 "#;
@@ -63,6 +65,19 @@ async fn commonjs_and_es_modules_run() {
     assert!(out.log.contains("Init Duration"));
     let again = invoke(&client, "cjs", serde_json::json!({"tag": "two"})).await;
     assert_eq!(again.payload["calls"], 2);
+
+    let cc = serde_json::json!({"custom": {"city": "Z\u{fc}rich"}});
+    let with_cc = client
+        .invoke()
+        .function_name("cjs")
+        .client_context(base64::engine::general_purpose::STANDARD.encode(cc.to_string()))
+        .payload(aws_sdk_lambda::primitives::Blob::new(b"{}".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(with_cc.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(doc["clientContext"], cc);
 
     let esm = "export const handler = async (event) => ({ esm: true, got: event.n * 2 });\n";
     create(

@@ -170,7 +170,7 @@ async fn a_python_function_sees_lambdas_environment_and_keeps_warm_state() {
     assert!(third.log.contains("Init Duration"));
 
     // Client context reaches the function decoded.
-    let cc = serde_json::json!({"custom": {"k": "v"}, "client": {"installation_id": "i", "app_title": "Gust", "app_version_name": "1", "app_version_code": "1", "app_package_name": "p"}, "env": {}});
+    let cc = serde_json::json!({"custom": {"k": "v", "city": "Z\u{fc}rich"}, "client": {"installation_id": "i", "app_title": "Gust", "app_version_name": "1", "app_version_code": "1", "app_package_name": "p"}, "env": {}});
     let out = client
         .invoke()
         .function_name("probe")
@@ -181,6 +181,10 @@ async fn a_python_function_sees_lambdas_environment_and_keeps_warm_state() {
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
     assert_eq!(doc["custom"]["k"], "v");
+    assert_eq!(
+        doc["custom"]["city"], "Z\u{fc}rich",
+        "client context text is UTF-8"
+    );
     assert_eq!(doc["client_app"], "Gust");
 
     let dry = client
