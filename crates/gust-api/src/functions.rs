@@ -128,7 +128,7 @@ pub async fn publish_version(
 }
 
 /// `MaxItems`: 1–10000 in the model; pages are capped further by each list.
-fn max_items(query: &Query) -> Result<usize, LambdaError> {
+pub fn max_items(query: &Query) -> Result<usize, LambdaError> {
     let Some(raw) = query.get("MaxItems") else {
         return Ok(usize::MAX);
     };
@@ -152,7 +152,7 @@ fn max_items(query: &Query) -> Result<usize, LambdaError> {
     Ok(n as usize)
 }
 
-fn page_document(key: &str, items: Vec<Value>, next_marker: Option<String>) -> Value {
+pub fn page_document(key: &str, items: Vec<Value>, next_marker: Option<String>) -> Value {
     let mut doc = json!({ key: items });
     if let Some(marker) = next_marker {
         doc["NextMarker"] = json!(marker);

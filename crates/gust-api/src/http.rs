@@ -96,6 +96,15 @@ impl Query {
         )
     }
 
+    /// Every value of a repeated key (`?tagKeys=a&tagKeys=b`).
+    pub fn get_all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()

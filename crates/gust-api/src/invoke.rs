@@ -94,7 +94,7 @@ pub async fn invoke(
     )?;
     let client_context = client_context(headers)?;
     let tenant_id = header(headers, "x-amz-tenant-id").map(str::to_string);
-    let config = app.control.resolve(&function)?;
+    let config = app.control.resolve_for_invoke(&function)?;
 
     match invocation_type.as_str() {
         "DryRun" => return Ok(empty(StatusCode::NO_CONTENT, rid)),

@@ -7,6 +7,7 @@
 pub mod functions;
 pub mod http;
 pub mod invoke;
+pub mod resources;
 pub mod routes;
 pub mod wire;
 
@@ -157,6 +158,19 @@ async fn dispatch(
         "DeleteFunction" => functions::delete(app, param(0), &query, rid).await,
         "GetAccountSettings" => functions::account_settings(app, rid),
         "Invoke" => invoke::invoke(app, param(0), &query, req, rid).await,
+        "CreateAlias" => resources::create_alias(app, param(0), req, rid).await,
+        "GetAlias" => resources::get_alias(app, param(0), param(1), rid),
+        "UpdateAlias" => resources::update_alias(app, param(0), param(1), req, rid).await,
+        "DeleteAlias" => resources::delete_alias(app, param(0), param(1), rid).await,
+        "ListAliases" => resources::list_aliases(app, param(0), &query, rid),
+        "AddPermission" => resources::add_permission(app, param(0), &query, req, rid).await,
+        "GetPolicy" => resources::get_policy(app, param(0), &query, rid),
+        "RemovePermission" => {
+            resources::remove_permission(app, param(0), param(1), &query, rid).await
+        }
+        "TagResource" => resources::tag_resource(app, param(0), req, rid).await,
+        "UntagResource" => resources::untag_resource(app, param(0), &query, rid).await,
+        "ListTags" => resources::list_tags(app, param(0), rid),
         other => Err(LambdaError::not_implemented(other)),
     }
 }

@@ -2,6 +2,11 @@ use std::io::{Cursor, Write};
 
 use base64::Engine;
 use gust_model::ErrorCode;
+use gust_model::names::NameShape;
+
+use crate::requests::{
+    CreateAlias, CreateFunction, PublishVersion, UpdateAlias, UpdateFunctionConfiguration,
+};
 
 use super::*;
 
@@ -157,4 +162,81 @@ async fn functions_survive_a_restart_and_paginate() {
     }
     assert_eq!(names, (0..7).map(|i| format!("fn-{i}")).collect::<Vec<_>>());
     assert_eq!(control.account_usage().function_count, 7);
+}
+
+#[tokio::test]
+async fn aliases_route_between_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::open(dir.path(), settings()).unwrap();
+    control.create(create_request("f")).await.unwrap();
+    control
+        .publish_version(&fref("f"), PublishVersion::default())
+        .await
+        .unwrap();
+    let update: UpdateFunctionConfiguration =
+        serde_json::from_value(serde_json::json!({"Timeout": 11})).unwrap();
+    control
+        .update_configuration(&fref("f"), update)
+        .await
+        .unwrap();
+    control
+        .publish_version(&fref("f"), PublishVersion::default())
+        .await
+        .unwrap();
+
+    let alias: CreateAlias = serde_json::from_value(serde_json::json!({
+        "Name": "live", "FunctionVersion": "1",
+        "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.3}}
+    }))
+    .unwrap();
+    let alias = control.create_alias(&fref("f"), alias).await.unwrap();
+    assert_eq!(alias.function_version, "1");
+    assert_eq!(control.resolve(&fref("f:live")).unwrap().version, "1");
+    let mut v2 = 0;
+    for _ in 0..2000 {
+        if control.resolve_for_invoke(&fref("f:live")).unwrap().version == "2" {
+            v2 += 1;
+        }
+    }
+    assert!((540..=660).contains(&v2), "{v2} of 2000 went to version 2");
+
+    // A version an alias routes to cannot be deleted.
+    let err = control.delete(&fref("f:2")).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::ResourceConflict);
+
+    let stale: UpdateAlias =
+        serde_json::from_value(serde_json::json!({"RevisionId": "x"})).unwrap();
+    assert_eq!(
+        control
+            .update_alias(&fref("f"), "live", stale)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::PreconditionFailed
+    );
+    let clear: UpdateAlias =
+        serde_json::from_value(serde_json::json!({"RoutingConfig": {}})).unwrap();
+    let cleared = control
+        .update_alias(&fref("f"), "live", clear)
+        .await
+        .unwrap();
+    assert!(cleared.additional_version_weights.is_empty());
+    control.delete(&fref("f:2")).await.unwrap();
+
+    // Aliases survive a restart.
+    drop(control);
+    let control = Control::open(dir.path(), settings()).unwrap();
+    assert_eq!(
+        control
+            .get_alias(&fref("f"), "live")
+            .unwrap()
+            .function_version,
+        "1"
+    );
+    control.delete_alias(&fref("f"), "live").await.unwrap();
+    control.delete_alias(&fref("f"), "live").await.unwrap();
+    assert_eq!(
+        control.get_alias(&fref("f"), "live").unwrap_err().message,
+        "Cannot find alias arn: arn:aws:lambda:us-east-1:123456789012:function:f:live"
+    );
 }

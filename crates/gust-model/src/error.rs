@@ -20,6 +20,7 @@ pub enum ErrorCode {
     NotImplemented,
     Service,
     InvalidRuntime,
+    PolicyLengthExceeded,
 }
 
 impl ErrorCode {
@@ -39,6 +40,7 @@ impl ErrorCode {
             Self::NotImplemented => "NotImplementedException",
             Self::Service => "ServiceException",
             Self::InvalidRuntime => "InvalidRuntimeException",
+            Self::PolicyLengthExceeded => "PolicyLengthExceededException",
         }
     }
 
@@ -49,7 +51,8 @@ impl ErrorCode {
             Self::InvalidParameterValue
             | Self::Validation
             | Self::InvalidRequestContent
-            | Self::Serialization => 400,
+            | Self::Serialization
+            | Self::PolicyLengthExceeded => 400,
             Self::PreconditionFailed => 412,
             Self::RequestEntityTooLarge => 413,
             Self::UnsupportedMediaType => 415,

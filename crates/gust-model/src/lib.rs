@@ -3,12 +3,14 @@
 //! The types here mirror what AWS Lambda exposes on the wire, because Gust's promise is that
 //! unmodified Lambda clients and functions work against it.
 
+pub mod alias;
 pub mod error;
 pub mod function;
 pub mod limits;
 pub mod names;
 pub mod timefmt;
 
+pub use alias::{Alias, Policy};
 pub use error::{ErrorCode, LambdaError};
 pub use function::{FunctionConfig, LATEST};
 pub use names::{Arns, FunctionRef};

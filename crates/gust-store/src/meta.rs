@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gust_model::FunctionConfig;
+use gust_model::{Alias, FunctionConfig, Policy};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version recorded in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +37,9 @@ pub struct StoredFunction {
     /// The number the next published version will get (never reused).
     pub next_version: u64,
     pub versions: Vec<FunctionConfig>,
+    pub aliases: Vec<Alias>,
+    /// Policies by qualifier (`""` for the unqualified function).
+    pub policies: Vec<(String, Policy)>,
 }
 
 pub struct MetaStore {
@@ -65,6 +68,18 @@ impl MetaStore {
                  version TEXT NOT NULL,
                  config TEXT NOT NULL,
                  PRIMARY KEY (name, version)
+             );
+             CREATE TABLE IF NOT EXISTS aliases (
+                 name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+                 alias TEXT NOT NULL,
+                 config TEXT NOT NULL,
+                 PRIMARY KEY (name, alias)
+             );
+             CREATE TABLE IF NOT EXISTS policies (
+                 name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+                 qualifier TEXT NOT NULL,
+                 document TEXT NOT NULL,
+                 PRIMARY KEY (name, qualifier)
              );",
         )?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -87,26 +102,42 @@ impl MetaStore {
         let mut versions = self
             .conn
             .prepare("SELECT config FROM function_versions WHERE name = ?1")?;
+        let mut aliases = self
+            .conn
+            .prepare("SELECT config FROM aliases WHERE name = ?1 ORDER BY alias")?;
+        let mut policies = self
+            .conn
+            .prepare("SELECT qualifier, document FROM policies WHERE name = ?1")?;
         for row in rows {
             let (name, tags, next_version) = row?;
-            let tags = serde_json::from_str(&tags).map_err(|source| StoreError::Corrupt {
+            let corrupt = |source| StoreError::Corrupt {
                 name: name.clone(),
                 source,
-            })?;
+            };
+            let tags = serde_json::from_str(&tags).map_err(corrupt)?;
             let mut configs = Vec::new();
             for config in versions.query_map([&name], |r| r.get::<_, String>(0))? {
-                let config: FunctionConfig =
-                    serde_json::from_str(&config?).map_err(|source| StoreError::Corrupt {
-                        name: name.clone(),
-                        source,
-                    })?;
-                configs.push(config);
+                configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
+            }
+            let mut function_aliases = Vec::new();
+            for alias in aliases.query_map([&name], |r| r.get::<_, String>(0))? {
+                function_aliases.push(serde_json::from_str(&alias?).map_err(corrupt)?);
+            }
+            let mut function_policies = Vec::new();
+            for row in policies.query_map([&name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })? {
+                let (qualifier, document) = row?;
+                function_policies
+                    .push((qualifier, serde_json::from_str(&document).map_err(corrupt)?));
             }
             functions.push(StoredFunction {
                 name,
                 tags,
                 next_version: next_version.max(1) as u64,
                 versions: configs,
+                aliases: function_aliases,
+                policies: function_policies,
             });
         }
         Ok(functions)
@@ -161,13 +192,66 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Deletes one published version. Returns whether it existed.
+    /// Deletes one published version and its policy. Returns whether it existed.
     pub fn delete_version(&mut self, name: &str, version: &str) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
             "DELETE FROM function_versions WHERE name = ?1 AND version = ?2",
             params![name, version],
         )?;
+        tx.execute(
+            "DELETE FROM policies WHERE name = ?1 AND qualifier = ?2",
+            params![name, version],
+        )?;
+        tx.commit()?;
         Ok(n > 0)
+    }
+
+    /// Writes (inserting or replacing) an alias.
+    pub fn put_alias(&mut self, alias: &Alias) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO aliases (name, alias, config) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name, alias) DO UPDATE SET config = excluded.config",
+            params![alias.function, alias.name, to_json(alias)],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes an alias and its policy.
+    pub fn delete_alias(&mut self, name: &str, alias: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM aliases WHERE name = ?1 AND alias = ?2",
+            params![name, alias],
+        )?;
+        tx.execute(
+            "DELETE FROM policies WHERE name = ?1 AND qualifier = ?2",
+            params![name, alias],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes a policy, or removes it when it has no statements left.
+    pub fn put_policy(
+        &mut self,
+        name: &str,
+        qualifier: &str,
+        policy: &Policy,
+    ) -> Result<(), StoreError> {
+        if policy.statements.is_empty() {
+            self.conn.execute(
+                "DELETE FROM policies WHERE name = ?1 AND qualifier = ?2",
+                params![name, qualifier],
+            )?;
+        } else {
+            self.conn.execute(
+                "INSERT INTO policies (name, qualifier, document) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, qualifier) DO UPDATE SET document = excluded.document",
+                params![name, qualifier, to_json(policy)],
+            )?;
+        }
+        Ok(())
     }
 
     /// Replaces a function's tags.
@@ -270,6 +354,27 @@ mod tests {
                 store.publish(&v1, 3).is_err(),
                 "a version number is never reused"
             );
+            let alias = Alias {
+                function: "f".into(),
+                name: "live".into(),
+                function_version: "1".into(),
+                description: String::new(),
+                additional_version_weights: Default::default(),
+                revision_id: "a".into(),
+            };
+            store.put_alias(&alias).unwrap();
+            let policy = Policy {
+                statements: vec![serde_json::json!({"Sid": "s"})],
+                revision_id: "p".into(),
+            };
+            store.put_policy("f", "live", &policy).unwrap();
+            store.put_policy("f", "", &policy).unwrap();
+            store
+                .put_alias(&Alias {
+                    function: "g".into(),
+                    ..alias.clone()
+                })
+                .unwrap();
             assert!(store.delete("g").unwrap());
             assert!(!store.delete("g").unwrap());
         }
@@ -284,6 +389,8 @@ mod tests {
         assert_eq!(all[0].versions.len(), 2);
         assert!(all[0].versions.contains(&v1));
         assert!(all[0].versions.contains(&config("f")));
+        assert_eq!(all[0].aliases.len(), 1);
+        assert_eq!(all[0].policies.len(), 2);
         assert!(store.exists("f").unwrap());
     }
 }

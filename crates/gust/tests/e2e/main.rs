@@ -7,3 +7,4 @@ mod custom;
 mod node;
 mod packages;
 mod python;
+mod versions;
