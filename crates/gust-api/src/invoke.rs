@@ -5,7 +5,7 @@ use base64::Engine;
 use bytes::Bytes;
 use gust_invoke::InvokeRequest;
 use gust_model::error::violation;
-use gust_model::limits::{CLIENT_CONTEXT_MAX, SYNC_PAYLOAD_MAX};
+use gust_model::limits::{ASYNC_PAYLOAD_MAX, CLIENT_CONTEXT_MAX, SYNC_PAYLOAD_MAX};
 use gust_model::names::NameShape;
 use gust_model::{FunctionRef, LambdaError};
 use http_body_util::Full;
@@ -68,6 +68,37 @@ fn client_context(headers: &HeaderMap) -> Result<Option<String>, LambdaError> {
     Ok(Some(text))
 }
 
+/// The event as the function receives it: the body if it is JSON (an empty body is `{}`).
+fn json_payload(body: Bytes) -> Result<Bytes, LambdaError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Bytes::from_static(b"{}"));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+        LambdaError::invalid_request_content(format!(
+            "Could not parse request body into json: Could not parse payload into json: {e}"
+        ))
+    })?;
+    Ok(body)
+}
+
+/// The deprecated InvokeAsync operation: the body is the event, the answer is 202.
+pub async fn invoke_async(
+    app: &App,
+    name: &str,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let function = FunctionRef::parse(name, NameShape::Namespaced)?;
+    app.control.resolve(&function)?;
+    let payload = json_payload(read_body(req, ASYNC_PAYLOAD_MAX, "InvokeAsync").await?)?;
+    app.queue.enqueue(&function, rid, payload).await?;
+    Ok(crate::http::json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({"Status": 202}),
+        rid,
+    ))
+}
+
 pub async fn invoke(
     app: &App,
     name: &str,
@@ -95,29 +126,19 @@ pub async fn invoke(
     let client_context = client_context(headers)?;
     let tenant_id = header(headers, "x-amz-tenant-id").map(str::to_string);
     let config = app.control.resolve_for_invoke(&function)?;
-
-    match invocation_type.as_str() {
-        "DryRun" => return Ok(empty(StatusCode::NO_CONTENT, rid)),
-        "Event" => {
-            return Err(LambdaError::new(
-                gust_model::ErrorCode::NotImplemented,
-                "Gust does not run asynchronous invocations (InvocationType Event) yet; invoke with RequestResponse.",
-            ));
-        }
-        _ => {}
+    if invocation_type == "DryRun" {
+        return Ok(empty(StatusCode::NO_CONTENT, rid));
     }
-
-    let body = read_body(req, SYNC_PAYLOAD_MAX, "InvokeFunction").await?;
-    let payload = if body.iter().all(u8::is_ascii_whitespace) {
-        Bytes::from_static(b"{}")
+    let limit = if invocation_type == "Event" {
+        ASYNC_PAYLOAD_MAX
     } else {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
-            LambdaError::invalid_request_content(format!(
-                "Could not parse request body into json: Could not parse payload into json: {e}"
-            ))
-        })?;
-        body
+        SYNC_PAYLOAD_MAX
     };
+    let payload = json_payload(read_body(req, limit, "InvokeFunction").await?)?;
+    if invocation_type == "Event" {
+        app.queue.enqueue(&function, rid, payload).await?;
+        return Ok(empty(StatusCode::ACCEPTED, rid));
+    }
 
     let result = app
         .invoker

@@ -4,6 +4,7 @@
 //! control plane or the invoke path, and writes Lambda's response or error shape. The rules
 //! live in `gust-control`, the execution in `gust-invoke`.
 
+pub mod asynchronous;
 pub mod functions;
 pub mod http;
 pub mod invoke;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gust_control::Control;
-use gust_invoke::Invoker;
+use gust_invoke::{AsyncQueue, Invoker};
 use gust_model::LambdaError;
 use gust_runtimes::RuntimeTable;
 use hyper::body::Incoming;
@@ -33,6 +34,7 @@ use crate::http::{HttpResponse, Query};
 pub struct App {
     pub control: Arc<Control>,
     pub invoker: Arc<Invoker>,
+    pub queue: Arc<AsyncQueue>,
     pub runtimes: Arc<RuntimeTable>,
     /// How execution environments are isolated (`process`, ...), as reported to operators.
     pub isolation: &'static str,
@@ -41,11 +43,14 @@ pub struct App {
     pub public_address: String,
 }
 
-/// How long in-flight requests may take to finish after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Serves the API on `listener` until `shutdown` resolves, then lets open requests finish.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+/// Serves the API on `listener` until `shutdown` resolves, then lets open requests finish
+/// (for at most `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -78,7 +83,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+        _ = tokio::time::sleep(grace) => {
             tracing::warn!("shutdown grace period over with requests still open");
         }
     }
@@ -120,7 +125,7 @@ async fn dispatch(
     let method = req.method().as_str().to_string();
 
     if segments.first().map(String::as_str) == Some("gust") {
-        return gust_route(app, &method, &segments[1..], rid).await;
+        return gust_route(app, &method, &segments[1..], &query, rid).await;
     }
 
     let Some(matched) = routes::find(&method, &segments, |k| query.get(k).is_some()) else {
@@ -168,6 +173,18 @@ async fn dispatch(
         "RemovePermission" => {
             resources::remove_permission(app, param(0), param(1), &query, rid).await
         }
+        "InvokeAsync" => invoke::invoke_async(app, param(0), req, rid).await,
+        "PutFunctionEventInvokeConfig" => {
+            asynchronous::put_config(app, param(0), &query, req, false, rid).await
+        }
+        "UpdateFunctionEventInvokeConfig" => {
+            asynchronous::put_config(app, param(0), &query, req, true, rid).await
+        }
+        "GetFunctionEventInvokeConfig" => asynchronous::get_config(app, param(0), &query, rid),
+        "DeleteFunctionEventInvokeConfig" => {
+            asynchronous::delete_config(app, param(0), &query, rid).await
+        }
+        "ListFunctionEventInvokeConfigs" => asynchronous::list_configs(app, param(0), &query, rid),
         "TagResource" => resources::tag_resource(app, param(0), req, rid).await,
         "UntagResource" => resources::untag_resource(app, param(0), &query, rid).await,
         "ListTags" => resources::list_tags(app, param(0), rid),
@@ -180,18 +197,24 @@ async fn gust_route(
     app: &App,
     method: &str,
     segments: &[String],
+    query: &Query,
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
-    match (method, segments) {
-        ("GET", [health]) if health == "health" => Ok(http::json(
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        ("GET", ["health"]) => Ok(http::json(
             StatusCode::OK,
             &serde_json::json!({ "status": "ok" }),
             rid,
         )),
-        ("GET", [code, file]) if code == "code" => functions::download_code(app, file, rid).await,
-        ("GET", [runtimes]) if runtimes == "runtimes" => {
-            Ok(http::json(StatusCode::OK, &describe_runtimes(app), rid))
-        }
+        ("GET", ["code", file]) => functions::download_code(app, file, rid).await,
+        ("GET", ["runtimes"]) => Ok(http::json(StatusCode::OK, &describe_runtimes(app), rid)),
+        ("GET", ["status"]) => asynchronous::status(app, rid).await,
+        ("GET", ["dead-letters"]) => asynchronous::list_dead_letters(app, query, rid).await,
+        ("POST", ["dead-letters", "redrive"]) => asynchronous::redrive_all(app, query, rid).await,
+        ("GET", ["dead-letters", id]) => asynchronous::show_dead_letter(app, id, rid).await,
+        ("DELETE", ["dead-letters", id]) => asynchronous::forget(app, id, rid).await,
+        ("POST", ["dead-letters", id, "redrive"]) => asynchronous::redrive(app, id, rid).await,
         _ => Err(LambdaError::new(
             gust_model::ErrorCode::UnknownOperation,
             format!(

@@ -277,6 +277,7 @@ impl Control {
         if let Some(state) = self.write().get_mut(&r.name) {
             state.aliases.remove(name);
             state.policies.remove(name);
+            state.event_invoke_configs.remove(name);
         }
         tracing::info!(function = %r.name, alias = name, "alias deleted");
         Ok(())

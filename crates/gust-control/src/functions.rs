@@ -334,6 +334,7 @@ impl Control {
                 versions: BTreeMap::new(),
                 aliases: BTreeMap::new(),
                 policies: BTreeMap::new(),
+                event_invoke_configs: BTreeMap::new(),
                 tags,
                 next_version: 1,
             },
@@ -560,6 +561,7 @@ impl Control {
                 if let Some(state) = self.write().get_mut(&r.name) {
                     state.versions.remove(&number);
                     state.policies.remove(q);
+                    state.event_invoke_configs.remove(q);
                 }
                 tracing::info!(function = %r.name, version = number, "version deleted");
             }

@@ -7,6 +7,7 @@
 
 mod aliases;
 mod functions;
+mod invoke_configs;
 mod policies;
 pub mod requests;
 mod tags;
@@ -16,7 +17,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use gust_model::{Alias, Arns, FunctionConfig, FunctionRef, LATEST, LambdaError, Policy};
+use gust_model::{
+    Alias, Arns, EventInvokeConfig, FunctionConfig, FunctionRef, LATEST, LambdaError, Policy,
+};
 use gust_store::{CodeStore, MetaStore, StoreError};
 use tokio::sync::broadcast;
 
@@ -45,6 +48,8 @@ struct FunctionState {
     aliases: BTreeMap<String, Arc<Alias>>,
     /// Resource policies by qualifier (`""` for the function itself).
     policies: BTreeMap<String, Policy>,
+    /// Asynchronous invocation settings by qualifier (`$LATEST`, a version or an alias).
+    event_invoke_configs: BTreeMap<String, Arc<EventInvokeConfig>>,
     tags: BTreeMap<String, String>,
     next_version: u64,
 }
@@ -190,6 +195,11 @@ impl Control {
                         .map(|a| (a.name.clone(), Arc::new(a)))
                         .collect(),
                     policies: stored.policies.into_iter().collect(),
+                    event_invoke_configs: stored
+                        .event_invoke_configs
+                        .into_iter()
+                        .map(|c| (c.qualifier.clone(), Arc::new(c)))
+                        .collect(),
                     tags: stored.tags,
                     next_version: stored.next_version,
                 },

@@ -177,3 +177,25 @@ pub struct AddPermission {
 pub struct TagResource {
     pub tags: Option<BTreeMap<String, String>>,
 }
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OnDestination {
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationConfig {
+    pub on_success: Option<OnDestination>,
+    pub on_failure: Option<OnDestination>,
+}
+
+/// PutFunctionEventInvokeConfig and UpdateFunctionEventInvokeConfig.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventInvokeConfigInput {
+    pub maximum_retry_attempts: Option<i64>,
+    pub maximum_event_age_in_seconds: Option<i64>,
+    pub destination_config: Option<DestinationConfig>,
+}

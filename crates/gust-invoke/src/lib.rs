@@ -9,6 +9,7 @@
 pub mod environment;
 pub mod logs;
 pub mod pool;
+pub mod queue;
 pub mod report;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 pub use environment::Platform;
 use environment::{Environment, EnvironmentError, Request};
 use pool::{Pool, PoolKey};
+pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
 
 /// Tunables of the invoke path.
 #[derive(Debug, Clone)]
@@ -177,27 +179,46 @@ impl Invoker {
         self.pool.idle_count()
     }
 
+    /// Admits a synchronous invocation, or throttles it when the account's concurrency is used
+    /// up (synchronous callers are never made to wait).
+    pub fn try_admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LambdaError> {
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| LambdaError::too_many_requests("ConcurrentInvocationLimitExceeded"))
+    }
+
+    /// Admits an asynchronous invocation, waiting for concurrency to free up: queued events are
+    /// never throttled back to anyone.
+    pub async fn admit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the concurrency semaphore is never closed")
+    }
+
     /// Runs a synchronous invocation. The invocation runs to its end even if the caller goes
     /// away, as on Lambda: the work is not lost halfway.
     pub async fn invoke(
         self: &Arc<Self>,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, LambdaError> {
+        let permit = self.try_admit()?;
         let invoker = self.clone();
-        tokio::spawn(async move { invoker.run(request).await })
+        tokio::spawn(async move { invoker.run(request, permit).await })
             .await
             .map_err(|e| LambdaError::service(format!("the invocation failed inside Gust: {e}")))?
     }
 
-    async fn run(&self, request: InvokeRequest) -> Result<InvokeResponse, LambdaError> {
+    /// Runs an admitted invocation on a warm environment of its configuration, or a new one.
+    pub async fn run(
+        &self,
+        request: InvokeRequest,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<InvokeResponse, LambdaError> {
         let config = request.config;
         let invoked_function_arn = request.function.arn(self.control.arns());
-        let _permit = self
-            .permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| LambdaError::too_many_requests("ConcurrentInvocationLimitExceeded"))?;
-
         let key = PoolKey::of(&config);
         let mut env = match self.pool.take(&key) {
             Some(env) => env,

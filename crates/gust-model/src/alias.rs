@@ -66,3 +66,32 @@ mod tests {
         assert_eq!(alias.versions().collect::<Vec<_>>(), vec!["1", "2"]);
     }
 }
+
+/// How asynchronous invocations of a function, version or alias are retried and where their
+/// results go (PutFunctionEventInvokeConfig).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    pub function: String,
+    /// `$LATEST`, a version number or an alias name.
+    pub qualifier: String,
+    pub maximum_retry_attempts: Option<u32>,
+    pub maximum_event_age_seconds: Option<u32>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    pub last_modified_ms: u64,
+}
+
+impl EventInvokeConfig {
+    /// Lambda's defaults when a member is unset: 2 retries, 6 hours.
+    pub const DEFAULT_RETRIES: u32 = 2;
+    pub const DEFAULT_MAX_AGE_SECONDS: u32 = 21_600;
+
+    pub fn retries(&self) -> u32 {
+        self.maximum_retry_attempts.unwrap_or(Self::DEFAULT_RETRIES)
+    }
+
+    pub fn max_age_seconds(&self) -> u32 {
+        self.maximum_event_age_seconds
+            .unwrap_or(Self::DEFAULT_MAX_AGE_SECONDS)
+    }
+}

@@ -10,7 +10,7 @@ pub mod limits;
 pub mod names;
 pub mod timefmt;
 
-pub use alias::{Alias, Policy};
+pub use alias::{Alias, EventInvokeConfig, Policy};
 pub use error::{ErrorCode, LambdaError};
 pub use function::{FunctionConfig, LATEST};
 pub use names::{Arns, FunctionRef};

@@ -11,6 +11,8 @@ pub const CODE_REQUEST_MAX: u64 = 70_167_211;
 pub const CONTROL_REQUEST_MAX: u64 = 1_048_576;
 /// Largest synchronous invoke request payload.
 pub const SYNC_PAYLOAD_MAX: u64 = 6_291_456;
+/// Largest asynchronous (`Event`) invoke payload.
+pub const ASYNC_PAYLOAD_MAX: u64 = 1_048_576;
 /// Largest response a runtime may post for one invocation.
 pub const RUNTIME_RESPONSE_MAX: u64 = 6_291_556;
 /// Largest serialised environment-variable map (compact JSON, in bytes).

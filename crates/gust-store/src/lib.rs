@@ -8,7 +8,9 @@
 pub mod code;
 pub mod intake;
 pub mod meta;
+pub mod queue;
 
 pub use code::{CodeError, CodeStore};
 pub use intake::IntakeError;
 pub use meta::{MetaStore, StoreError, StoredFunction};
+pub use queue::{DeadLetter, NewEvent, QueueStore, QueuedEvent};

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gust_model::{Alias, FunctionConfig, Policy};
+use gust_model::{Alias, EventInvokeConfig, FunctionConfig, Policy};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version recorded in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +27,8 @@ pub enum StoreError {
         "metadata database has schema version {found}, newer than this Gust ({SCHEMA_VERSION})"
     )]
     NewerSchema { found: i64 },
+    #[error("store i/o failure: {0}")]
+    Io(String),
 }
 
 /// A function with all its stored versions.
@@ -40,6 +42,7 @@ pub struct StoredFunction {
     pub aliases: Vec<Alias>,
     /// Policies by qualifier (`""` for the unqualified function).
     pub policies: Vec<(String, Policy)>,
+    pub event_invoke_configs: Vec<EventInvokeConfig>,
 }
 
 pub struct MetaStore {
@@ -75,6 +78,12 @@ impl MetaStore {
                  config TEXT NOT NULL,
                  PRIMARY KEY (name, alias)
              );
+             CREATE TABLE IF NOT EXISTS event_invoke_configs (
+                 name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+                 qualifier TEXT NOT NULL,
+                 config TEXT NOT NULL,
+                 PRIMARY KEY (name, qualifier)
+             );
              CREATE TABLE IF NOT EXISTS policies (
                  name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
                  qualifier TEXT NOT NULL,
@@ -108,6 +117,9 @@ impl MetaStore {
         let mut policies = self
             .conn
             .prepare("SELECT qualifier, document FROM policies WHERE name = ?1")?;
+        let mut invoke_configs = self
+            .conn
+            .prepare("SELECT config FROM event_invoke_configs WHERE name = ?1")?;
         for row in rows {
             let (name, tags, next_version) = row?;
             let corrupt = |source| StoreError::Corrupt {
@@ -131,7 +143,12 @@ impl MetaStore {
                 function_policies
                     .push((qualifier, serde_json::from_str(&document).map_err(corrupt)?));
             }
+            let mut event_invoke_configs = Vec::new();
+            for config in invoke_configs.query_map([&name], |r| r.get::<_, String>(0))? {
+                event_invoke_configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
+            }
             functions.push(StoredFunction {
+                event_invoke_configs,
                 name,
                 tags,
                 next_version: next_version.max(1) as u64,
@@ -203,6 +220,10 @@ impl MetaStore {
             "DELETE FROM policies WHERE name = ?1 AND qualifier = ?2",
             params![name, version],
         )?;
+        tx.execute(
+            "DELETE FROM event_invoke_configs WHERE name = ?1 AND qualifier = ?2",
+            params![name, version],
+        )?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -228,7 +249,36 @@ impl MetaStore {
             "DELETE FROM policies WHERE name = ?1 AND qualifier = ?2",
             params![name, alias],
         )?;
+        tx.execute(
+            "DELETE FROM event_invoke_configs WHERE name = ?1 AND qualifier = ?2",
+            params![name, alias],
+        )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes (inserting or replacing) an event invoke configuration.
+    pub fn put_event_invoke_config(
+        &mut self,
+        config: &EventInvokeConfig,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO event_invoke_configs (name, qualifier, config) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name, qualifier) DO UPDATE SET config = excluded.config",
+            params![config.function, config.qualifier, to_json(config)],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_event_invoke_config(
+        &mut self,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM event_invoke_configs WHERE name = ?1 AND qualifier = ?2",
+            params![name, qualifier],
+        )?;
         Ok(())
     }
 

@@ -412,3 +412,185 @@ pub async fn runtimes(args: RuntimesArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.endpoint)?;
+    let doc = client
+        .send(Method::GET, "/gust/status", &[], Vec::new())
+        .await?
+        .into_result()?
+        .json()?;
+    if args.json {
+        print_json(&doc);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "isolation:          {}",
+        doc["Isolation"].as_str().unwrap_or("-")
+    );
+    println!("functions:          {}", doc["FunctionCount"]);
+    println!("idle environments:  {}", doc["IdleEnvironments"]);
+    let queues = doc["AsyncQueues"].as_array().cloned().unwrap_or_default();
+    if queues.is_empty() {
+        println!("asynchronous queues: empty");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    println!(
+        "{:<32} {:>8} {:>9} {:>12} {:>13}",
+        "FUNCTION", "QUEUED", "RUNNING", "OLDEST (s)", "DEAD LETTERS"
+    );
+    for q in queues {
+        let oldest = q["OldestEventAgeSeconds"]
+            .as_f64()
+            .map(|s| format!("{s:.1}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<32} {:>8} {:>9} {:>12} {:>13}",
+            q["FunctionName"].as_str().unwrap_or("-"),
+            q["Depth"],
+            q["InFlight"],
+            oldest,
+            q["DeadLettered"],
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    command: DlqCommand,
+    #[command(flatten)]
+    endpoint: Endpoint,
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum DlqCommand {
+    /// List dead letters.
+    Ls {
+        /// Only this function's.
+        #[arg(long)]
+        function: Option<String>,
+    },
+    /// Show one dead letter with its event and last response.
+    Show { id: i64 },
+    /// Queue dead letters again, with fresh retries.
+    Redrive {
+        /// The dead letter to redrive.
+        id: Option<i64>,
+        /// Redrive every dead letter of this function.
+        #[arg(long, conflicts_with = "id")]
+        function: Option<String>,
+        /// Redrive every dead letter.
+        #[arg(long, conflicts_with_all = ["id", "function"])]
+        all: bool,
+    },
+    /// Delete a dead letter for good.
+    Rm { id: i64 },
+}
+
+pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.endpoint)?;
+    let doc = match &args.command {
+        DlqCommand::Ls { function } => {
+            let path = match function {
+                Some(f) => format!("/gust/dead-letters?function={}", segment(f)),
+                None => "/gust/dead-letters".to_string(),
+            };
+            let doc = client
+                .send(Method::GET, &path, &[], Vec::new())
+                .await?
+                .into_result()?
+                .json()?;
+            if !args.json {
+                let letters = doc["DeadLetters"].as_array().cloned().unwrap_or_default();
+                if letters.is_empty() {
+                    println!("no dead letters");
+                } else {
+                    println!(
+                        "{:>6}  {:<24} {:<18} {:>8}  {:<24}  REQUEST ID",
+                        "ID", "FUNCTION", "CONDITION", "ATTEMPTS", "FAILED AT"
+                    );
+                    for l in letters {
+                        println!(
+                            "{:>6}  {:<24} {:<18} {:>8}  {:<24}  {}",
+                            l["Id"],
+                            l["FunctionName"].as_str().unwrap_or("-"),
+                            l["Condition"].as_str().unwrap_or("-"),
+                            l["Attempts"],
+                            l["FailedAt"].as_str().unwrap_or("-"),
+                            l["RequestId"].as_str().unwrap_or("-"),
+                        );
+                    }
+                }
+            }
+            doc
+        }
+        DlqCommand::Show { id } => {
+            let doc = client
+                .send(
+                    Method::GET,
+                    &format!("/gust/dead-letters/{id}"),
+                    &[],
+                    Vec::new(),
+                )
+                .await?
+                .into_result()?
+                .json()?;
+            if !args.json {
+                print_json(&doc);
+            }
+            doc
+        }
+        DlqCommand::Redrive { id, function, all } => {
+            let path = match (id, function, all) {
+                (Some(id), _, _) => format!("/gust/dead-letters/{id}/redrive"),
+                (None, Some(f), _) => format!("/gust/dead-letters/redrive?function={}", segment(f)),
+                (None, None, true) => "/gust/dead-letters/redrive".to_string(),
+                (None, None, false) => {
+                    bail!("name a dead letter id, or give --function F or --all")
+                }
+            };
+            let doc = client
+                .send(Method::POST, &path, &[], Vec::new())
+                .await?
+                .into_result()?
+                .json()?;
+            if !args.json {
+                let n = doc["Redriven"].as_array().map_or(0, Vec::len);
+                println!("redrove {n} event{}", if n == 1 { "" } else { "s" });
+            }
+            doc
+        }
+        DlqCommand::Rm { id } => {
+            client
+                .send(
+                    Method::DELETE,
+                    &format!("/gust/dead-letters/{id}"),
+                    &[],
+                    Vec::new(),
+                )
+                .await?
+                .into_result()?;
+            if !args.json {
+                println!("deleted dead letter {id}");
+            }
+            json!({ "Deleted": id })
+        }
+    };
+    if args.json {
+        print_json(&doc);
+    }
+    Ok(ExitCode::SUCCESS)
+}

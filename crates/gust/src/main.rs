@@ -34,6 +34,10 @@ enum Command {
     Rm(cli::RemoveArgs),
     /// Show which interpreter serves each runtime id.
     Runtimes(cli::RuntimesArgs),
+    /// Show the server's isolation, environments and asynchronous queues.
+    Status(cli::StatusArgs),
+    /// List, show, redrive or delete asynchronous invocations that failed for good.
+    Dlq(cli::DlqArgs),
 }
 
 /// Where the server keeps its state when `--data-dir` is not given: `$GUST_DATA_DIR`, else
@@ -71,6 +75,8 @@ fn main() -> std::process::ExitCode {
             Command::Ls(args) => cli::list(args).await,
             Command::Rm(args) => cli::remove(args).await,
             Command::Runtimes(args) => cli::runtimes(args).await,
+            Command::Status(args) => cli::status(args).await,
+            Command::Dlq(args) => cli::dlq(args).await,
         }
     });
     match result {

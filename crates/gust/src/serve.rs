@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use gust_api::App;
 use gust_control::{Control, Settings as ControlSettings};
-use gust_invoke::{Invoker, Platform, Settings as InvokeSettings};
+use gust_invoke::{AsyncQueue, Invoker, Platform, QueueSettings, Settings as InvokeSettings};
 use gust_model::Arns;
 use gust_runtimes::RuntimeTable;
 use gust_sandbox::{Launcher, ProcessLauncher};
@@ -54,6 +54,15 @@ pub struct ServeArgs {
     /// How execution environments are isolated.
     #[arg(long, value_enum, default_value = "process")]
     isolation: IsolationArg,
+    /// Seconds to let running requests and asynchronous invocations finish after SIGTERM;
+    /// asynchronous invocations still running then stay queued for the next start.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace: u64,
+    /// Multiplies every asynchronous retry delay, backoff and event-age limit (1 = Lambda's
+    /// timing: retries after about 1 and 2 minutes, events expire after their maximum age).
+    /// Small values make tests of retries and expiry fast.
+    #[arg(long, default_value_t = 1.0)]
+    async_time_scale: f64,
 }
 
 const SAMPLE_NAME: &str = "hello";
@@ -236,6 +245,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
     );
     invoker.start();
+    if !(args.async_time_scale > 0.0 && args.async_time_scale.is_finite()) {
+        bail!("--async-time-scale must be a positive number");
+    }
+    let queue = AsyncQueue::open(
+        &data_dir,
+        control.clone(),
+        invoker.clone(),
+        QueueSettings {
+            time_scale: args.async_time_scale,
+            per_function_limit: (args.concurrency_limit as usize / 2).max(1),
+        },
+    )
+    .context("cannot open the asynchronous invocation queue")?;
+    queue.start();
 
     if args.sample {
         deploy_sample(&control).await?;
@@ -248,6 +271,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let app = Arc::new(App {
         control: control.clone(),
         invoker: invoker.clone(),
+        queue: queue.clone(),
         runtimes,
         isolation,
         public_address: address.to_string(),
@@ -266,8 +290,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = std::io::stdout().flush();
 
-    gust_api::serve(listener, app, shutdown_signal()).await;
-    tracing::info!("shutting down");
+    let grace = Duration::from_secs(args.shutdown_grace);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(gust_api::serve(
+        listener,
+        app,
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+        grace,
+    ));
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new work; letting running work finish");
+    let _ = stop.send(true);
+    let (_, _) = tokio::join!(server, queue.shutdown(grace));
     invoker.shutdown();
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

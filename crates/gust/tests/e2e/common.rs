@@ -50,6 +50,14 @@ impl Server {
         server
     }
 
+    pub fn start_with(args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self::start_in(&data_dir, args);
+        server._temp = Some(temp);
+        server
+    }
+
     /// Starts a server on an existing data directory (to test restarts).
     pub fn start_in(data_dir: &Path, args: &[&str]) -> Self {
         require_interpreters();
@@ -94,6 +102,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.address)
     }
@@ -131,6 +143,21 @@ impl Server {
             std::mem::forget(temp);
         }
         dir
+    }
+
+    /// Sends SIGTERM and waits for the server to exit; returns how long that took.
+    pub fn terminate(mut self) -> (Duration, PathBuf) {
+        let started = std::time::Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let elapsed = started.elapsed();
+        let dir = self.data_dir.clone();
+        if let Some(temp) = self._temp.take() {
+            std::mem::forget(temp);
+        }
+        (elapsed, dir)
     }
 
     /// Sends one raw HTTP request and returns (status, headers lower-cased, body).

@@ -1,5 +1,6 @@
 //! Gust's end-to-end tests: a real `gust serve` driven by real clients.
 
+mod asynchronous;
 mod cli;
 mod common;
 mod control_plane;
