@@ -159,6 +159,7 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
                 "InFlight": q.in_flight,
                 "OldestEventAgeSeconds": q.oldest_age_ms.map(|ms| ms as f64 / 1000.0),
                 "DeadLettered": q.dead_lettered,
+                "Succeeded": q.succeeded,
             })
         })
         .collect();

@@ -49,6 +49,8 @@ pub struct FunctionQueueStatus {
     /// Age of the oldest event waiting or running, in milliseconds.
     pub oldest_age_ms: Option<u64>,
     pub dead_lettered: u64,
+    /// Events that ran successfully since Gust started.
+    pub succeeded: u64,
 }
 
 #[derive(Default)]
@@ -57,6 +59,7 @@ struct FunctionQueue {
     waiting: BTreeMap<(u64, i64), Waiting>,
     /// Received time of each running event.
     running: HashMap<i64, u64>,
+    succeeded: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -245,10 +248,6 @@ impl AsyncQueue {
             state.cursor = Some(name.clone());
             return Ok(waiting);
         }
-        // Forget functions with nothing left.
-        state
-            .functions
-            .retain(|_, q| !q.waiting.is_empty() || !q.running.is_empty());
         Err(earliest)
     }
 
@@ -406,6 +405,9 @@ impl AsyncQueue {
                     tracing::error!(error = %e, "could not remove a finished event; it will run again after a restart");
                 }
                 self.finish(&event);
+                if let Some(queue) = self.lock().functions.get_mut(&event.function) {
+                    queue.succeeded += 1;
+                }
             }
             Ok(response) => {
                 event.attempts += 1;
@@ -563,6 +565,7 @@ impl AsyncQueue {
                     in_flight: 0,
                     oldest_age_ms: None,
                     dead_lettered: count,
+                    succeeded: 0,
                 },
             );
         }
@@ -582,7 +585,9 @@ impl AsyncQueue {
                     in_flight: 0,
                     oldest_age_ms: None,
                     dead_lettered: 0,
+                    succeeded: 0,
                 });
+            entry.succeeded = queue.succeeded;
             entry.depth = queue.waiting.len() + queue.running.len();
             entry.in_flight = queue.running.len();
             entry.oldest_age_ms = oldest.map(|t| now.saturating_sub(t));

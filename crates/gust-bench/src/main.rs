@@ -1,0 +1,114 @@
+//! `gust-bench`: measures Gust against the floors it cannot beat, in one run.
+//!
+//! It starts its own `gust serve`, deploys a custom-runtime echo, a Python and a Node.js hello
+//! world, and reports each figure beside its floor (process start, interpreter start, a bare
+//! HTTP round trip on loopback) with the ratio between them. Medians and p99s only: one run on
+//! a shared machine is noise.
+
+mod http;
+mod measure;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::report::Report;
+
+#[derive(Parser)]
+#[command(
+    name = "gust-bench",
+    about = "Benchmark a Gust server against the floors measured in the same run"
+)]
+pub struct Args {
+    /// The gust binary to benchmark [default: the `gust` next to this program].
+    #[arg(long)]
+    gust: Option<PathBuf>,
+    /// Seconds each throughput measurement runs.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Samples for latency percentiles.
+    #[arg(long, default_value_t = 2000)]
+    samples: usize,
+    /// Cold starts measured per runtime.
+    #[arg(long, default_value_t = 30)]
+    cold_starts: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the results as a Markdown report (BENCHMARKS.md) here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Extra arguments for `gust serve` (repeatable), e.g. --serve-arg=--isolation=process.
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.with_file_name(name))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let gust = match &args.gust {
+        Some(p) => p.clone(),
+        None => sibling("gust")?,
+    };
+    let echo = sibling("bench-echo")?;
+    anyhow::ensure!(
+        gust.is_file(),
+        "{} not found: build it with `cargo build --release -p gust -p gust-bench`",
+        gust.display()
+    );
+    anyhow::ensure!(
+        echo.is_file(),
+        "{} not found: build it with `cargo build --release -p gust-bench`",
+        echo.display()
+    );
+    let duration = Duration::from_secs_f64(args.duration);
+    let mut report = Report::new();
+
+    eprintln!("starting gust serve…");
+    let server = server::Server::start(&gust, &args.serve_args).context("starting gust serve")?;
+    let address = server.address.clone();
+    report.note(
+        "isolation",
+        server
+            .isolation(&address)
+            .await
+            .unwrap_or_else(|_| "unknown".into()),
+    );
+    measure::deploy(&address, &echo).await?;
+
+    eprintln!("measuring floors…");
+    measure::floors(&mut report, &address, args.samples).await?;
+
+    eprintln!("warm invocations…");
+    measure::warm(&mut report, &address, args.samples, duration).await?;
+    eprintln!("cold starts…");
+    measure::cold(&mut report, &address, args.cold_starts).await?;
+    eprintln!("asynchronous invocations…");
+    measure::asynchronous(&mut report, &address, duration).await?;
+    measure::memory(&mut report, &server).await?;
+    drop(server);
+
+    report.print();
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report.to_markdown())?;
+    }
+    Ok(())
+}
