@@ -165,12 +165,16 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
         .collect();
     let doc = json!({
         "Isolation": app.isolation,
+        "IsolationWarning": (app.isolation == "process").then_some(PROCESS_ISOLATION_WARNING),
         "FunctionCount": usage.function_count,
         "IdleEnvironments": app.invoker.idle_environments(),
         "AsyncQueues": queues,
     });
     Ok(json(StatusCode::OK, &doc, rid))
 }
+
+/// What `gust status` says when functions are not sandboxed.
+const PROCESS_ISOLATION_WARNING: &str = "functions run as plain processes of the Gust server: they can read and change the host, Gust's data and each other (--isolation=process)";
 
 fn dead_letter_id(raw: &str) -> Result<i64, LambdaError> {
     raw.parse()

@@ -243,7 +243,13 @@ pub fn account_settings(app: &App, rid: &str) -> Result<HttpResponse, LambdaErro
             "FunctionCount": usage.function_count,
         },
     });
-    Ok(json(StatusCode::OK, &doc, rid))
+    let mut response = json(StatusCode::OK, &doc, rid);
+    // Unknown headers are ignored by AWS clients; operators can see the isolation here.
+    response.headers_mut().insert(
+        "x-gust-isolation",
+        hyper::header::HeaderValue::from_static(app.isolation),
+    );
+    Ok(response)
 }
 
 /// The deployment package behind GetFunction's `Code.Location`.

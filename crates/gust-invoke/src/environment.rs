@@ -12,7 +12,7 @@ use bytes::Bytes;
 use gust_model::FunctionConfig;
 use gust_model::timefmt::{iso_millis, log_stream_date};
 use gust_runtime_api::{Invocation, Link, Outcome};
-use gust_runtimes::{CommandError, RuntimeTable};
+use gust_runtimes::{CommandError, Placement, RuntimeTable};
 use gust_sandbox::{Launcher, ProcessSpec, Sandbox, SandboxSpec};
 use tokio::sync::watch;
 
@@ -127,17 +127,27 @@ impl Environment {
             .code_root
             .join(&config.code.digest_hex)
             .join("task");
+        let runtime = config.runtime.clone().unwrap_or_default();
         let mut sandbox = platform.launcher.create(&SandboxSpec {
             environment_id: id.clone(),
-            code_dir,
+            code_dir: code_dir.clone(),
             runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
             memory_mb: config.memory_size,
             ephemeral_storage_mb: config.ephemeral_storage,
+            read_only_paths: platform
+                .runtimes
+                .install_prefix(&runtime)
+                .into_iter()
+                .collect(),
         })?;
-        let runtime = config.runtime.clone().unwrap_or_default();
+        let placement = Placement {
+            host_task_root: &code_dir,
+            task_root: sandbox.task_root(),
+            runtime_dir: sandbox.runtime_dir(),
+        };
         let command = platform
             .runtimes
-            .command(&runtime, sandbox.task_root(), config.memory_size)
+            .command(&runtime, placement, config.memory_size)
             .map_err(EnvironmentError::Runtime);
         // A missing bootstrap is the function's problem and is reported per invocation; a
         // missing interpreter is the platform's.
@@ -214,7 +224,15 @@ impl Environment {
             ));
         }
         self.link.reset();
-        let spawned = self.sandbox.spawn(&self.process).map_err(|e| {
+        // Starting a sandboxed process blocks until it has built its filesystem and exec'd.
+        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let spawned = if multi_thread {
+            tokio::task::block_in_place(|| self.sandbox.spawn(&self.process))
+        } else {
+            self.sandbox.spawn(&self.process)
+        };
+        let spawned = spawned.map_err(|e| {
             let detail = match &e {
                 gust_sandbox::SandboxError::Spawn { program, source } => {
                     let reason = match source.kind() {
@@ -461,6 +479,12 @@ impl Environment {
             log,
             report,
         }
+    }
+
+    /// Whether the environment may serve another invocation. One whose memory ran out is
+    /// retired: Lambda gives the next invocation a fresh environment.
+    pub fn is_reusable(&self) -> bool {
+        !self.sandbox.out_of_memory()
     }
 
     /// Tears the environment down: kills its processes, stops its Runtime API, frees its

@@ -242,7 +242,7 @@ impl Invoker {
                 tenant_id: request.tenant_id,
             })
             .await;
-        if self.control.is_current(&env.config) {
+        if env.is_reusable() && self.control.is_current(&env.config) {
             self.pool.put(env);
         } else {
             teardown(vec![env]);

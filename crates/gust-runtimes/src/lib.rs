@@ -66,6 +66,18 @@ pub enum CommandError {
     NoBootstrap { searched: Vec<PathBuf> },
 }
 
+/// Where a runtime process finds the function's code and Gust's bootstraps. In a sandbox they
+/// appear at Lambda's paths (`/var/task`, `/var/runtime`), not where the host keeps them.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    /// The function's code on the host (to check that a bootstrap exists).
+    pub host_task_root: &'a Path,
+    /// The function's code as the runtime sees it.
+    pub task_root: &'a Path,
+    /// Gust's bootstraps as the runtime sees them.
+    pub runtime_dir: &'a Path,
+}
+
 /// Resolved runtimes and the installed bootstraps.
 #[derive(Debug, Clone)]
 pub struct RuntimeTable {
@@ -179,15 +191,17 @@ impl RuntimeTable {
     pub fn command(
         &self,
         runtime: &str,
-        task_root: &Path,
+        placement: Placement<'_>,
         memory_mb: u32,
     ) -> Result<RuntimeCommand, CommandError> {
         let entry = self
             .entry(runtime)
             .ok_or_else(|| CommandError::UnsupportedRuntime(runtime.to_string()))?;
+        let task_root = placement.task_root;
+        let runtime_dir = placement.runtime_dir;
         let mut env = vec![(
             "LAMBDA_RUNTIME_DIR".to_string(),
-            self.runtime_dir.display().to_string(),
+            runtime_dir.display().to_string(),
         )];
         let task = task_root.display().to_string();
         env.push((
@@ -200,12 +214,14 @@ impl RuntimeTable {
                     "PATH".into(),
                     "/usr/local/bin:/usr/bin:/bin:/opt/bin".into(),
                 ));
-                let candidates = [task_root.join("bootstrap"), PathBuf::from(LAYER_BOOTSTRAP)];
-                let program = candidates.iter().find(|p| p.is_file()).cloned().ok_or(
-                    CommandError::NoBootstrap {
-                        searched: candidates.to_vec(),
-                    },
-                )?;
+                // Layers are not supported, so only the function's own bootstrap can exist;
+                // the layer path is still named in the error, as Lambda names it.
+                if !placement.host_task_root.join("bootstrap").is_file() {
+                    return Err(CommandError::NoBootstrap {
+                        searched: vec![task_root.join("bootstrap"), PathBuf::from(LAYER_BOOTSTRAP)],
+                    });
+                }
+                let program = task_root.join("bootstrap");
                 Ok(RuntimeCommand {
                     program,
                     args: Vec::new(),
@@ -234,7 +250,7 @@ impl RuntimeTable {
                     Family::Python => (
                         vec![
                             OsString::from("-u"),
-                            self.runtime_dir.join("python/bootstrap.py").into(),
+                            runtime_dir.join("python/bootstrap.py").into(),
                         ],
                         Vec::new(),
                     ),
@@ -242,7 +258,7 @@ impl RuntimeTable {
                         let major = entry.runtime.version;
                         let node_path = format!(
                             "/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:{rt}/node_modules:{rt}:{task}",
-                            rt = self.runtime_dir.display()
+                            rt = runtime_dir.display()
                         );
                         (
                             vec![
@@ -252,7 +268,7 @@ impl RuntimeTable {
                                     "--max-old-space-size={}",
                                     (memory_mb as u64 * 90 / 100).max(64)
                                 )),
-                                self.runtime_dir.join("node/bootstrap.cjs").into(),
+                                runtime_dir.join("node/bootstrap.cjs").into(),
                             ],
                             vec![("NODE_PATH".to_string(), node_path)],
                         )
@@ -265,6 +281,19 @@ impl RuntimeTable {
                     env,
                 })
             }
+        }
+    }
+}
+
+impl RuntimeTable {
+    /// The directory an interpreter is installed under (`<prefix>/bin/<interpreter>`), which a
+    /// sandbox must show at the same path for the interpreter to find its libraries.
+    pub fn install_prefix(&self, runtime: &str) -> Option<PathBuf> {
+        match &self.entry(runtime)?.provider {
+            Provider::Interpreter { interpreter, .. } => {
+                interpreter.path.parent()?.parent().map(Path::to_path_buf)
+            }
+            _ => None,
         }
     }
 }
@@ -294,18 +323,25 @@ mod tests {
         table.install().unwrap();
         let task = dir.path().join("task");
         fs::create_dir(&task).unwrap();
-        let err = table.command("provided.al2023", &task, 128).unwrap_err();
+        let placement = Placement {
+            host_task_root: &task,
+            task_root: Path::new("/var/task"),
+            runtime_dir: Path::new("/var/runtime"),
+        };
+        let err = table
+            .command("provided.al2023", placement, 128)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("Couldn't find valid bootstrap(s): [")
         );
         fs::write(task.join("bootstrap"), "#!/bin/sh\n").unwrap();
-        let cmd = table.command("provided.al2023", &task, 128).unwrap();
-        assert_eq!(cmd.program, task.join("bootstrap"));
+        let cmd = table.command("provided.al2023", placement, 128).unwrap();
+        assert_eq!(cmd.program, Path::new("/var/task/bootstrap"));
         assert!(cmd.env.iter().all(|(k, _)| k != "AWS_EXECUTION_ENV"));
         assert!(dir.path().join("rt/python/bootstrap.py").is_file());
         assert!(matches!(
-            table.command("java21", &task, 128),
+            table.command("java21", placement, 128),
             Err(CommandError::UnsupportedRuntime(_))
         ));
     }
@@ -316,8 +352,21 @@ mod tests {
         let configured: BTreeMap<String, PathBuf> =
             [("python3.12".to_string(), PathBuf::from("/bin/sh"))].into();
         let table = RuntimeTable::discover(dir.path(), &configured);
-        let cmd = table.command("python3.12", dir.path(), 128).unwrap();
+        let placement = Placement {
+            host_task_root: dir.path(),
+            task_root: dir.path(),
+            runtime_dir: dir.path(),
+        };
+        let cmd = table.command("python3.12", placement, 128).unwrap();
         assert_eq!(cmd.program, fs::canonicalize("/bin/sh").unwrap());
+        let prefix = fs::canonicalize("/bin/sh").unwrap();
+        assert_eq!(
+            table.install_prefix("python3.12"),
+            prefix
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+        );
         assert!(cmd.env.contains(&(
             "AWS_EXECUTION_ENV".to_string(),
             "AWS_Lambda_python3.12".to_string()

@@ -5,6 +5,8 @@
 //! where the runtime can reach it and nothing else can). The invoke path only talks to these
 //! traits, so the plain [`ProcessLauncher`] and the Linux sandbox are interchangeable.
 
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod process;
 
 use std::ffi::OsString;
@@ -24,6 +26,9 @@ pub struct SandboxSpec {
     pub runtime_dir: PathBuf,
     pub memory_mb: u32,
     pub ephemeral_storage_mb: u32,
+    /// Host directories the runtime needs at their own paths, read-only (interpreters
+    /// installed outside /usr, such as pyenv's or nvm's).
+    pub read_only_paths: Vec<PathBuf>,
 }
 
 /// A process to start in the sandbox.
@@ -58,12 +63,15 @@ pub enum SandboxError {
 pub enum Isolation {
     /// Plain child processes of Gust: no isolation beyond separate directories.
     Process,
+    /// Each environment in its own namespaces, cgroups, seccomp and Landlock sandbox.
+    Linux,
 }
 
 impl Isolation {
     pub fn name(self) -> &'static str {
         match self {
             Self::Process => "process",
+            Self::Linux => "linux",
         }
     }
 }
@@ -92,6 +100,11 @@ pub trait Sandbox: Send + Sync {
     fn kill_all(&mut self);
     /// Peak memory use of the environment since its runtime started, in bytes.
     fn peak_memory(&self) -> Option<u64>;
+    /// Whether the kernel has killed a process of the sandbox for exceeding its memory limit
+    /// (such an environment is retired rather than reused).
+    fn out_of_memory(&self) -> bool {
+        false
+    }
     /// Releases what the sandbox holds on the host. Kills first.
     fn destroy(&mut self);
 }

@@ -166,6 +166,7 @@ mod tests {
                 runtime_dir: root.path().to_path_buf(),
                 memory_mb: 128,
                 ephemeral_storage_mb: 512,
+                read_only_paths: Vec::new(),
             })
             .unwrap();
         assert!(sandbox.runtime_api_address().starts_with("127.0.0.1:"));

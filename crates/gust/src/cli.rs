@@ -436,6 +436,9 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         "isolation:          {}",
         doc["Isolation"].as_str().unwrap_or("-")
     );
+    if let Some(warning) = doc["IsolationWarning"].as_str() {
+        println!("WARNING:            {warning}");
+    }
     println!("functions:          {}", doc["FunctionCount"]);
     println!("idle environments:  {}", doc["IdleEnvironments"]);
     let queues = doc["AsyncQueues"].as_array().cloned().unwrap_or_default();

@@ -14,12 +14,16 @@ use gust_control::{Control, Settings as ControlSettings};
 use gust_invoke::{AsyncQueue, Invoker, Platform, QueueSettings, Settings as InvokeSettings};
 use gust_model::Arns;
 use gust_runtimes::RuntimeTable;
+use gust_sandbox::linux::LinuxLauncher;
 use gust_sandbox::{Launcher, ProcessLauncher};
 use tokio::net::TcpListener;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum IsolationArg {
-    /// Plain child processes: no isolation from the host.
+    /// Each environment in its own namespaces, cgroups, seccomp and Landlock sandbox (needs
+    /// root).
+    Linux,
+    /// Plain child processes: no isolation from the host. Only for trusted code.
     Process,
 }
 
@@ -52,7 +56,7 @@ pub struct ServeArgs {
     #[arg(long)]
     sample: bool,
     /// How execution environments are isolated.
-    #[arg(long, value_enum, default_value = "process")]
+    #[arg(long, value_enum, default_value = "linux")]
     isolation: IsolationArg,
     /// Seconds to let running requests and asynchronous invocations finish after SIGTERM;
     /// asynchronous invocations still running then stay queued for the next start.
@@ -143,7 +147,42 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+impl ServeArgs {
+    /// Process-wide preparation that must happen before any thread starts: the Linux
+    /// sandbox needs Gust in a private mount namespace (`None` when not needed).
+    pub fn prepare_process(&self) -> Option<std::io::Result<()>> {
+        match self.isolation {
+            IsolationArg::Linux => Some(gust_sandbox::linux::enter_private_mount_namespace()),
+            IsolationArg::Process => None,
+        }
+    }
+}
+
+fn linux_launcher(
+    data_dir: &std::path::Path,
+    prepared: Option<std::io::Result<()>>,
+) -> anyhow::Result<Arc<dyn Launcher>> {
+    let launcher = prepared
+        .unwrap_or(Ok(()))
+        .map_err(|e| anyhow::anyhow!("cannot make a private mount namespace: {e}"))
+        .and_then(|()| Ok(LinuxLauncher::new(data_dir.join("environments"))?));
+    match launcher {
+        Ok(launcher) => {
+            tracing::info!("isolation: linux — {}", launcher.describe());
+            Ok(Arc::new(launcher))
+        }
+        Err(e) => bail!(
+            "cannot isolate functions: {e:#}. Run Gust as root (the sandbox creates namespaces, \
+             cgroups and mounts), or pass --isolation=process to run functions as plain \
+             processes with no isolation from the host (trusted code only)"
+        ),
+    }
+}
+
+pub async fn run(
+    args: ServeArgs,
+    prepared: Option<std::io::Result<()>>,
+) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -220,9 +259,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
 
     let launcher: Arc<dyn Launcher> = match args.isolation {
+        IsolationArg::Linux => linux_launcher(&data_dir, prepared)?,
         IsolationArg::Process => {
             tracing::warn!(
-                "isolation: process — functions run as plain child processes of Gust and are not isolated from the host"
+                "isolation: process — functions run as plain child processes of Gust and are NOT \
+                 isolated from the host, Gust's data or each other; run only trusted code"
             );
             Arc::new(
                 ProcessLauncher::new(data_dir.join("environments"))

@@ -4,9 +4,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
-fn read_response(
-    reader: &mut BufReader<TcpStream>,
-) -> std::io::Result<(Vec<(String, String)>, Vec<u8>)> {
+/// Header names and values, then the body.
+type Response = (Vec<(String, String)>, Vec<u8>);
+
+fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     if line.is_empty() {

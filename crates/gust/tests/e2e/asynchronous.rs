@@ -11,7 +11,11 @@ use aws_sdk_lambda::types::{DestinationConfig, InvocationType, OnFailure, OnSucc
 use crate::common::*;
 
 /// Runs asynchronous timing at 1/100 of Lambda's: a 1-minute retry delay takes 0.6 s.
-const FAST: &[&str] = &["--async-time-scale", "0.01"];
+/// These tests observe executions through files the functions write on the host, which the
+/// Linux sandbox rightly forbids, so they run functions as plain processes; the sandbox has
+/// its own tests (`sandbox.rs`).
+const FAST: &[&str] = &["--async-time-scale", "0.01", "--isolation", "process"];
+const RECORDING: &[&str] = &["--isolation", "process"];
 
 /// A function that appends each event to `$RECORD_DIR/<function>.log` as one JSON line, and
 /// fails when the event asks it to.
@@ -182,7 +186,7 @@ async fn events_are_accepted_and_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn event_invoke_config_api() {
-    let server = Server::start();
+    let server = Server::start_with(RECORDING);
     let client = server.client();
     let dir = tempfile::tempdir().unwrap();
     create_recorder(&client, "cfg", false, dir.path()).await;
@@ -574,7 +578,7 @@ fn server_pid(server: &Server) -> u32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accepted_events_survive_a_crash() {
-    let server = Server::start_with(&["--isolation", "process"]);
+    let server = Server::start_with(RECORDING);
     let client = server.client();
     let dir = tempfile::tempdir().unwrap();
     create_recorder(&client, "crashy", false, dir.path()).await;
@@ -583,7 +587,7 @@ async fn accepted_events_survive_a_crash() {
     let data_dir: PathBuf = server.kill();
     let ran_before: usize = records(dir.path(), "crashy").len();
 
-    let server = Server::start_in(&data_dir, &[]);
+    let server = Server::start_in(&data_dir, RECORDING);
     let expected: std::collections::HashSet<u64> = accepted.iter().copied().collect();
     let counts = eventually(
         Duration::from_secs(120),
@@ -612,7 +616,7 @@ async fn accepted_events_survive_a_crash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_or_requeues_running_events() {
-    let server = Server::start_with(&["--shutdown-grace", "2"]);
+    let server = Server::start_with(&["--shutdown-grace", "2", "--isolation", "process"]);
     let client = server.client();
     let dir = tempfile::tempdir().unwrap();
     create_recorder(&client, "slow", false, dir.path()).await;
@@ -627,7 +631,7 @@ async fn sigterm_finishes_or_requeues_running_events() {
     assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
 
     // Events that had not finished run after the restart.
-    let _server = Server::start_in(&data_dir, &[]);
+    let _server = Server::start_in(&data_dir, RECORDING);
     eventually(
         Duration::from_secs(60),
         "every event to finish after the restart",

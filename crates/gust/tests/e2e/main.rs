@@ -8,4 +8,5 @@ mod custom;
 mod node;
 mod packages;
 mod python;
+mod sandbox;
 mod versions;

@@ -1,0 +1,529 @@
+//! The Linux sandbox: every execution environment in its own user, PID, mount, IPC, UTS, cgroup
+//! and network namespaces, as an unprivileged user with no capabilities, under seccomp and
+//! Landlock, with cgroup limits on memory, processes and CPU — built from kernel primitives,
+//! without a container runtime.
+
+pub mod cgroup;
+pub mod netns;
+pub mod seccomp;
+mod spawn;
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::{Isolation, Launcher, ProcessSpec, Sandbox, SandboxError, SandboxSpec, Spawned};
+use cgroup::{Cgroups, EnvironmentGroup, Limits};
+use netns::{NetworkFactory, RUNTIME_API_ADDRESS};
+use spawn::{LandlockRule, Op, Plan};
+
+/// The user and group a function runs as inside its sandbox (Lambda's `sbx_user1051`).
+const SANDBOX_UID: u32 = 993;
+const SANDBOX_GID: u32 = 990;
+/// Host ids given to sandboxes: one per environment, above the usual system and user ranges,
+/// and in a block of their own for each Gust server on the host (by process id), so that no
+/// two live environments share a uid and with it RLIMIT_NPROC or the right to signal.
+const HOST_ID_BASE: u32 = 1 << 20;
+const HOST_ID_SPAN: u32 = 1 << 16;
+const HOST_ID_BLOCKS: u32 = 4096;
+static NEXT_HOST_ID: AtomicU32 = AtomicU32::new(0);
+/// Lambda's limits on open files and on processes and threads.
+const MAX_FILES: u64 = 1024;
+const MAX_PROCESSES: u32 = 1024;
+/// Network namespaces kept ready.
+const READY_NAMESPACES: usize = 8;
+
+const PASSWD: &[u8] = b"root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const GROUP: &[u8] = b"root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n";
+const HOSTS: &[u8] = b"127.0.0.1\tlocalhost sandbox sandbox.localdomain\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+/// Host files a runtime may need from /etc: name resolution, the dynamic linker's cache,
+/// certificates.
+const ETC_FILES: &[&str] = &[
+    "resolv.conf",
+    "nsswitch.conf",
+    "ld.so.cache",
+    "host.conf",
+    "gai.conf",
+    "localtime",
+];
+const ETC_DIRS: &[&str] = &["ssl", "ca-certificates", "pki", "alternatives"];
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+/// Top-level directories of the host that hold programs and libraries.
+const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+const LL_EXECUTE: u64 = 1 << 0;
+const LL_WRITE_FILE: u64 = 1 << 1;
+const LL_READ_FILE: u64 = 1 << 2;
+const LL_READ_DIR: u64 = 1 << 3;
+const LL_TRUNCATE: u64 = 1 << 14;
+const LL_IOCTL_DEV: u64 = 1 << 15;
+
+fn cstring(path: &Path) -> CString {
+    // Paths from the filesystem never contain NUL bytes.
+    CString::new(path.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn io_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// How a top-level system directory appears on this host.
+#[derive(Debug, Clone)]
+enum SystemDir {
+    Directory(&'static str),
+    Link(&'static str, PathBuf),
+}
+
+/// Launches environments in Linux sandboxes. Needs root (or equivalent capabilities).
+pub struct LinuxLauncher {
+    environments_dir: PathBuf,
+    cgroups: Cgroups,
+    network: NetworkFactory,
+    seccomp: Arc<Vec<Vec<libc::sock_filter>>>,
+    landlock_abi: i64,
+    system_dirs: Vec<SystemDir>,
+    command_line: Option<(usize, usize)>,
+    /// A pipe whose write end only this process holds: sandboxes die with Gust.
+    lifeline: (OwnedFd, OwnedFd),
+}
+
+/// Gives Gust a private mount namespace, so that the mounts it makes for environments are
+/// invisible to the host and vanish with it. Must run before any thread is started.
+pub fn enter_private_mount_namespace() -> io::Result<()> {
+    // SAFETY: unshare(2) and mount(2) with static arguments, before other threads exist.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl LinuxLauncher {
+    /// Prepares cgroups, the namespace factory and the filters. Fails with a clear reason when
+    /// the host does not let Gust isolate functions.
+    pub fn new(environments_dir: impl Into<PathBuf>) -> io::Result<Self> {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the Linux sandbox needs root (it creates namespaces, cgroups and mounts)",
+            ));
+        }
+        let environments_dir = environments_dir.into();
+        if environments_dir.exists() {
+            fs::remove_dir_all(&environments_dir)?;
+        }
+        fs::create_dir_all(&environments_dir)?;
+        let cgroups = Cgroups::setup()?;
+        let network = NetworkFactory::start(READY_NAMESPACES)?;
+        let seccomp = Arc::new(seccomp::programs().map_err(io_error)?);
+        let system_dirs = SYSTEM_DIRS
+            .iter()
+            .filter_map(|name| {
+                let host = Path::new("/").join(name);
+                let meta = fs::symlink_metadata(&host).ok()?;
+                if meta.file_type().is_symlink() {
+                    Some(SystemDir::Link(name, fs::read_link(&host).ok()?))
+                } else if meta.is_dir() {
+                    Some(SystemDir::Directory(name))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        Ok(Self {
+            environments_dir,
+            cgroups,
+            network,
+            seccomp,
+            landlock_abi: spawn::landlock_abi(),
+            system_dirs,
+            command_line: spawn::command_line_region(),
+            lifeline: {
+                let (read, write) = io::pipe()?;
+                (OwnedFd::from(read), OwnedFd::from(write))
+            },
+        })
+    }
+
+    /// What the log says about the sandbox's building blocks.
+    pub fn describe(&self) -> String {
+        let landlock = if self.landlock_abi > 0 {
+            format!("Landlock ABI {}", self.landlock_abi)
+        } else {
+            "no Landlock (kernel without it)".into()
+        };
+        format!("{}; seccomp; {landlock}", self.cgroups.describe())
+    }
+
+    fn plan(&self, spec: &SandboxSpec, root: &Path, tmp: &Path, host_id: u32) -> Plan {
+        let at = |rel: &str| cstring(&root.join(rel));
+        let mut ops = Vec::new();
+        for dir in &self.system_dirs {
+            match dir {
+                SystemDir::Link(name, target) => ops.push(Op::Symlink {
+                    target: cstring(target),
+                    link: at(name),
+                }),
+                SystemDir::Directory(name) => {
+                    ops.push(Op::Mkdir(at(name)));
+                    ops.push(Op::Bind {
+                        source: cstring(&Path::new("/").join(name)),
+                        target: at(name),
+                        read_only: true,
+                    });
+                }
+            }
+        }
+        ops.push(Op::Mkdir(at("etc")));
+        ops.push(Op::File {
+            path: at("etc/passwd"),
+            contents: PASSWD.to_vec(),
+        });
+        ops.push(Op::File {
+            path: at("etc/group"),
+            contents: GROUP.to_vec(),
+        });
+        ops.push(Op::File {
+            path: at("etc/hosts"),
+            contents: HOSTS.to_vec(),
+        });
+        for name in ETC_FILES {
+            let host = Path::new("/etc").join(name);
+            if host.is_file() {
+                let target = at(&format!("etc/{name}"));
+                ops.push(Op::Touch(target.clone()));
+                ops.push(Op::Bind {
+                    source: cstring(&host),
+                    target,
+                    read_only: true,
+                });
+            }
+        }
+        for name in ETC_DIRS {
+            let host = Path::new("/etc").join(name);
+            if host.is_dir() {
+                let target = at(&format!("etc/{name}"));
+                ops.push(Op::Mkdir(target.clone()));
+                ops.push(Op::Bind {
+                    source: cstring(&host),
+                    target,
+                    read_only: true,
+                });
+            }
+        }
+        for dir in [
+            "var",
+            "var/task",
+            "var/runtime",
+            "opt",
+            "tmp",
+            "proc",
+            "dev",
+        ] {
+            ops.push(Op::Mkdir(at(dir)));
+        }
+        ops.push(Op::Bind {
+            source: cstring(&spec.code_dir),
+            target: at("var/task"),
+            read_only: true,
+        });
+        ops.push(Op::Bind {
+            source: cstring(&spec.runtime_dir),
+            target: at("var/runtime"),
+            read_only: true,
+        });
+        ops.push(Op::Bind {
+            source: cstring(tmp),
+            target: at("tmp"),
+            read_only: false,
+        });
+        ops.push(Op::Tmpfs {
+            target: at("dev"),
+            options: c"mode=755,size=64k".to_owned(),
+        });
+        for device in DEVICES {
+            let host = Path::new("/dev").join(device);
+            if host.exists() {
+                let target = at(&format!("dev/{device}"));
+                ops.push(Op::Touch(target.clone()));
+                ops.push(Op::Bind {
+                    source: cstring(&host),
+                    target,
+                    read_only: false,
+                });
+            }
+        }
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            ops.push(Op::Symlink {
+                target: CString::new(target).unwrap_or_default(),
+                link: at(&format!("dev/{link}")),
+            });
+        }
+        ops.push(Op::Mkdir(at("dev/shm")));
+        ops.push(Op::RemountReadOnly(at("dev")));
+        ops.push(Op::Tmpfs {
+            target: at("dev/shm"),
+            options: CString::new(format!(
+                "mode=1777,size={}m",
+                spec.ephemeral_storage_mb.min(512)
+            ))
+            .unwrap_or_default(),
+        });
+        // Interpreters installed outside the system directories, at their own paths.
+        for extra in &spec.read_only_paths {
+            let covered = self.system_dirs.iter().any(|d| match d {
+                SystemDir::Directory(name) | SystemDir::Link(name, _) => {
+                    extra.starts_with(Path::new("/").join(name))
+                }
+            });
+            if covered || !extra.is_absolute() {
+                continue;
+            }
+            let mut partial = PathBuf::from("/");
+            for component in extra.components().skip(1) {
+                partial.push(component);
+                ops.push(Op::Mkdir(cstring(
+                    &root.join(partial.strip_prefix("/").unwrap_or(&partial)),
+                )));
+            }
+            ops.push(Op::Bind {
+                source: cstring(extra),
+                target: cstring(&root.join(extra.strip_prefix("/").unwrap_or(extra))),
+                read_only: true,
+            });
+        }
+        let all = u64::MAX;
+        Plan {
+            netns: -1,
+            lifeline: self.lifeline.0.as_raw_fd(),
+            cgroup_procs: Vec::new(),
+            root: cstring(root),
+            root_options: c"mode=755,size=2m".to_owned(),
+            ops,
+            proc_dir: at("proc"),
+            hostname: c"sandbox".to_owned(),
+            command_line: self.command_line,
+            host_uid: host_id,
+            host_gid: host_id,
+            uid_map: format!("{SANDBOX_UID} {host_id} 1\n").into_bytes(),
+            gid_map: format!("{SANDBOX_GID} {host_id} 1\n").into_bytes(),
+            workdir: c"/var/task".to_owned(),
+            rlimits: vec![
+                (libc::RLIMIT_NOFILE, MAX_FILES),
+                (libc::RLIMIT_NPROC, MAX_PROCESSES as u64),
+            ],
+            landlock: vec![
+                LandlockRule {
+                    path: c"/".to_owned(),
+                    access: LL_EXECUTE | LL_READ_FILE | LL_READ_DIR,
+                },
+                LandlockRule {
+                    path: c"/tmp".to_owned(),
+                    access: all,
+                },
+                LandlockRule {
+                    path: c"/dev/shm".to_owned(),
+                    access: all,
+                },
+                LandlockRule {
+                    path: c"/dev".to_owned(),
+                    access: LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_TRUNCATE | LL_IOCTL_DEV,
+                },
+                LandlockRule {
+                    path: c"/proc".to_owned(),
+                    access: LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_TRUNCATE,
+                },
+            ],
+            seccomp: (*self.seccomp).clone(),
+        }
+    }
+}
+
+impl Launcher for LinuxLauncher {
+    fn isolation(&self) -> Isolation {
+        Isolation::Linux
+    }
+
+    fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
+        let dir = self.environments_dir.join(&spec.environment_id);
+        let root = dir.join("root");
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&root)?;
+        fs::create_dir_all(&tmp)?;
+        let options = cstring(Path::new(&format!(
+            "size={}m,mode=1777",
+            spec.ephemeral_storage_mb
+        )));
+        // SAFETY: mount(2) with NUL-terminated strings we own; the target directory exists.
+        let mounted = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                cstring(&tmp).as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            )
+        };
+        if mounted != 0 {
+            let e = io::Error::last_os_error();
+            let _ = fs::remove_dir_all(&dir);
+            return Err(SandboxError::Setup(e));
+        }
+        let mut sandbox = LinuxSandbox {
+            dir,
+            tmp,
+            group: None,
+            network: None,
+            listener: None,
+            plan: None,
+        };
+        let group = self.cgroups.create(
+            &format!("env-{}", spec.environment_id),
+            Limits {
+                memory_mb: spec.memory_mb,
+                pids: MAX_PROCESSES,
+            },
+        )?;
+        let slot = self.network.take()?;
+        let block = std::process::id() % HOST_ID_BLOCKS;
+        let host_id = HOST_ID_BASE
+            + block * HOST_ID_SPAN
+            + NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed) % HOST_ID_SPAN;
+        let mut plan = self.plan(spec, &root, &sandbox.tmp, host_id);
+        plan.netns = slot.netns.as_raw_fd();
+        let procs = group.procs_files()?;
+        plan.cgroup_procs = procs.iter().map(|fd| fd.as_raw_fd()).collect();
+        sandbox.group = Some(group);
+        sandbox.listener = Some(slot.listener);
+        sandbox.network = Some((slot.netns, procs));
+        sandbox.plan = Some(Arc::new(plan));
+        Ok(Box::new(sandbox))
+    }
+}
+
+struct LinuxSandbox {
+    dir: PathBuf,
+    tmp: PathBuf,
+    group: Option<EnvironmentGroup>,
+    /// The network namespace and the cgroup files the plan refers to by descriptor.
+    network: Option<(OwnedFd, Vec<OwnedFd>)>,
+    listener: Option<std::net::TcpListener>,
+    plan: Option<Arc<Plan>>,
+}
+
+impl Sandbox for LinuxSandbox {
+    fn take_listener(&mut self) -> Option<std::net::TcpListener> {
+        self.listener.take()
+    }
+
+    fn runtime_api_address(&self) -> &str {
+        RUNTIME_API_ADDRESS
+    }
+
+    fn task_root(&self) -> &Path {
+        Path::new("/var/task")
+    }
+
+    fn runtime_dir(&self) -> &Path {
+        Path::new("/var/runtime")
+    }
+
+    fn tmp_dir(&self) -> &Path {
+        Path::new("/tmp")
+    }
+
+    fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError> {
+        let plan = self
+            .plan
+            .clone()
+            .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
+        let (reader, writer) = io::pipe()?;
+        let writer_err = writer.try_clone()?;
+        let mut command = tokio::process::Command::new(&process.program);
+        command
+            .args(&process.args)
+            .env_clear()
+            .envs(process.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::from(writer_err))
+            .kill_on_drop(true);
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls on data prepared in `plan` (see spawn.rs).
+        unsafe {
+            command.pre_exec(move || spawn::child(&plan));
+        }
+        let child = command.spawn().map_err(|source| SandboxError::Spawn {
+            program: process.program.clone(),
+            source,
+        })?;
+        drop(command);
+        Ok(Spawned {
+            child,
+            output: OwnedFd::from(reader),
+        })
+    }
+
+    fn kill_all(&mut self) {
+        if let Some(group) = &self.group {
+            group.kill_all();
+        }
+    }
+
+    fn peak_memory(&self) -> Option<u64> {
+        self.group.as_ref()?.peak_memory()
+    }
+
+    fn out_of_memory(&self) -> bool {
+        self.group.as_ref().is_some_and(|g| g.oom_kills() > 0)
+    }
+
+    fn destroy(&mut self) {
+        if let Some(group) = self.group.take() {
+            group.remove();
+        }
+        self.plan = None;
+        self.network = None;
+        self.listener = None;
+        // SAFETY: umount2(2) of the tmpfs this sandbox mounted.
+        unsafe {
+            libc::umount2(cstring(&self.tmp).as_ptr(), libc::MNT_DETACH);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for LinuxSandbox {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+impl Drop for LinuxLauncher {
+    fn drop(&mut self) {
+        self.cgroups.remove();
+    }
+}

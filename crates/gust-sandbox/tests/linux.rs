@@ -1,0 +1,220 @@
+//! The Linux sandbox from the inside: what a process started in it sees and may do.
+//! These tests need root, as the sandbox itself does.
+#![cfg(target_os = "linux")]
+
+use std::io::Read;
+
+use gust_sandbox::linux::LinuxLauncher;
+use gust_sandbox::{Launcher, ProcessSpec, Sandbox, SandboxSpec};
+
+struct Fixture {
+    sandbox: Box<dyn Sandbox>,
+    /// Sandboxes die with their launcher.
+    _launcher: LinuxLauncher,
+    _dir: tempfile::TempDir,
+}
+
+fn sandbox(memory_mb: u32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("handler.txt"), "the code").unwrap();
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let launcher =
+        LinuxLauncher::new(dir.path().join("envs")).expect("the Linux sandbox needs root");
+    let sandbox = launcher
+        .create(&SandboxSpec {
+            environment_id: dir
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            code_dir: code,
+            runtime_dir: runtime,
+            memory_mb,
+            ephemeral_storage_mb: 16,
+            read_only_paths: Vec::new(),
+        })
+        .unwrap();
+    Fixture {
+        sandbox,
+        _launcher: launcher,
+        _dir: dir,
+    }
+}
+
+async fn run(sandbox: &mut dyn Sandbox, script: &str) -> (String, std::process::ExitStatus) {
+    let spawned = sandbox
+        .spawn(&ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        })
+        .unwrap();
+    let mut child = spawned.child;
+    let output = std::fs::File::from(spawned.output);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        let mut output = output;
+        let _ = output.read_to_string(&mut text);
+        text
+    });
+    let status = child.wait().await.unwrap();
+    (reader.await.unwrap(), status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_sees_lambdas_filesystem_as_an_unprivileged_user() {
+    let mut f = sandbox(128);
+    let (out, status) = run(
+        f.sandbox.as_mut(),
+        "id -u; id -g; hostname; cat /var/task/handler.txt; echo; ls /etc | tr '\\n' ' '; echo; \
+         grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status; \
+         echo scratch > /tmp/x && cat /tmp/x; ulimit -n; grep 'Max processes' /proc/self/limits | tr -s ' ' | cut -d' ' -f3; ls /proc | grep -c '^[0-9]'",
+    )
+    .await;
+    assert!(status.success(), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "993", "{out}");
+    assert_eq!(lines[1], "990", "{out}");
+    assert_eq!(lines[2], "sandbox", "{out}");
+    assert_eq!(lines[3], "the code", "{out}");
+    assert!(!lines[4].contains("shadow"), "{out}");
+    assert!(lines[4].contains("passwd"), "{out}");
+    assert_eq!(lines[5], "CapEff:\t0000000000000000", "{out}");
+    assert_eq!(lines[6], "NoNewPrivs:\t1", "{out}");
+    assert_eq!(lines[7], "Seccomp:\t2", "{out}");
+    assert_eq!(lines[8], "scratch", "{out}");
+    assert_eq!(lines[9], "1024", "{out}");
+    assert_eq!(lines[10], "1024", "{out}");
+    // init, the shell, ls and grep at most.
+    assert!(lines[11].parse::<u32>().unwrap() <= 4, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_status_and_signals_come_through() {
+    let mut f = sandbox(128);
+    let (_, status) = run(f.sandbox.as_mut(), "exit 7").await;
+    assert_eq!(status.code(), Some(7));
+    let (_, status) = run(f.sandbox.as_mut(), "kill -SEGV $$").await;
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_outside_tmp_fail_and_tmp_is_bounded() {
+    let mut f = sandbox(128);
+    let (out, _) = run(
+        f.sandbox.as_mut(),
+        "for p in /var/task/x /usr/x /etc/x /x /var/runtime/x; do (echo > $p) 2>/dev/null && echo wrote $p; done; \
+         dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1 | grep -o 'No space left'; echo done",
+    )
+    .await;
+    assert!(!out.contains("wrote"), "{out}");
+    assert!(out.contains("No space left"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_over_the_limit_is_killed_and_peak_reported() {
+    let mut f = sandbox(64);
+    let (_, status) = run(
+        f.sandbox.as_mut(),
+        "/usr/bin/python3 -c 'b = b\"x\" * (200 << 20)'; exit 3",
+    )
+    .await;
+    // Python is killed; the shell goes on and exits 3.
+    assert_eq!(status.code(), Some(3));
+    let peak = f.sandbox.peak_memory().unwrap();
+    assert!(peak > 32 << 20 && peak <= 64 << 20, "{peak}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_processes_die_with_the_sandbox() {
+    let mut f = sandbox(128);
+    let spawned = f
+        .sandbox
+        .spawn(&ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "setsid sleep 1000 & echo started; exec sleep 1000".into(),
+            ],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        })
+        .unwrap();
+    let mut output = std::fs::File::from(spawned.output);
+    let mut buf = [0u8; 8];
+    output.read_exact(&mut buf).unwrap();
+    let mut before = count_sleepers();
+    for _ in 0..200 {
+        if before >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        before = count_sleepers();
+    }
+    assert!(before >= 2);
+    f.sandbox.kill_all();
+    let mut child = spawned.child;
+    child.wait().await.unwrap();
+    for _ in 0..100 {
+        if count_sleepers() == before - 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(count_sleepers(), before - 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_die_with_their_launcher() {
+    let f = sandbox(128);
+    let mut sandbox = f.sandbox;
+    let spawned = sandbox
+        .spawn(&ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "sleep 2000 & echo started; exec sleep 2000".into(),
+            ],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        })
+        .unwrap();
+    let mut output = std::fs::File::from(spawned.output);
+    let mut buf = [0u8; 8];
+    output.read_exact(&mut buf).unwrap();
+    // The launcher goes (as when Gust dies) while the sandbox itself is still there.
+    drop(f._launcher);
+    let mut child = spawned.child;
+    let status = child.wait().await.unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    for _ in 0..200 {
+        if count_processes(b"sleep\x002000\x00") == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("a sandboxed process outlived the launcher");
+}
+
+fn count_sleepers() -> usize {
+    count_processes(b"sleep\x001000\x00")
+}
+
+fn count_processes(command_line: &[u8]) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            cmdline == command_line
+        })
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            !stat.contains(") Z ")
+        })
+        .count()
+}
