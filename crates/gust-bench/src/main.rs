@@ -8,6 +8,7 @@
 mod http;
 mod measure;
 mod report;
+mod sandbox;
 mod server;
 
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub struct Args {
     /// Samples for latency percentiles.
     #[arg(long, default_value_t = 2000)]
     samples: usize,
+    /// Sandboxes set up per sandbox measurement.
+    #[arg(long, default_value_t = 300)]
+    sandboxes: usize,
     /// Cold starts measured per runtime.
     #[arg(long, default_value_t = 30)]
     cold_starts: usize,
@@ -102,6 +106,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     measure::asynchronous(&mut report, &address, duration).await?;
     measure::memory(&mut report, &server).await?;
     drop(server);
+    eprintln!("sandbox setup…");
+    sandbox::setup(&mut report, args.sandboxes).await?;
 
     report.print();
     if let Some(path) = &args.json {

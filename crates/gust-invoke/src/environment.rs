@@ -34,13 +34,16 @@ pub struct Platform {
 }
 
 /// One invocation as the environment receives it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Request {
     pub request_id: String,
     pub payload: Bytes,
     pub invoked_function_arn: String,
     pub client_context: Option<String>,
     pub tenant_id: Option<String>,
+    /// Held while a new environment starts its runtime; released once the runtime has
+    /// initialised (or failed to), so that the next cold start may proceed.
+    pub setup: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// What an invocation produced.
@@ -286,7 +289,8 @@ impl Environment {
     }
 
     /// Runs one invocation to its end.
-    pub async fn invoke(&mut self, request: Request) -> Response {
+    pub async fn invoke(&mut self, mut request: Request) -> Response {
+        let mut setup = request.setup.take();
         let timeout = Duration::from_secs(self.config.timeout as u64);
         let mut cold = !self.is_warm();
         if let Some(runtime) = self.runtime.as_ref().filter(|_| !cold) {
@@ -350,6 +354,8 @@ impl Environment {
                 },
                 result = async { delivered.as_mut().expect("guarded").await }, if delivered.is_some() => {
                     delivered = None;
+                    // Initialised: the next environment may start setting up.
+                    drop(setup.take());
                     if let Ok(d) = result {
                         delivery = Some(d);
                         if cold {

@@ -64,6 +64,11 @@ pub struct Invoker {
     settings: Settings,
     pool: Pool,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Environments being set up at once. A burst of cold starts beyond what the machine can
+    /// set up in parallel only makes every one of them slower (sandbox setup is kernel work
+    /// that contends), so they take turns; waiting here does not count against a function's
+    /// timeout.
+    setups: Arc<tokio::sync::Semaphore>,
     /// Package digests of environments currently running an invocation.
     busy_code: Mutex<HashMap<String, usize>>,
 }
@@ -90,6 +95,11 @@ impl Drop for BusyCode<'_> {
     }
 }
 
+/// How many environments may be set up at once: a few per core.
+fn parallel_setups() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+
 fn teardown(envs: Vec<Environment>) {
     if envs.is_empty() {
         return;
@@ -111,6 +121,7 @@ impl Invoker {
             settings,
             pool: Pool::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+            setups: Arc::new(tokio::sync::Semaphore::new(parallel_setups())),
             busy_code: Mutex::new(HashMap::new()),
         })
     }
@@ -220,17 +231,22 @@ impl Invoker {
         let config = request.config;
         let invoked_function_arn = request.function.arn(self.control.arns());
         let key = PoolKey::of(&config);
-        let mut env = match self.pool.take(&key) {
-            Some(env) => env,
-            None => Environment::create(&self.platform, config.clone()).map_err(|e| match e {
-                EnvironmentError::Runtime(e) => LambdaError::new(
-                    gust_model::ErrorCode::InvalidRuntime,
-                    format!("Gust cannot run this function's runtime: {e}"),
-                ),
-                EnvironmentError::Sandbox(e) => LambdaError::service(format!(
-                    "Gust could not create an execution environment: {e}"
-                )),
-            })?,
+        let (mut env, setup) = match self.pool.take(&key) {
+            Some(env) => (env, None),
+            None => {
+                let setup = self.setups.clone().acquire_owned().await.ok();
+                let env =
+                    Environment::create(&self.platform, config.clone()).map_err(|e| match e {
+                        EnvironmentError::Runtime(e) => LambdaError::new(
+                            gust_model::ErrorCode::InvalidRuntime,
+                            format!("Gust cannot run this function's runtime: {e}"),
+                        ),
+                        EnvironmentError::Sandbox(e) => LambdaError::service(format!(
+                            "Gust could not create an execution environment: {e}"
+                        )),
+                    })?;
+                (env, setup)
+            }
         };
         let _busy = self.mark_busy(&config.code.digest_hex);
         let response = env
@@ -240,6 +256,7 @@ impl Invoker {
                 invoked_function_arn,
                 client_context: request.client_context,
                 tenant_id: request.tenant_id,
+                setup,
             })
             .await;
         if env.is_reusable() && self.control.is_current(&env.config) {

@@ -218,3 +218,19 @@ fn count_processes(command_line: &[u8]) -> usize {
         })
         .count()
 }
+
+/// A busy server holds thousands of descriptors; the runtime's 1,024-file limit must not
+/// trip over them before exec closes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_with_many_open_files_still_starts_runtimes() {
+    let mut f = sandbox(128);
+    let held: Vec<std::fs::File> = (0..1500)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let (out, status) = run(f.sandbox.as_mut(), "ulimit -n; ls /proc/self/fd | wc -l").await;
+    assert!(status.success(), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1024", "{out}");
+    assert!(lines[1].trim().parse::<u32>().unwrap() < 10, "{out}");
+    drop(held);
+}

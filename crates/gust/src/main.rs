@@ -57,10 +57,6 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let prepared = match &cli.command {
-        Command::Serve(args) => args.prepare_process(),
-        _ => None,
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,7 +69,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args, prepared).await,
+            Command::Serve(args) => serve::run(args).await,
             Command::Deploy(args) => cli::deploy(args).await,
             Command::Invoke(args) => cli::invoke(args).await,
             Command::Ls(args) => cli::list(args).await,

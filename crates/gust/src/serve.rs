@@ -147,26 +147,24 @@ async fn shutdown_signal() {
     }
 }
 
-impl ServeArgs {
-    /// Process-wide preparation that must happen before any thread starts: the Linux
-    /// sandbox needs Gust in a private mount namespace (`None` when not needed).
-    pub fn prepare_process(&self) -> Option<std::io::Result<()>> {
-        match self.isolation {
-            IsolationArg::Linux => Some(gust_sandbox::linux::enter_private_mount_namespace()),
-            IsolationArg::Process => None,
+/// Raises the soft limit on open files to the hard one: each environment holds several
+/// descriptors (its namespaces, cgroup files, listener and output pipe).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
         }
     }
 }
 
-fn linux_launcher(
-    data_dir: &std::path::Path,
-    prepared: Option<std::io::Result<()>>,
-) -> anyhow::Result<Arc<dyn Launcher>> {
-    let launcher = prepared
-        .unwrap_or(Ok(()))
-        .map_err(|e| anyhow::anyhow!("cannot make a private mount namespace: {e}"))
-        .and_then(|()| Ok(LinuxLauncher::new(data_dir.join("environments"))?));
-    match launcher {
+fn linux_launcher(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Launcher>> {
+    match LinuxLauncher::new(data_dir.join("environments")) {
         Ok(launcher) => {
             tracing::info!("isolation: linux — {}", launcher.describe());
             Ok(Arc::new(launcher))
@@ -179,10 +177,7 @@ fn linux_launcher(
     }
 }
 
-pub async fn run(
-    args: ServeArgs,
-    prepared: Option<std::io::Result<()>>,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -258,8 +253,9 @@ pub async fn run(
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
     );
 
+    raise_open_file_limit();
     let launcher: Arc<dyn Launcher> = match args.isolation {
-        IsolationArg::Linux => linux_launcher(&data_dir, prepared)?,
+        IsolationArg::Linux => linux_launcher(&data_dir)?,
         IsolationArg::Process => {
             tracing::warn!(
                 "isolation: process — functions run as plain child processes of Gust and are NOT \

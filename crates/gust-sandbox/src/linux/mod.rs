@@ -93,32 +93,65 @@ pub struct LinuxLauncher {
     lifeline: (OwnedFd, OwnedFd),
 }
 
-/// Gives Gust a private mount namespace, so that the mounts it makes for environments are
-/// invisible to the host and vanish with it. Must run before any thread is started.
-pub fn enter_private_mount_namespace() -> io::Result<()> {
-    // SAFETY: unshare(2) and mount(2) with static arguments, before other threads exist.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+/// Makes the environment's own mount namespace, with its /tmp (a tmpfs of `size_mb`) mounted
+/// at `tmp`, and returns it. Each environment's mounts live only in its own namespace, so
+/// creating a sandbox costs the same with ten environments or a thousand (a mount in Gust's
+/// namespace would be copied into every sandbox made after it). A short-lived thread does it,
+/// since unsharing changes the calling thread's namespace.
+fn environment_mount_namespace(tmp: &Path, size_mb: u32) -> io::Result<OwnedFd> {
+    let target = cstring(tmp);
+    let options = cstring(Path::new(&format!("size={size_mb}m,mode=1777")));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare(2) and mount(2) affect only this thread's (new) mount
+                // namespace; the strings are NUL-terminated and outlive the calls.
+                unsafe {
+                    if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // Nothing mounted here may propagate back to the host.
+                    if libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if libc::mount(
+                        c"tmpfs".as_ptr(),
+                        target.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        options.as_ptr().cast(),
+                    ) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(OwnedFd::from(fs::File::open("/proc/thread-self/ns/mnt")?))
+            })
+            .join()
+            .map_err(|_| io::Error::other("the mount namespace thread panicked"))?
+    })
 }
 
 impl LinuxLauncher {
     /// Prepares cgroups, the namespace factory and the filters. Fails with a clear reason when
     /// the host does not let Gust isolate functions.
     pub fn new(environments_dir: impl Into<PathBuf>) -> io::Result<Self> {
+        Self::with_ready_namespaces(environments_dir, READY_NAMESPACES)
+    }
+
+    /// Like [`new`](Self::new), keeping `ready` network namespaces prepared in advance (0: each
+    /// is made when an environment needs it, which the benchmarks compare against).
+    pub fn with_ready_namespaces(
+        environments_dir: impl Into<PathBuf>,
+        ready: usize,
+    ) -> io::Result<Self> {
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(io::Error::new(
@@ -132,7 +165,7 @@ impl LinuxLauncher {
         }
         fs::create_dir_all(&environments_dir)?;
         let cgroups = Cgroups::setup()?;
-        let network = NetworkFactory::start(READY_NAMESPACES)?;
+        let network = NetworkFactory::start(ready)?;
         let seccomp = Arc::new(seccomp::programs().map_err(io_error)?);
         let system_dirs = SYSTEM_DIRS
             .iter()
@@ -318,6 +351,7 @@ impl LinuxLauncher {
         let all = u64::MAX;
         Plan {
             netns: -1,
+            mount_namespace: -1,
             lifeline: self.lifeline.0.as_raw_fd(),
             cgroup_procs: Vec::new(),
             root: cstring(root),
@@ -373,30 +407,17 @@ impl Launcher for LinuxLauncher {
         let tmp = dir.join("tmp");
         fs::create_dir_all(&root)?;
         fs::create_dir_all(&tmp)?;
-        let options = cstring(Path::new(&format!(
-            "size={}m,mode=1777",
-            spec.ephemeral_storage_mb
-        )));
-        // SAFETY: mount(2) with NUL-terminated strings we own; the target directory exists.
-        let mounted = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                cstring(&tmp).as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                options.as_ptr().cast(),
-            )
+        let mount_namespace = match environment_mount_namespace(&tmp, spec.ephemeral_storage_mb) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(SandboxError::Setup(e));
+            }
         };
-        if mounted != 0 {
-            let e = io::Error::last_os_error();
-            let _ = fs::remove_dir_all(&dir);
-            return Err(SandboxError::Setup(e));
-        }
         let mut sandbox = LinuxSandbox {
             dir,
-            tmp,
             group: None,
-            network: None,
+            namespaces: None,
             listener: None,
             plan: None,
         };
@@ -412,24 +433,35 @@ impl Launcher for LinuxLauncher {
         let host_id = HOST_ID_BASE
             + block * HOST_ID_SPAN
             + NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed) % HOST_ID_SPAN;
-        let mut plan = self.plan(spec, &root, &sandbox.tmp, host_id);
+        let mut plan = self.plan(spec, &root, &tmp, host_id);
         plan.netns = slot.netns.as_raw_fd();
+        plan.mount_namespace = mount_namespace.as_raw_fd();
         let procs = group.procs_files()?;
         plan.cgroup_procs = procs.iter().map(|fd| fd.as_raw_fd()).collect();
         sandbox.group = Some(group);
         sandbox.listener = Some(slot.listener);
-        sandbox.network = Some((slot.netns, procs));
+        sandbox.namespaces = Some(Namespaces {
+            _network: slot.netns,
+            _mount: mount_namespace,
+            _cgroup_procs: procs,
+        });
         sandbox.plan = Some(Arc::new(plan));
         Ok(Box::new(sandbox))
     }
 }
 
+/// What the plan refers to by descriptor, kept open while the sandbox lives.
+struct Namespaces {
+    _network: OwnedFd,
+    /// Holds the environment's /tmp: the tmpfs lives as long as this namespace.
+    _mount: OwnedFd,
+    _cgroup_procs: Vec<OwnedFd>,
+}
+
 struct LinuxSandbox {
     dir: PathBuf,
-    tmp: PathBuf,
     group: Option<EnvironmentGroup>,
-    /// The network namespace and the cgroup files the plan refers to by descriptor.
-    network: Option<(OwnedFd, Vec<OwnedFd>)>,
+    namespaces: Option<Namespaces>,
     listener: Option<std::net::TcpListener>,
     plan: Option<Arc<Plan>>,
 }
@@ -506,12 +538,8 @@ impl Sandbox for LinuxSandbox {
             group.remove();
         }
         self.plan = None;
-        self.network = None;
+        self.namespaces = None;
         self.listener = None;
-        // SAFETY: umount2(2) of the tmpfs this sandbox mounted.
-        unsafe {
-            libc::umount2(cstring(&self.tmp).as_ptr(), libc::MNT_DETACH);
-        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

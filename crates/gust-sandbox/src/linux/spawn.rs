@@ -53,6 +53,8 @@ pub struct LandlockRule {
 /// Everything the child needs, prepared before fork.
 pub struct Plan {
     pub netns: RawFd,
+    /// The environment's mount namespace (which holds its /tmp); the sandbox's own is a copy.
+    pub mount_namespace: RawFd,
     /// Read end of a pipe only Gust can write to: it reports end-of-file when Gust dies.
     pub lifeline: RawFd,
     pub cgroup_procs: Vec<RawFd>,
@@ -195,6 +197,10 @@ pub unsafe fn child(plan: &Plan) -> io::Result<()> {
         check(
             libc::setns(plan.netns, libc::CLONE_NEWNET) as libc::c_long,
             b"joining the network namespace",
+        )?;
+        check(
+            libc::setns(plan.mount_namespace, libc::CLONE_NEWNS) as libc::c_long,
+            b"joining the mount namespace",
         )?;
         for fd in &plan.cgroup_procs {
             check(
@@ -615,6 +621,18 @@ unsafe fn runtime_process(plan: &Plan) -> io::Result<()> {
         write_file(cstr(SETGROUPS), DENY, false, b"writing setgroups")?;
         write_file(cstr(UID_MAP), &plan.uid_map, false, b"writing uid_map")?;
         write_file(cstr(GID_MAP), &plan.gid_map, false, b"writing gid_map")?;
+        check(
+            libc::chdir(plan.workdir.as_ptr()) as libc::c_long,
+            b"entering the task root",
+        )?;
+        check(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
+            b"prctl(PR_SET_NO_NEW_PRIVS)",
+        )?;
+        apply_landlock(&plan.landlock)?;
+        // Limits come last: until exec closes them this process holds Gust's descriptors,
+        // possibly thousands, and under a 1,024-file limit a new descriptor numbered past
+        // it would fail with EMFILE.
         for (resource, value) in &plan.rlimits {
             let limit = libc::rlimit {
                 rlim_cur: *value,
@@ -625,15 +643,6 @@ unsafe fn runtime_process(plan: &Plan) -> io::Result<()> {
                 b"setting a resource limit",
             )?;
         }
-        check(
-            libc::chdir(plan.workdir.as_ptr()) as libc::c_long,
-            b"entering the task root",
-        )?;
-        check(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
-            b"prctl(PR_SET_NO_NEW_PRIVS)",
-        )?;
-        apply_landlock(&plan.landlock)?;
         for program in &plan.seccomp {
             let fprog = libc::sock_fprog {
                 len: program.len() as u16,

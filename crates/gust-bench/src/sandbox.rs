@@ -1,0 +1,97 @@
+//! What the Linux sandbox costs to set up, measured on the launchers directly: a hello world
+//! started in a fresh sandbox (with and without the pool of ready network namespaces) beside
+//! the same hello world started as a plain child process.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gust_sandbox::linux::LinuxLauncher;
+use gust_sandbox::{Launcher, ProcessLauncher, ProcessSpec, SandboxSpec};
+
+use crate::report::{Report, Stats};
+
+/// The floor's name in the report.
+const FLOOR: &str = "hello world as a plain child (create+spawn+wait)";
+
+/// Runs `hello` in a new sandbox of `launcher` `runs` times; returns the time from creating
+/// the sandbox to the program's exit (teardown, which Gust does off the invoke path, excluded)
+/// and, of that, the time `create` took (cgroups, /tmp, namespaces; the rest is starting the
+/// process in them).
+async fn time_launcher(
+    launcher: &dyn Launcher,
+    dir: &Path,
+    runs: usize,
+    pause: Duration,
+) -> anyhow::Result<(Stats, Stats)> {
+    let hello = ProcessSpec {
+        program: "/bin/echo".into(),
+        args: vec!["hello".into()],
+        env: vec![],
+    };
+    let mut samples = Vec::with_capacity(runs);
+    let mut creates = Vec::with_capacity(runs);
+    for i in 0..runs + 5 {
+        let spec = SandboxSpec {
+            environment_id: format!("bench{i}"),
+            code_dir: dir.to_path_buf(),
+            runtime_dir: dir.to_path_buf(),
+            memory_mb: 128,
+            ephemeral_storage_mb: 512,
+            read_only_paths: Vec::new(),
+        };
+        let started = Instant::now();
+        let mut sandbox = launcher.create(&spec)?;
+        let created = started.elapsed();
+        let spawned = sandbox.spawn(&hello)?;
+        let mut child = spawned.child;
+        let status = child.wait().await?;
+        let elapsed = started.elapsed();
+        let mut output = String::new();
+        std::fs::File::from(spawned.output).read_to_string(&mut output)?;
+        anyhow::ensure!(
+            status.success() && output == "hello\n",
+            "the hello world failed: {status} {output:?}"
+        );
+        sandbox.destroy();
+        // The first few runs warm caches up.
+        if i >= 5 {
+            samples.push(elapsed);
+            creates.push(created);
+        }
+        tokio::time::sleep(pause).await;
+    }
+    Ok((Stats::new(samples), Stats::new(creates)))
+}
+
+/// Measures the floor and the sandbox with and without pools (the sandbox needs root).
+pub async fn setup(report: &mut Report, runs: usize) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let code = temp.path().join("code");
+    std::fs::create_dir_all(&code)?;
+    // The pools refill between invocations in real use; give them the same chance here.
+    let pause = Duration::from_millis(3);
+    let plain = ProcessLauncher::new(temp.path().join("plain"))?;
+    report.floor(FLOOR, time_launcher(&plain, &code, runs, pause).await?.0);
+    let pooled = match LinuxLauncher::new(temp.path().join("pooled")) {
+        Ok(launcher) => launcher,
+        Err(e) => {
+            report.note("sandbox setup", format!("not measured: {e}"));
+            return Ok(());
+        }
+    };
+    report.note("sandbox", pooled.describe());
+    let (stats, create) = time_launcher(&pooled, &code, runs, pause).await?;
+    report.measure("sandbox setup + hello world, with pools", stats, FLOOR);
+    report.measure("… of which creating the sandbox, with pools", create, FLOOR);
+    drop(pooled);
+    let unpooled = LinuxLauncher::with_ready_namespaces(temp.path().join("unpooled"), 0)?;
+    let (stats, create) = time_launcher(&unpooled, &code, runs, pause).await?;
+    report.measure("sandbox setup + hello world, without pools", stats, FLOOR);
+    report.measure(
+        "… of which creating the sandbox, without pools",
+        create,
+        FLOOR,
+    );
+    Ok(())
+}
