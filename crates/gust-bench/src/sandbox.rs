@@ -39,6 +39,7 @@ async fn time_launcher(
             memory_mb: 128,
             ephemeral_storage_mb: 512,
             read_only_paths: Vec::new(),
+            egress: false,
         };
         let started = Instant::now();
         let mut sandbox = launcher.create(&spec)?;

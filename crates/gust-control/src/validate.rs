@@ -290,6 +290,14 @@ pub fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), LambdaEr
             reserved.join(",")
         )));
     }
+    if let Some(value) = vars.get(gust_model::NETWORK_VARIABLE)
+        && gust_model::Network::parse(value).is_none()
+    {
+        return Err(LambdaError::invalid_parameter(format!(
+            "{} must be none or egress, got '{value}'.",
+            gust_model::NETWORK_VARIABLE
+        )));
+    }
     Ok(())
 }
 
@@ -388,6 +396,15 @@ mod tests {
         assert!(
             err.message
                 .ends_with("Reserved keys used in this request: AWS_REGION")
+        );
+        let mut network = BTreeMap::new();
+        network.insert("GUST_NETWORK".to_string(), "egress".to_string());
+        assert!(check_environment(&network).is_ok());
+        network.insert("GUST_NETWORK".to_string(), "internet".to_string());
+        let err = check_environment(&network).unwrap_err();
+        assert_eq!(
+            err.message,
+            "GUST_NETWORK must be none or egress, got 'internet'."
         );
         let mut big = BTreeMap::new();
         big.insert("BIG".to_string(), "x".repeat(5000));

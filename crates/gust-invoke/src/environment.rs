@@ -142,6 +142,7 @@ impl Environment {
                 .install_prefix(&runtime)
                 .into_iter()
                 .collect(),
+            egress: config.network() == gust_model::Network::Egress,
         })?;
         let placement = Placement {
             host_task_root: &code_dir,

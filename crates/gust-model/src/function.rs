@@ -78,7 +78,41 @@ fn snap_start_none() -> String {
     "None".into()
 }
 
+/// The environment variable that chooses a function's outbound network. Lambda has no such
+/// setting (its functions outside a VPC reach the internet); Gust's sandboxes have no network
+/// unless asked, and a variable is a per-function setting every Lambda client can set.
+pub const NETWORK_VARIABLE: &str = "GUST_NETWORK";
+
+/// A function's outbound network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// Only the environment's own Runtime API.
+    #[default]
+    None,
+    /// Outbound connections through NAT; the host and other environments stay unreachable.
+    Egress,
+}
+
+impl Network {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Self::None),
+            "egress" => Some(Self::Egress),
+            _ => None,
+        }
+    }
+}
+
 impl FunctionConfig {
+    /// The outbound network the function asked for (`GUST_NETWORK`).
+    pub fn network(&self) -> Network {
+        self.environment
+            .as_ref()
+            .and_then(|vars| vars.get(NETWORK_VARIABLE))
+            .and_then(|v| Network::parse(v))
+            .unwrap_or_default()
+    }
+
     /// Whether the function brings its own runtime (`provided*`): the zip's `bootstrap` runs.
     pub fn is_custom_runtime(&self) -> bool {
         self.runtime

@@ -12,5 +12,5 @@ pub mod timefmt;
 
 pub use alias::{Alias, EventInvokeConfig, Policy};
 pub use error::{ErrorCode, LambdaError};
-pub use function::{FunctionConfig, LATEST};
+pub use function::{FunctionConfig, LATEST, NETWORK_VARIABLE, Network};
 pub use names::{Arns, FunctionRef};

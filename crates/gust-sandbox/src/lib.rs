@@ -29,6 +29,8 @@ pub struct SandboxSpec {
     /// Host directories the runtime needs at their own paths, read-only (interpreters
     /// installed outside /usr, such as pyenv's or nvm's).
     pub read_only_paths: Vec<PathBuf>,
+    /// Outbound network through NAT (otherwise only the Runtime API is reachable).
+    pub egress: bool,
 }
 
 /// A process to start in the sandbox.

@@ -167,6 +167,7 @@ mod tests {
                 memory_mb: 128,
                 ephemeral_storage_mb: 512,
                 read_only_paths: Vec::new(),
+                egress: false,
             })
             .unwrap();
         assert!(sandbox.runtime_api_address().starts_with("127.0.0.1:"));

@@ -15,6 +15,10 @@ struct Fixture {
 }
 
 fn sandbox(memory_mb: u32) -> Fixture {
+    sandbox_with(memory_mb, false)
+}
+
+fn sandbox_with(memory_mb: u32, egress: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let code = dir.path().join("code");
     std::fs::create_dir_all(&code).unwrap();
@@ -36,6 +40,7 @@ fn sandbox(memory_mb: u32) -> Fixture {
             memory_mb,
             ephemeral_storage_mb: 16,
             read_only_paths: Vec::new(),
+            egress,
         })
         .unwrap();
     Fixture {
@@ -233,4 +238,149 @@ async fn a_server_with_many_open_files_still_starts_runtimes() {
     assert_eq!(lines[0], "1024", "{out}");
     assert!(lines[1].trim().parse::<u32>().unwrap() < 10, "{out}");
     drop(held);
+}
+
+/// A host outside Gust: a network namespace the test makes, linked to the host by a veth pair,
+/// with a TCP server that answers "outside". Removed on drop.
+struct OutsideHost {
+    name: String,
+    server: std::process::Child,
+    address: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("ip (iproute2) is needed");
+    assert!(status.success(), "ip {args:?}");
+}
+
+impl OutsideHost {
+    fn start(subnet: u8) -> Self {
+        let name = format!("gust-outside-{}-{subnet}", std::process::id());
+        let link = format!("go{}x{subnet}", std::process::id() % 10_000);
+        let host = format!("10.250.{subnet}.1/24");
+        let address = format!("10.250.{subnet}.2");
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &name,
+        ]);
+        ip(&["addr", "add", &host, "dev", &link]);
+        ip(&["link", "set", &link, "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &name, "link", "set", "eth0", "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        let script = format!(
+            "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('{address}', 8080))\ns.listen()\nprint('ready', flush=True)\nwhile True:\n    c, _ = s.accept()\n    c.sendall(b'outside')\n    c.close()\n"
+        );
+        let mut server = std::process::Command::new("ip")
+            .args(["netns", "exec", &name, "/usr/bin/python3", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 6];
+        server
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut ready)
+            .unwrap();
+        Self {
+            name,
+            server,
+            address,
+        }
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Connects and prints "connected" (the host's listener never answers).
+const CONNECT: &str = "/usr/bin/python3 -c \"import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2); print('connected')\"";
+const FETCH: &str = "/usr/bin/python3 -c \"import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2); print(s.recv(100).decode())\"";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_reaches_outside_hosts_but_not_the_host_or_other_sandboxes() {
+    let outside = OutsideHost::start(7);
+    let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host_listener.local_addr().unwrap().port();
+
+    let mut open = sandbox_with(128, true);
+    let (out, status) = run(
+        open.sandbox.as_mut(),
+        &format!("{FETCH} {} 8080", outside.address),
+    )
+    .await;
+    assert!(status.success(), "{out}");
+    assert_eq!(out.trim(), "outside");
+    // The host itself, on its address facing the outside host and on its sandbox side, is
+    // out of reach.
+    let (out, status) = run(
+        open.sandbox.as_mut(),
+        &format!("{CONNECT} 10.250.7.1 {host_port}"),
+    )
+    .await;
+    assert!(!status.success(), "reached the host: {out}");
+    let range = 192 + std::process::id() % 48;
+    let (out, status) = run(
+        open.sandbox.as_mut(),
+        &format!("{CONNECT} 10.{range}.0.1 {host_port}"),
+    )
+    .await;
+    assert!(!status.success(), "reached the host: {out}");
+
+    // Nor another sandbox: a second egress sandbox listens on its address (10.N.0.6).
+    let mut neighbour = sandbox_with(128, true);
+    let server = neighbour
+        .sandbox
+        .spawn(&ProcessSpec {
+            program: "/usr/bin/python3".into(),
+            args: vec![
+                "-c".into(),
+                "import socket\ns = socket.socket()\ns.bind(('0.0.0.0', 9100))\ns.listen()\nprint('ready', flush=True)\nwhile True: s.accept()[0].close()".into(),
+            ],
+            env: vec![],
+        })
+        .unwrap();
+    let mut ready = [0u8; 6];
+    std::fs::File::from(server.output)
+        .read_exact(&mut ready)
+        .unwrap();
+    let (out, status) = run(
+        open.sandbox.as_mut(),
+        &format!("{CONNECT} 10.{range}.0.6 9100"),
+    )
+    .await;
+    assert!(!status.success(), "reached another sandbox: {out}");
+    neighbour.sandbox.kill_all();
+
+    // Without egress there is no route at all.
+    let mut closed = sandbox(128);
+    let (out, status) = run(
+        closed.sandbox.as_mut(),
+        &format!("{FETCH} {} 8080", outside.address),
+    )
+    .await;
+    assert!(
+        !status.success(),
+        "reached the outside without egress: {out}"
+    );
+    drop(host_listener);
 }

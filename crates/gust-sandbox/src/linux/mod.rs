@@ -4,6 +4,7 @@
 //! without a container runtime.
 
 pub mod cgroup;
+pub mod egress;
 pub mod netns;
 pub mod seccomp;
 mod spawn;
@@ -89,6 +90,7 @@ pub struct LinuxLauncher {
     landlock_abi: i64,
     system_dirs: Vec<SystemDir>,
     command_line: Option<(usize, usize)>,
+    egress: Arc<egress::Egress>,
     /// A pipe whose write end only this process holds: sandboxes die with Gust.
     lifeline: (OwnedFd, OwnedFd),
 }
@@ -189,6 +191,7 @@ impl LinuxLauncher {
             landlock_abi: spawn::landlock_abi(),
             system_dirs,
             command_line: spawn::command_line_region(),
+            egress: Arc::new(egress::Egress::new()),
             lifeline: {
                 let (read, write) = io::pipe()?;
                 (OwnedFd::from(read), OwnedFd::from(write))
@@ -417,6 +420,7 @@ impl Launcher for LinuxLauncher {
         let mut sandbox = LinuxSandbox {
             dir,
             group: None,
+            egress: None,
             namespaces: None,
             listener: None,
             plan: None,
@@ -429,6 +433,10 @@ impl Launcher for LinuxLauncher {
             },
         )?;
         let slot = self.network.take()?;
+        if spec.egress {
+            let link = self.egress.attach(&slot.netns)?;
+            sandbox.egress = Some((self.egress.clone(), link));
+        }
         let block = std::process::id() % HOST_ID_BLOCKS;
         let host_id = HOST_ID_BASE
             + block * HOST_ID_SPAN
@@ -461,6 +469,7 @@ struct Namespaces {
 struct LinuxSandbox {
     dir: PathBuf,
     group: Option<EnvironmentGroup>,
+    egress: Option<(Arc<egress::Egress>, egress::Link)>,
     namespaces: Option<Namespaces>,
     listener: Option<std::net::TcpListener>,
     plan: Option<Arc<Plan>>,
@@ -538,6 +547,9 @@ impl Sandbox for LinuxSandbox {
             group.remove();
         }
         self.plan = None;
+        if let Some((egress, link)) = self.egress.take() {
+            egress.detach(link);
+        }
         self.namespaces = None;
         self.listener = None;
         let _ = fs::remove_dir_all(&self.dir);

@@ -733,3 +733,120 @@ async fn a_custom_runtime_is_confined_too() {
         "the fork bomb survived its environment"
     );
 }
+
+/// Runs a shell script of setup commands, failing the test on error.
+fn sh(script: &str) {
+    let status = std::process::Command::new("sh")
+        .args(["-ec", script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_is_a_per_function_setting() {
+    // An outside host: a network namespace this test makes, with an HTTP server.
+    let id = std::process::id();
+    let ns = format!("gust-e2e-outside-{id}");
+    let link = format!("ge{}", id % 100_000);
+    sh(&format!(
+        "ip netns add {ns}; ip link add {link} type veth peer name eth0 netns {ns}; \
+         ip addr add 10.251.0.1/24 dev {link}; ip link set {link} up; \
+         ip -n {ns} addr add 10.251.0.2/24 dev eth0; ip -n {ns} link set eth0 up; ip -n {ns} link set lo up"
+    ));
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "hello from outside").unwrap();
+    let mut server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "/usr/bin/python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "10.251.0.2",
+            "8080",
+        ])
+        .current_dir(web.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let gust = Server::start();
+    let client = gust.client();
+    let fetch = "import urllib.request\ndef handler(e, c):\n    try:\n        return urllib.request.urlopen('http://10.251.0.2:8080/', timeout=2).read().decode()\n    except Exception as err:\n        return 'failed: ' + repr(err)\n";
+    create_with_env(
+        &client,
+        "open",
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip(fetch),
+        10,
+        &[("GUST_NETWORK", "egress")],
+    )
+    .await;
+    create_with_env(
+        &client,
+        "closed",
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip(fetch),
+        10,
+        &[("GUST_NETWORK", "none")],
+    )
+    .await;
+    create(
+        &client,
+        "default",
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip(fetch),
+    )
+    .await;
+
+    let mut answer = Value::Null;
+    for _ in 0..50 {
+        // The server may still be starting.
+        answer = invoke(&client, "open", json!({})).await.payload;
+        if answer == "hello from outside" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, "hello from outside");
+    for name in ["closed", "default"] {
+        let answer = invoke(&client, name, json!({})).await.payload;
+        assert!(
+            answer.as_str().unwrap().starts_with("failed: "),
+            "{name}: {answer}"
+        );
+    }
+
+    // A bad setting is refused like any bad parameter.
+    let err = client
+        .update_function_configuration()
+        .function_name("open")
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("GUST_NETWORK", "internet")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    let (status, code, message) = service_error(err);
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "InvalidParameterValueException")
+    );
+    assert_eq!(
+        message,
+        "GUST_NETWORK must be none or egress, got 'internet'."
+    );
+
+    let _ = server.kill();
+    let _ = server.wait();
+    sh(&format!("ip netns del {ns}"));
+}
