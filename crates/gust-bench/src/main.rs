@@ -46,6 +46,9 @@ pub struct Args {
     /// Write the results as a Markdown report (BENCHMARKS.md) here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Measure only the sandbox's setup cost (no server), e.g. while working on the sandbox.
+    #[arg(long)]
+    sandbox_only: bool,
     /// Extra arguments for `gust serve` (repeatable), e.g. --serve-arg=--isolation=process.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
@@ -65,6 +68,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.sandbox_only {
+        let mut report = Report::new();
+        sandbox::setup(&mut report, args.sandboxes).await?;
+        report.print();
+        return Ok(());
+    }
     let gust = match &args.gust {
         Some(p) => p.clone(),
         None => sibling("gust")?,

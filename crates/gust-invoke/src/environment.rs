@@ -119,6 +119,19 @@ fn describe_exit(status: ExitStatus) -> Option<String> {
     }
 }
 
+/// Runs blocking sandbox work (starting a sandboxed process builds its filesystem before
+/// exec; killing one waits for its processes to go) without stalling the other tasks of a
+/// multi-threaded runtime.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
 impl Environment {
     /// Creates the environment's sandbox and Runtime API; the runtime starts on first use.
     pub fn create(
@@ -228,14 +241,7 @@ impl Environment {
             ));
         }
         self.link.reset();
-        // Starting a sandboxed process blocks until it has built its filesystem and exec'd.
-        let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-        let spawned = if multi_thread {
-            tokio::task::block_in_place(|| self.sandbox.spawn(&self.process))
-        } else {
-            self.sandbox.spawn(&self.process)
-        };
+        let spawned = blocking(|| self.sandbox.spawn(&self.process));
         let spawned = spawned.map_err(|e| {
             let detail = match &e {
                 gust_sandbox::SandboxError::Spawn { program, source } => {
@@ -277,7 +283,8 @@ impl Environment {
 
     /// Kills the runtime and everything it started; the next invocation starts it again.
     fn reset(&mut self) {
-        self.sandbox.kill_all();
+        // Killing a cgroup's members waits for them to go.
+        blocking(|| self.sandbox.kill_all());
         self.runtime = None;
         self.link.reset();
     }
