@@ -99,6 +99,24 @@ async fn a_process_sees_lambdas_filesystem_as_an_unprivileged_user() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn devices_work_and_files_get_the_usual_umask() {
+    let mut f = sandbox(128);
+    let (out, status) = run(
+        f.sandbox.as_mut(),
+        "echo gone > /dev/null && head -c 4 /dev/zero | od -An -tx1 && head -c 8 /dev/urandom | wc -c; \
+         umask; touch /tmp/f && stat -c %a /tmp/f; (echo x > /dev/pwned) 2>/dev/null || echo refused",
+    )
+    .await;
+    assert!(status.success(), "{out}");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        ["00 00 00 00", "8", "0022", "644", "refused"],
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn exit_status_and_signals_come_through() {
     let mut f = sandbox(128);
     let (_, status) = run(f.sandbox.as_mut(), "exit 7").await;

@@ -89,6 +89,10 @@ pub struct LinuxLauncher {
     seccomp: Arc<Vec<Vec<libc::sock_filter>>>,
     landlock_abi: i64,
     system_dirs: Vec<SystemDir>,
+    /// The host's /etc files a runtime may need, read once at start.
+    etc_files: Vec<(&'static str, Vec<u8>)>,
+    /// Device numbers of the host's /dev/null, /dev/zero and the rest.
+    devices: Vec<(&'static str, libc::dev_t)>,
     command_line: Option<(usize, usize)>,
     egress: Arc<egress::Egress>,
     /// A pipe whose write end only this process holds: sandboxes die with Gust.
@@ -190,6 +194,20 @@ impl LinuxLauncher {
             seccomp,
             landlock_abi: spawn::landlock_abi(),
             system_dirs,
+            etc_files: ETC_FILES
+                .iter()
+                .filter_map(|name| Some((*name, fs::read(Path::new("/etc").join(name)).ok()?)))
+                .collect(),
+            devices: DEVICES
+                .iter()
+                .filter_map(|name| {
+                    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                    let meta = fs::metadata(Path::new("/dev").join(name)).ok()?;
+                    meta.file_type()
+                        .is_char_device()
+                        .then(|| (*name, meta.rdev()))
+                })
+                .collect(),
             command_line: spawn::command_line_region(),
             egress: Arc::new(egress::Egress::new()),
             lifeline: {
@@ -241,17 +259,13 @@ impl LinuxLauncher {
             path: at("etc/hosts"),
             contents: HOSTS.to_vec(),
         });
-        for name in ETC_FILES {
-            let host = Path::new("/etc").join(name);
-            if host.is_file() {
-                let target = at(&format!("etc/{name}"));
-                ops.push(Op::Touch(target.clone()));
-                ops.push(Op::Bind {
-                    source: cstring(&host),
-                    target,
-                    read_only: true,
-                });
-            }
+        // Copied rather than bound: a file write costs less than a bind mount and its
+        // read-only remount.
+        for (name, contents) in &self.etc_files {
+            ops.push(Op::File {
+                path: at(&format!("etc/{name}")),
+                contents: contents.clone(),
+            });
         }
         for name in ETC_DIRS {
             let host = Path::new("/etc").join(name);
@@ -294,18 +308,13 @@ impl LinuxLauncher {
         ops.push(Op::Tmpfs {
             target: at("dev"),
             options: c"mode=755,size=64k".to_owned(),
+            devices: true,
         });
-        for device in DEVICES {
-            let host = Path::new("/dev").join(device);
-            if host.exists() {
-                let target = at(&format!("dev/{device}"));
-                ops.push(Op::Touch(target.clone()));
-                ops.push(Op::Bind {
-                    source: cstring(&host),
-                    target,
-                    read_only: false,
-                });
-            }
+        for (name, device) in &self.devices {
+            ops.push(Op::CharDevice {
+                path: at(&format!("dev/{name}")),
+                device: *device,
+            });
         }
         for (link, target) in [
             ("fd", "/proc/self/fd"),
@@ -327,6 +336,7 @@ impl LinuxLauncher {
                 spec.ephemeral_storage_mb.min(512)
             ))
             .unwrap_or_default(),
+            devices: false,
         });
         // Interpreters installed outside the system directories, at their own paths.
         for extra in &spec.read_only_paths {

@@ -30,17 +30,23 @@ pub enum Op {
         path: CString,
         contents: Vec<u8>,
     },
-    /// An empty file to bind a host file onto.
-    Touch(CString),
+    /// A character device node, readable and writable by everyone (/dev/null and the like).
+    CharDevice {
+        path: CString,
+        device: libc::dev_t,
+    },
     Bind {
         source: CString,
         target: CString,
         read_only: bool,
     },
+    /// `devices`: whether device nodes in it work (only /dev's).
     Tmpfs {
         target: CString,
         options: CString,
+        devices: bool,
     },
+    /// Remounts a mount read-only (keeping its device nodes usable).
     RemountReadOnly(CString),
 }
 
@@ -356,6 +362,8 @@ unsafe fn init_process(plan: &Plan, status_write: RawFd) -> io::Result<()> {
     // SAFETY (whole function): system calls on strings and descriptors prepared in the plan.
     unsafe {
         rename_init(plan.command_line);
+        // Modes are given explicitly; Gust's umask must not narrow /dev/null's 0666.
+        libc::umask(0);
         build_root(plan)?;
         let runtime = check(libc::fork() as libc::c_long, b"forking the runtime")? as libc::pid_t;
         if runtime == 0 {
@@ -416,7 +424,12 @@ unsafe fn build_root(plan: &Plan) -> io::Result<()> {
                 Op::File { path, contents } => {
                     write_file(path.as_ptr(), contents, true, b"writing a file")?
                 }
-                Op::Touch(path) => write_file(path.as_ptr(), &[], true, b"creating a mount point")?,
+                Op::CharDevice { path, device } => {
+                    check(
+                        libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *device) as libc::c_long,
+                        b"creating a device node",
+                    )?;
+                }
                 Op::Bind {
                     source,
                     target,
@@ -441,12 +454,17 @@ unsafe fn build_root(plan: &Plan) -> io::Result<()> {
                         )?;
                     }
                 }
-                Op::Tmpfs { target, options } => {
+                Op::Tmpfs {
+                    target,
+                    options,
+                    devices,
+                } => {
+                    let nodev = if *devices { 0 } else { libc::MS_NODEV };
                     mount(
                         cstr(b"tmpfs\0"),
                         target.as_ptr(),
                         cstr(b"tmpfs\0"),
-                        libc::MS_NOSUID | libc::MS_NODEV,
+                        libc::MS_NOSUID | nodev,
                         options.as_ptr(),
                         b"mounting a tmpfs",
                     )?;
@@ -456,7 +474,7 @@ unsafe fn build_root(plan: &Plan) -> io::Result<()> {
                         null,
                         target.as_ptr(),
                         null,
-                        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
                         null,
                         b"read-only remount",
                     )?;
@@ -596,6 +614,8 @@ unsafe fn apply_landlock(rules: &[LandlockRule]) -> io::Result<()> {
 unsafe fn runtime_process(plan: &Plan) -> io::Result<()> {
     // SAFETY (whole function): system calls with values and strings prepared in the plan.
     unsafe {
+        // The usual umask for the runtime (G cleared its own to create device nodes).
+        libc::umask(0o022);
         check(
             libc::setgroups(0, std::ptr::null()) as libc::c_long,
             b"dropping groups",
