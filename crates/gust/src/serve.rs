@@ -170,9 +170,8 @@ fn linux_launcher(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Launcher
             Ok(Arc::new(launcher))
         }
         Err(e) => bail!(
-            "cannot isolate functions: {e:#}. Run Gust as root (the sandbox creates namespaces, \
-             cgroups and mounts), or pass --isolation=process to run functions as plain \
-             processes with no isolation from the host (trusted code only)"
+            "cannot isolate functions: {e:#}. Run Gust as root, or pass --isolation=process to \
+             run functions as plain processes with no isolation from the host (trusted code only)"
         ),
     }
 }

@@ -850,3 +850,68 @@ async fn egress_is_a_per_function_setting() {
     let _ = server.wait();
     sh(&format!("ip netns del {ns}"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_isolation_in_force_is_reported() {
+    let sandboxed = Server::start();
+    let plain = Server::start_with(&["--isolation", "process"]);
+    for (server, isolation, warned) in [(&sandboxed, "linux", false), (&plain, "process", true)] {
+        let settings = server.raw("GET", "/2016-08-19/account-settings", &[], b"");
+        assert_eq!(settings.status, 200);
+        assert_eq!(settings.header("x-gust-isolation"), Some(isolation));
+        let status = server.raw("GET", "/gust/status", &[], b"").json();
+        assert_eq!(status["Isolation"], isolation);
+        assert_eq!(status["IsolationWarning"].is_string(), warned, "{status}");
+    }
+    assert!(
+        plain.log().contains("NOT isolated from the host"),
+        "{}",
+        plain.log()
+    );
+}
+
+#[test]
+fn without_privileges_gust_refuses_unless_told_to_run_unisolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for path in [dir.path(), data.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let as_nobody = |extra: &[&str]| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_gust"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(extra)
+            .env("HOME", dir.path());
+        command
+    };
+    let refused = as_nobody(&[])
+        .output()
+        .expect("setpriv (util-linux) is needed");
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("cannot isolate functions") && message.contains("--isolation=process"),
+        "{message}"
+    );
+
+    let mut plain = as_nobody(&["--isolation", "process"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(plain.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert!(first.starts_with("Gust listening on"), "{first}");
+}
