@@ -915,3 +915,19 @@ fn without_privileges_gust_refuses_unless_told_to_run_unisolated() {
     let _ = plain.wait();
     assert!(first.starts_with("Gust listening on"), "{first}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expedite_rcu_tunes_the_host_when_asked() {
+    let knob = "/sys/kernel/rcu_expedited";
+    let before = std::fs::read_to_string(knob).unwrap();
+    std::fs::write(knob, "0").unwrap();
+    let server = Server::start_with(&["--expedite-rcu"]);
+    let after = std::fs::read_to_string(knob).unwrap();
+    std::fs::write(knob, before.trim()).unwrap();
+    assert_eq!(after.trim(), "1");
+    assert!(
+        server.log().contains("rcu_expedited = 1"),
+        "{}",
+        server.log()
+    );
+}
