@@ -60,6 +60,37 @@ pub enum SandboxError {
     },
 }
 
+/// Starts `process` with only its own environment, no input, and its stdout and stderr on
+/// one new pipe; `prepare` adds what the launcher needs (working directory, pre-exec steps).
+fn spawn_with_output(
+    process: &ProcessSpec,
+    prepare: impl FnOnce(&mut tokio::process::Command),
+) -> Result<Spawned, SandboxError> {
+    let (reader, writer) = std::io::pipe()?;
+    let writer_err = writer.try_clone()?;
+    let mut command = tokio::process::Command::new(&process.program);
+    command
+        .args(&process.args)
+        .env_clear()
+        .envs(process.env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(writer_err)
+        .kill_on_drop(true);
+    prepare(&mut command);
+    let child = command.spawn().map_err(|source| SandboxError::Spawn {
+        program: process.program.clone(),
+        source,
+    })?;
+    // The command keeps our copies of the pipe's write end; without dropping them the reader
+    // would never see the end of the output.
+    drop(command);
+    Ok(Spawned {
+        child,
+        output: OwnedFd::from(reader),
+    })
+}
+
 /// How strongly environments are isolated, for logs and status output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {

@@ -5,9 +5,7 @@
 use std::fs;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
@@ -91,35 +89,16 @@ impl Sandbox for ProcessSandbox {
     }
 
     fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError> {
-        let (reader, writer) = io::pipe()?;
-        let writer_err = writer.try_clone()?;
-        let mut command = tokio::process::Command::new(&process.program);
-        command
-            .args(&process.args)
-            .env_clear()
-            .envs(process.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.task_root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(writer_err))
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = command.spawn().map_err(|source| SandboxError::Spawn {
-            program: process.program.clone(),
-            source,
+        let task_root = self.task_root.clone();
+        let spawned = crate::spawn_with_output(process, |command| {
+            command.current_dir(task_root).process_group(0);
         })?;
-        // The command keeps our copies of the pipe's write end; without dropping them the
-        // reader would never see the end of the output.
-        drop(command);
-        let pid = child.id().and_then(|id| Pid::from_raw(id as i32));
+        let pid = spawned.child.id().and_then(|id| Pid::from_raw(id as i32));
         if let Some(pid) = pid {
             self.groups.push(pid);
         }
         self.current = pid;
-        Ok(Spawned {
-            child,
-            output: OwnedFd::from(reader),
-        })
+        Ok(spawned)
     }
 
     fn kill_all(&mut self) {

@@ -9,20 +9,19 @@ pub mod netns;
 pub mod seccomp;
 mod spawn;
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::{Isolation, Launcher, ProcessSpec, Sandbox, SandboxError, SandboxSpec, Spawned};
 use cgroup::{Cgroups, EnvironmentGroup, Limits};
 use netns::{NetworkFactory, RUNTIME_API_ADDRESS};
-use spawn::{LandlockRule, Op, Plan};
+use spawn::{LandlockRule, Op, Plan, Template};
 
 /// The user and group a function runs as inside its sandbox (Lambda's `sbx_user1051`).
 const SANDBOX_UID: u32 = 993;
@@ -86,17 +85,13 @@ pub struct LinuxLauncher {
     environments_dir: PathBuf,
     cgroups: Cgroups,
     network: NetworkFactory,
-    seccomp: Arc<Vec<Vec<libc::sock_filter>>>,
     landlock_abi: i64,
     system_dirs: Vec<SystemDir>,
-    /// The host's /etc files a runtime may need, read once at start.
-    etc_files: Vec<(&'static str, Vec<u8>)>,
-    /// Device numbers of the host's /dev/null, /dev/zero and the rest.
-    devices: Vec<(&'static str, libc::dev_t)>,
-    command_line: Option<(usize, usize)>,
+    /// What every sandbox's start shares, prepared once.
+    template: Arc<Template>,
     egress: Arc<egress::Egress>,
     /// A pipe whose write end only this process holds: sandboxes die with Gust.
-    lifeline: (OwnedFd, OwnedFd),
+    _lifeline: (OwnedFd, OwnedFd),
 }
 
 /// Makes the environment's own mount namespace, with its /tmp (a tmpfs of `size_mb`) mounted
@@ -158,6 +153,133 @@ pub fn expedite_rcu(on: bool) -> io::Result<bool> {
     Ok(before)
 }
 
+/// The steps every sandbox's root shares: the host's system directories, a minimal /etc
+/// (the host's files copied when Gust starts: a write costs less than a bind mount and its
+/// read-only remount), mount points, and /dev with its device nodes.
+fn root_ops(root: &Path, system_dirs: &[SystemDir]) -> Vec<Op> {
+    let at = |rel: &str| cstring(&root.join(rel));
+    let mut ops = Vec::new();
+    for dir in system_dirs {
+        match dir {
+            SystemDir::Link(name, target) => ops.push(Op::Symlink {
+                target: cstring(target),
+                link: at(name),
+            }),
+            SystemDir::Directory(name) => {
+                ops.push(Op::Mkdir(at(name)));
+                ops.push(Op::Bind {
+                    source: cstring(&Path::new("/").join(name)),
+                    target: at(name),
+                    read_only: true,
+                });
+            }
+        }
+    }
+    ops.push(Op::Mkdir(at("etc")));
+    ops.push(Op::File {
+        path: at("etc/passwd"),
+        contents: PASSWD.to_vec(),
+    });
+    ops.push(Op::File {
+        path: at("etc/group"),
+        contents: GROUP.to_vec(),
+    });
+    ops.push(Op::File {
+        path: at("etc/hosts"),
+        contents: HOSTS.to_vec(),
+    });
+    // Copied rather than bound: a file write costs less than a bind mount and its
+    // read-only remount.
+    for name in ETC_FILES {
+        if let Ok(contents) = fs::read(Path::new("/etc").join(name)) {
+            ops.push(Op::File {
+                path: at(&format!("etc/{name}")),
+                contents,
+            });
+        }
+    }
+    for name in ETC_DIRS {
+        let host = Path::new("/etc").join(name);
+        if host.is_dir() {
+            let target = at(&format!("etc/{name}"));
+            ops.push(Op::Mkdir(target.clone()));
+            ops.push(Op::Bind {
+                source: cstring(&host),
+                target,
+                read_only: true,
+            });
+        }
+    }
+    for dir in [
+        "var",
+        "var/task",
+        "var/runtime",
+        "opt",
+        "tmp",
+        "proc",
+        "dev",
+    ] {
+        ops.push(Op::Mkdir(at(dir)));
+    }
+    ops.push(Op::Tmpfs {
+        target: at("dev"),
+        options: c"mode=755,size=64k".to_owned(),
+        devices: true,
+    });
+    for name in DEVICES {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if let Ok(meta) = fs::metadata(Path::new("/dev").join(name))
+            && meta.file_type().is_char_device()
+        {
+            ops.push(Op::CharDevice {
+                path: at(&format!("dev/{name}")),
+                device: meta.rdev(),
+            });
+        }
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink {
+            target: CString::new(target).unwrap_or_default(),
+            link: at(&format!("dev/{link}")),
+        });
+    }
+    ops.push(Op::Mkdir(at("dev/shm")));
+    ops.push(Op::RemountReadOnly(at("dev")));
+    ops
+}
+
+/// Read and execute everywhere; write only where a function may.
+fn landlock_rules() -> Vec<LandlockRule> {
+    let all = u64::MAX;
+    vec![
+        LandlockRule {
+            path: c"/".to_owned(),
+            access: LL_EXECUTE | LL_READ_FILE | LL_READ_DIR,
+        },
+        LandlockRule {
+            path: c"/tmp".to_owned(),
+            access: all,
+        },
+        LandlockRule {
+            path: c"/dev/shm".to_owned(),
+            access: all,
+        },
+        LandlockRule {
+            path: c"/dev".to_owned(),
+            access: LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_TRUNCATE | LL_IOCTL_DEV,
+        },
+        LandlockRule {
+            path: c"/proc".to_owned(),
+            access: LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_TRUNCATE,
+        },
+    ]
+}
+
 impl LinuxLauncher {
     /// Prepares cgroups, the namespace factory and the filters. Fails with a clear reason when
     /// the host does not let Gust isolate functions.
@@ -185,8 +307,7 @@ impl LinuxLauncher {
         fs::create_dir_all(&environments_dir)?;
         let cgroups = Cgroups::setup()?;
         let network = NetworkFactory::start(ready)?;
-        let seccomp = Arc::new(seccomp::programs().map_err(io_error)?);
-        let system_dirs = SYSTEM_DIRS
+        let system_dirs: Vec<SystemDir> = SYSTEM_DIRS
             .iter()
             .filter_map(|name| {
                 let host = Path::new("/").join(name);
@@ -200,33 +321,39 @@ impl LinuxLauncher {
                 }
             })
             .collect();
+        // Every sandbox mounts its root on this one directory, each in its own mount
+        // namespace, so the root's paths are the same for all and prepared once.
+        let root = environments_dir.join("root");
+        fs::create_dir_all(&root)?;
+        let lifeline = {
+            let (read, write) = io::pipe()?;
+            (OwnedFd::from(read), OwnedFd::from(write))
+        };
+        let template = Arc::new(Template {
+            lifeline: lifeline.0.as_raw_fd(),
+            root: cstring(&root),
+            root_options: c"mode=755,size=2m".to_owned(),
+            ops: root_ops(&root, &system_dirs),
+            proc_dir: cstring(&root.join("proc")),
+            hostname: c"sandbox".to_owned(),
+            command_line: spawn::command_line_region(),
+            workdir: c"/var/task".to_owned(),
+            rlimits: vec![
+                (libc::RLIMIT_NOFILE, MAX_FILES),
+                (libc::RLIMIT_NPROC, MAX_PROCESSES as u64),
+            ],
+            landlock: landlock_rules(),
+            seccomp: seccomp::programs().map_err(io_error)?,
+        });
         Ok(Self {
             environments_dir,
             cgroups,
             network,
-            seccomp,
             landlock_abi: spawn::landlock_abi(),
             system_dirs,
-            etc_files: ETC_FILES
-                .iter()
-                .filter_map(|name| Some((*name, fs::read(Path::new("/etc").join(name)).ok()?)))
-                .collect(),
-            devices: DEVICES
-                .iter()
-                .filter_map(|name| {
-                    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-                    let meta = fs::metadata(Path::new("/dev").join(name)).ok()?;
-                    meta.file_type()
-                        .is_char_device()
-                        .then(|| (*name, meta.rdev()))
-                })
-                .collect(),
-            command_line: spawn::command_line_region(),
+            template,
             egress: Arc::new(egress::Egress::new()),
-            lifeline: {
-                let (read, write) = io::pipe()?;
-                (OwnedFd::from(read), OwnedFd::from(write))
-            },
+            _lifeline: lifeline,
         })
     }
 
@@ -240,118 +367,37 @@ impl LinuxLauncher {
         format!("{}; seccomp; {landlock}", self.cgroups.describe())
     }
 
-    fn plan(&self, spec: &SandboxSpec, root: &Path, tmp: &Path, host_id: u32) -> Plan {
+    /// This environment's own steps, after the template's: its code, Gust's bootstraps, its
+    /// /tmp and shared memory, and interpreters installed outside the system directories.
+    fn environment_ops(&self, spec: &SandboxSpec, tmp: &Path) -> Vec<Op> {
+        let root = Path::new(OsStr::from_bytes(self.template.root.as_bytes()));
         let at = |rel: &str| cstring(&root.join(rel));
-        let mut ops = Vec::new();
-        for dir in &self.system_dirs {
-            match dir {
-                SystemDir::Link(name, target) => ops.push(Op::Symlink {
-                    target: cstring(target),
-                    link: at(name),
-                }),
-                SystemDir::Directory(name) => {
-                    ops.push(Op::Mkdir(at(name)));
-                    ops.push(Op::Bind {
-                        source: cstring(&Path::new("/").join(name)),
-                        target: at(name),
-                        read_only: true,
-                    });
-                }
-            }
-        }
-        ops.push(Op::Mkdir(at("etc")));
-        ops.push(Op::File {
-            path: at("etc/passwd"),
-            contents: PASSWD.to_vec(),
-        });
-        ops.push(Op::File {
-            path: at("etc/group"),
-            contents: GROUP.to_vec(),
-        });
-        ops.push(Op::File {
-            path: at("etc/hosts"),
-            contents: HOSTS.to_vec(),
-        });
-        // Copied rather than bound: a file write costs less than a bind mount and its
-        // read-only remount.
-        for (name, contents) in &self.etc_files {
-            ops.push(Op::File {
-                path: at(&format!("etc/{name}")),
-                contents: contents.clone(),
-            });
-        }
-        for name in ETC_DIRS {
-            let host = Path::new("/etc").join(name);
-            if host.is_dir() {
-                let target = at(&format!("etc/{name}"));
-                ops.push(Op::Mkdir(target.clone()));
-                ops.push(Op::Bind {
-                    source: cstring(&host),
-                    target,
-                    read_only: true,
-                });
-            }
-        }
-        for dir in [
-            "var",
-            "var/task",
-            "var/runtime",
-            "opt",
-            "tmp",
-            "proc",
-            "dev",
-        ] {
-            ops.push(Op::Mkdir(at(dir)));
-        }
-        ops.push(Op::Bind {
-            source: cstring(&spec.code_dir),
-            target: at("var/task"),
-            read_only: true,
-        });
-        ops.push(Op::Bind {
-            source: cstring(&spec.runtime_dir),
-            target: at("var/runtime"),
-            read_only: true,
-        });
-        ops.push(Op::Bind {
-            source: cstring(tmp),
-            target: at("tmp"),
-            read_only: false,
-        });
-        ops.push(Op::Tmpfs {
-            target: at("dev"),
-            options: c"mode=755,size=64k".to_owned(),
-            devices: true,
-        });
-        for (name, device) in &self.devices {
-            ops.push(Op::CharDevice {
-                path: at(&format!("dev/{name}")),
-                device: *device,
-            });
-        }
-        for (link, target) in [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-        ] {
-            ops.push(Op::Symlink {
-                target: CString::new(target).unwrap_or_default(),
-                link: at(&format!("dev/{link}")),
-            });
-        }
-        ops.push(Op::Mkdir(at("dev/shm")));
-        ops.push(Op::RemountReadOnly(at("dev")));
-        ops.push(Op::Tmpfs {
-            target: at("dev/shm"),
-            options: CString::new(format!(
-                "mode=1777,size={}m",
-                spec.ephemeral_storage_mb.min(512)
-            ))
-            .unwrap_or_default(),
-            devices: false,
-        });
-        // Interpreters installed outside the system directories, at their own paths.
+        let mut ops = vec![
+            Op::Bind {
+                source: cstring(&spec.code_dir),
+                target: at("var/task"),
+                read_only: true,
+            },
+            Op::Bind {
+                source: cstring(&spec.runtime_dir),
+                target: at("var/runtime"),
+                read_only: true,
+            },
+            Op::Bind {
+                source: cstring(tmp),
+                target: at("tmp"),
+                read_only: false,
+            },
+            Op::Tmpfs {
+                target: at("dev/shm"),
+                options: CString::new(format!(
+                    "mode=1777,size={}m",
+                    spec.ephemeral_storage_mb.min(512)
+                ))
+                .unwrap_or_default(),
+                devices: false,
+            },
+        ];
         for extra in &spec.read_only_paths {
             let covered = self.system_dirs.iter().any(|d| match d {
                 SystemDir::Directory(name) | SystemDir::Link(name, _) => {
@@ -374,51 +420,7 @@ impl LinuxLauncher {
                 read_only: true,
             });
         }
-        let all = u64::MAX;
-        Plan {
-            netns: -1,
-            mount_namespace: -1,
-            lifeline: self.lifeline.0.as_raw_fd(),
-            cgroup_procs: Vec::new(),
-            root: cstring(root),
-            root_options: c"mode=755,size=2m".to_owned(),
-            ops,
-            proc_dir: at("proc"),
-            hostname: c"sandbox".to_owned(),
-            command_line: self.command_line,
-            host_uid: host_id,
-            host_gid: host_id,
-            uid_map: format!("{SANDBOX_UID} {host_id} 1\n").into_bytes(),
-            gid_map: format!("{SANDBOX_GID} {host_id} 1\n").into_bytes(),
-            workdir: c"/var/task".to_owned(),
-            rlimits: vec![
-                (libc::RLIMIT_NOFILE, MAX_FILES),
-                (libc::RLIMIT_NPROC, MAX_PROCESSES as u64),
-            ],
-            landlock: vec![
-                LandlockRule {
-                    path: c"/".to_owned(),
-                    access: LL_EXECUTE | LL_READ_FILE | LL_READ_DIR,
-                },
-                LandlockRule {
-                    path: c"/tmp".to_owned(),
-                    access: all,
-                },
-                LandlockRule {
-                    path: c"/dev/shm".to_owned(),
-                    access: all,
-                },
-                LandlockRule {
-                    path: c"/dev".to_owned(),
-                    access: LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_TRUNCATE | LL_IOCTL_DEV,
-                },
-                LandlockRule {
-                    path: c"/proc".to_owned(),
-                    access: LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_TRUNCATE,
-                },
-            ],
-            seccomp: (*self.seccomp).clone(),
-        }
+        ops
     }
 }
 
@@ -429,9 +431,7 @@ impl Launcher for LinuxLauncher {
 
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
         let dir = self.environments_dir.join(&spec.environment_id);
-        let root = dir.join("root");
         let tmp = dir.join("tmp");
-        fs::create_dir_all(&root)?;
         fs::create_dir_all(&tmp)?;
         let mount_namespace = match environment_mount_namespace(&tmp, spec.ephemeral_storage_mb) {
             Ok(fd) => fd,
@@ -464,11 +464,18 @@ impl Launcher for LinuxLauncher {
         let host_id = HOST_ID_BASE
             + block * HOST_ID_SPAN
             + NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed) % HOST_ID_SPAN;
-        let mut plan = self.plan(spec, &root, &tmp, host_id);
-        plan.netns = slot.netns.as_raw_fd();
-        plan.mount_namespace = mount_namespace.as_raw_fd();
         let procs = group.procs_files()?;
-        plan.cgroup_procs = procs.iter().map(|fd| fd.as_raw_fd()).collect();
+        let plan = Plan {
+            template: self.template.clone(),
+            netns: slot.netns.as_raw_fd(),
+            mount_namespace: mount_namespace.as_raw_fd(),
+            cgroup_procs: procs.iter().map(|fd| fd.as_raw_fd()).collect(),
+            host_uid: host_id,
+            host_gid: host_id,
+            uid_map: format!("{SANDBOX_UID} {host_id} 1\n").into_bytes(),
+            gid_map: format!("{SANDBOX_GID} {host_id} 1\n").into_bytes(),
+            ops: self.environment_ops(spec, &tmp),
+        };
         sandbox.group = Some(group);
         sandbox.listener = Some(slot.listener);
         sandbox.namespaces = Some(Namespaces {
@@ -524,30 +531,12 @@ impl Sandbox for LinuxSandbox {
             .plan
             .clone()
             .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
-        let (reader, writer) = io::pipe()?;
-        let writer_err = writer.try_clone()?;
-        let mut command = tokio::process::Command::new(&process.program);
-        command
-            .args(&process.args)
-            .env_clear()
-            .envs(process.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(writer))
-            .stderr(Stdio::from(writer_err))
-            .kill_on_drop(true);
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls on data prepared in `plan` (see spawn.rs).
-        unsafe {
-            command.pre_exec(move || spawn::child(&plan));
-        }
-        let child = command.spawn().map_err(|source| SandboxError::Spawn {
-            program: process.program.clone(),
-            source,
-        })?;
-        drop(command);
-        Ok(Spawned {
-            child,
-            output: OwnedFd::from(reader),
+        crate::spawn_with_output(process, |command| {
+            // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+            // system calls on data prepared in `plan` (see spawn.rs).
+            unsafe {
+                command.pre_exec(move || spawn::child(&plan));
+            }
         })
     }
 

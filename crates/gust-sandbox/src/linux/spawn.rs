@@ -16,6 +16,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 /// One step of building the root filesystem (paths are absolute host paths below the new root,
 /// taken before the pivot).
@@ -56,26 +57,19 @@ pub struct LandlockRule {
     pub access: u64,
 }
 
-/// Everything the child needs, prepared before fork.
-pub struct Plan {
-    pub netns: RawFd,
-    /// The environment's mount namespace (which holds its /tmp); the sandbox's own is a copy.
-    pub mount_namespace: RawFd,
+/// What every sandbox of a launcher shares, prepared once when the launcher starts.
+pub struct Template {
     /// Read end of a pipe only Gust can write to: it reports end-of-file when Gust dies.
     pub lifeline: RawFd,
-    pub cgroup_procs: Vec<RawFd>,
-    /// The (empty) directory the new root is mounted on.
+    /// The (empty) directory each sandbox mounts its root on, in its own mount namespace.
     pub root: CString,
     pub root_options: CString,
+    /// The root's common steps; each sandbox's own follow them.
     pub ops: Vec<Op>,
     pub proc_dir: CString,
     pub hostname: CString,
     /// Gust's command line in memory, to be blanked in the sandbox's PID 1.
     pub command_line: Option<(usize, usize)>,
-    pub host_uid: u32,
-    pub host_gid: u32,
-    pub uid_map: Vec<u8>,
-    pub gid_map: Vec<u8>,
     pub workdir: CString,
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
     pub landlock: Vec<LandlockRule>,
@@ -83,11 +77,31 @@ pub struct Plan {
     pub seccomp: Vec<Vec<libc::sock_filter>>,
 }
 
-// The plan holds raw descriptors and C strings only; it is shared read-only with the child.
+/// Everything one sandbox's start needs, prepared before fork.
+pub struct Plan {
+    pub template: Arc<Template>,
+    pub netns: RawFd,
+    /// The environment's mount namespace (which holds its /tmp); the sandbox's own is a copy.
+    pub mount_namespace: RawFd,
+    pub cgroup_procs: Vec<RawFd>,
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub uid_map: Vec<u8>,
+    pub gid_map: Vec<u8>,
+    /// This environment's own root steps (its code, /tmp, shared memory).
+    pub ops: Vec<Op>,
+}
+
+// Plans and templates hold raw descriptors and C strings only; they are shared read-only
+// with the child.
 // SAFETY: every field is plain data (integers, owned C strings and byte vectors).
 unsafe impl Send for Plan {}
 // SAFETY: the plan is never mutated after construction.
 unsafe impl Sync for Plan {}
+// SAFETY: as for Plan.
+unsafe impl Send for Template {}
+// SAFETY: as for Plan.
+unsafe impl Sync for Template {}
 
 const SETGROUPS: &[u8] = b"/proc/self/setgroups\0";
 const UID_MAP: &[u8] = b"/proc/self/uid_map\0";
@@ -238,8 +252,8 @@ pub unsafe fn child(plan: &Plan) -> io::Result<()> {
             return init_process(plan, status_write);
         }
         libc::close(status_write);
-        close_all_except([status_read, plan.lifeline]);
-        mirror(init, status_read, plan.lifeline)
+        close_all_except([status_read, plan.template.lifeline]);
+        mirror(init, status_read, plan.template.lifeline)
     }
 }
 
@@ -361,7 +375,7 @@ unsafe fn rename_init(region: Option<(usize, usize)>) {
 unsafe fn init_process(plan: &Plan, status_write: RawFd) -> io::Result<()> {
     // SAFETY (whole function): system calls on strings and descriptors prepared in the plan.
     unsafe {
-        rename_init(plan.command_line);
+        rename_init(plan.template.command_line);
         // Modes are given explicitly; Gust's umask must not narrow /dev/null's 0666.
         libc::umask(0);
         build_root(plan)?;
@@ -398,13 +412,13 @@ unsafe fn build_root(plan: &Plan) -> io::Result<()> {
     )?;
     mount(
         cstr(b"tmpfs\0"),
-        plan.root.as_ptr(),
+        plan.template.root.as_ptr(),
         cstr(b"tmpfs\0"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        plan.root_options.as_ptr(),
+        plan.template.root_options.as_ptr(),
         b"mounting the root",
     )?;
-    for op in &plan.ops {
+    for op in plan.template.ops.iter().chain(&plan.ops) {
         // SAFETY: all paths are NUL-terminated strings owned by the plan.
         unsafe {
             match op {
@@ -484,7 +498,7 @@ unsafe fn build_root(plan: &Plan) -> io::Result<()> {
     }
     mount(
         cstr(b"proc\0"),
-        plan.proc_dir.as_ptr(),
+        plan.template.proc_dir.as_ptr(),
         cstr(b"proc\0"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         null,
@@ -493,12 +507,14 @@ unsafe fn build_root(plan: &Plan) -> io::Result<()> {
     // SAFETY: plain system calls with plan-owned strings.
     unsafe {
         check(
-            libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len())
-                as libc::c_long,
+            libc::sethostname(
+                plan.template.hostname.as_ptr(),
+                plan.template.hostname.as_bytes().len(),
+            ) as libc::c_long,
             b"setting the hostname",
         )?;
         check(
-            libc::chdir(plan.root.as_ptr()) as libc::c_long,
+            libc::chdir(plan.template.root.as_ptr()) as libc::c_long,
             b"entering the root",
         )?;
         check(
@@ -642,18 +658,18 @@ unsafe fn runtime_process(plan: &Plan) -> io::Result<()> {
         write_file(cstr(UID_MAP), &plan.uid_map, false, b"writing uid_map")?;
         write_file(cstr(GID_MAP), &plan.gid_map, false, b"writing gid_map")?;
         check(
-            libc::chdir(plan.workdir.as_ptr()) as libc::c_long,
+            libc::chdir(plan.template.workdir.as_ptr()) as libc::c_long,
             b"entering the task root",
         )?;
         check(
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long,
             b"prctl(PR_SET_NO_NEW_PRIVS)",
         )?;
-        apply_landlock(&plan.landlock)?;
+        apply_landlock(&plan.template.landlock)?;
         // Limits come last: until exec closes them this process holds Gust's descriptors,
         // possibly thousands, and under a 1,024-file limit a new descriptor numbered past
         // it would fail with EMFILE.
-        for (resource, value) in &plan.rlimits {
+        for (resource, value) in &plan.template.rlimits {
             let limit = libc::rlimit {
                 rlim_cur: *value,
                 rlim_max: *value,
@@ -663,7 +679,7 @@ unsafe fn runtime_process(plan: &Plan) -> io::Result<()> {
                 b"setting a resource limit",
             )?;
         }
-        for program in &plan.seccomp {
+        for program in &plan.template.seccomp {
             let fprog = libc::sock_fprog {
                 len: program.len() as u16,
                 filter: program.as_ptr() as *mut libc::sock_filter,
