@@ -334,27 +334,33 @@ pub async fn cold(report: &mut Report, address: &str, runs: usize) -> anyhow::Re
     Ok(())
 }
 
-async fn succeeded(conn: &mut Connection, function: &str) -> anyhow::Result<u64> {
+/// Each function's asynchronous queue, from `/gust/status`.
+async fn queues(conn: &mut Connection) -> anyhow::Result<Vec<serde_json::Value>> {
     let answer = conn
         .send(Method::GET, "/gust/status", &[], Bytes::new())
         .await?;
-    let doc: serde_json::Value = serde_json::from_slice(&answer.body)?;
-    Ok(doc["AsyncQueues"]
-        .as_array()
-        .and_then(|qs| qs.iter().find(|q| q["FunctionName"] == function))
+    let mut doc: serde_json::Value = serde_json::from_slice(&answer.body)?;
+    Ok(match doc["AsyncQueues"].take() {
+        serde_json::Value::Array(queues) => queues,
+        _ => Vec::new(),
+    })
+}
+
+async fn succeeded(conn: &mut Connection, function: &str) -> anyhow::Result<u64> {
+    Ok(queues(conn)
+        .await?
+        .iter()
+        .find(|q| q["FunctionName"] == function)
         .and_then(|q| q["Succeeded"].as_u64())
         .unwrap_or(0))
 }
 
 async fn queue_depth(conn: &mut Connection) -> anyhow::Result<u64> {
-    let answer = conn
-        .send(Method::GET, "/gust/status", &[], Bytes::new())
-        .await?;
-    let doc: serde_json::Value = serde_json::from_slice(&answer.body)?;
-    Ok(doc["AsyncQueues"]
-        .as_array()
-        .map(|qs| qs.iter().filter_map(|q| q["Depth"].as_u64()).sum())
-        .unwrap_or(0))
+    Ok(queues(conn)
+        .await?
+        .iter()
+        .filter_map(|q| q["Depth"].as_u64())
+        .sum())
 }
 
 pub async fn asynchronous(

@@ -76,6 +76,23 @@ struct DispatchState {
     cursor: Option<String>,
 }
 
+impl DispatchState {
+    /// Puts an event in its function's line, ordered by when it may next run.
+    fn wait(&mut self, event: QueuedEvent, platform_failures: u32) {
+        self.functions
+            .entry(event.function.clone())
+            .or_default()
+            .waiting
+            .insert(
+                (event.next_attempt_ms, event.id),
+                Waiting {
+                    event,
+                    platform_failures,
+                },
+            );
+    }
+}
+
 pub struct AsyncQueue {
     store: QueueStore,
     control: Arc<Control>,
@@ -121,18 +138,7 @@ impl AsyncQueue {
             );
         }
         for event in pending {
-            state
-                .functions
-                .entry(event.function.clone())
-                .or_default()
-                .waiting
-                .insert(
-                    (event.next_attempt_ms, event.id),
-                    Waiting {
-                        event,
-                        platform_failures: 0,
-                    },
-                );
+            state.wait(event, 0);
         }
         Ok(Arc::new(Self {
             store,
@@ -202,18 +208,7 @@ impl AsyncQueue {
     }
 
     fn push(&self, event: QueuedEvent, platform_failures: u32) {
-        self.lock()
-            .functions
-            .entry(event.function.clone())
-            .or_default()
-            .waiting
-            .insert(
-                (event.next_attempt_ms, event.id),
-                Waiting {
-                    event,
-                    platform_failures,
-                },
-            );
+        self.lock().wait(event, platform_failures);
         self.wake.notify_one();
     }
 
