@@ -5,7 +5,7 @@ use bytes::Bytes;
 use gust_model::LambdaError;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
@@ -24,8 +24,18 @@ pub async fn read_body(
     limit: u64,
     operation: &str,
 ) -> Result<Bytes, LambdaError> {
-    let declared = req
-        .headers()
+    let (parts, body) = req.into_parts();
+    read_body_of(&parts.headers, body, limit, operation).await
+}
+
+/// [`read_body`] for a request already taken apart.
+pub async fn read_body_of(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: u64,
+    operation: &str,
+) -> Result<Bytes, LambdaError> {
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -36,7 +46,7 @@ pub async fn read_body(
     let mut too_large = declared.is_some_and(|n| n > limit);
     let mut buffer = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
     let mut seen: u64 = 0;
-    let mut body = req.into_body();
+    let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             LambdaError::invalid_request_content(format!("Could not read the request body: {e}"))

@@ -10,6 +10,8 @@ pub mod http;
 pub mod invoke;
 pub mod resources;
 pub mod routes;
+pub mod triggers;
+pub mod urls;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -41,6 +43,21 @@ pub struct App {
     /// `host:port` clients reach this server on, for URLs Gust hands out when a request carries
     /// no `Host` header.
     pub public_address: String,
+    /// Function URLs and HTTP routes.
+    pub gateway: Arc<gust_triggers::Gateway>,
+    /// `host:port` of the route gateway's listener, if it runs.
+    pub gateway_address: Option<String>,
+    /// Scheduled rules (EventBridge's API).
+    pub schedules: Arc<gust_triggers::Schedules>,
+}
+
+/// Which front a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// The Lambda and EventBridge APIs, Gust's own endpoints and function URLs.
+    Api,
+    /// The HTTP route gateway.
+    Gateway,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets open requests finish
@@ -48,15 +65,17 @@ pub struct App {
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    front: Front,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -68,7 +87,12 @@ pub async fn serve(
                 let app = app.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(&app, req).await) }
+                    async move {
+                        Ok::<_, Infallible>(match front {
+                            Front::Api => handle(&app, req, peer, local_port).await,
+                            Front::Gateway => triggers::gateway(&app, req, peer, local_port).await,
+                        })
+                    }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -90,8 +114,19 @@ pub async fn serve(
 }
 
 /// Handles one request; never fails (errors become Lambda error responses).
-pub async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+    local_port: u16,
+) -> HttpResponse {
     let rid = uuid::Uuid::new_v4().to_string();
+    if let Some((url_id, path)) = urls::addressed_url(&req) {
+        return urls::serve(app, &url_id, &path, req, peer, local_port, &rid).await;
+    }
+    if let Some(operation) = triggers::events_operation(&req) {
+        return triggers::events(app, &operation, req, &rid).await;
+    }
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let result = dispatch(app, req, &rid).await;
@@ -125,7 +160,7 @@ async fn dispatch(
     let method = req.method().as_str().to_string();
 
     if segments.first().map(String::as_str) == Some("gust") {
-        return gust_route(app, &method, &segments[1..], &query, rid).await;
+        return gust_route(app, req, &method, &segments[1..], &query, rid).await;
     }
 
     let Some(matched) = routes::find(&method, &segments, |k| query.get(k).is_some()) else {
@@ -188,6 +223,11 @@ async fn dispatch(
         "TagResource" => resources::tag_resource(app, param(0), req, rid).await,
         "UntagResource" => resources::untag_resource(app, param(0), &query, rid).await,
         "ListTags" => resources::list_tags(app, param(0), rid),
+        "CreateFunctionUrlConfig" => urls::create(app, param(0), &query, req, rid).await,
+        "GetFunctionUrlConfig" => urls::get(app, param(0), &query, &req, rid),
+        "UpdateFunctionUrlConfig" => urls::update(app, param(0), &query, req, rid).await,
+        "DeleteFunctionUrlConfig" => urls::delete(app, param(0), &query, rid).await,
+        "ListFunctionUrlConfigs" => urls::list(app, param(0), &query, &req, rid),
         other => Err(LambdaError::not_implemented(other)),
     }
 }
@@ -195,6 +235,7 @@ async fn dispatch(
 /// Gust's own endpoints.
 async fn gust_route(
     app: &App,
+    req: Request<Incoming>,
     method: &str,
     segments: &[String],
     query: &Query,
@@ -215,6 +256,11 @@ async fn gust_route(
         ("GET", ["dead-letters", id]) => asynchronous::show_dead_letter(app, id, rid).await,
         ("DELETE", ["dead-letters", id]) => asynchronous::forget(app, id, rid).await,
         ("POST", ["dead-letters", id, "redrive"]) => asynchronous::redrive(app, id, rid).await,
+        ("GET", ["routes"]) => triggers::list_routes(app, rid),
+        ("PUT", ["routes"]) => triggers::put_route(app, req, rid).await,
+        ("DELETE", ["routes"]) => triggers::delete_route(app, query, rid).await,
+        ("GET", ["clock"]) => triggers::get_clock(app, rid),
+        ("PUT", ["clock"]) => triggers::set_clock(app, req, rid).await,
         _ => Err(LambdaError::new(
             gust_model::ErrorCode::UnknownOperation,
             format!(

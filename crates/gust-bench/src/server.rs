@@ -19,7 +19,14 @@ impl Server {
     pub fn start(gust: &Path, extra: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(gust)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway-listen",
+                "off",
+            ])
+            .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(extra)
             .env("RUST_LOG", "warn")

@@ -91,7 +91,7 @@ impl Control {
     }
 
     /// The function an alias operation applies to: named without a qualifier.
-    fn function_state(&self, r: &FunctionRef) -> Result<FunctionState, LambdaError> {
+    pub(crate) fn function_state(&self, r: &FunctionRef) -> Result<FunctionState, LambdaError> {
         r.check_scope(&self.settings.arns)?;
         self.read()
             .get(&r.name)
@@ -278,6 +278,7 @@ impl Control {
             state.aliases.remove(name);
             state.policies.remove(name);
             state.event_invoke_configs.remove(name);
+            state.url_configs.remove(name);
         }
         tracing::info!(function = %r.name, alias = name, "alias deleted");
         Ok(())

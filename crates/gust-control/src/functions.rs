@@ -335,6 +335,7 @@ impl Control {
                 aliases: BTreeMap::new(),
                 policies: BTreeMap::new(),
                 event_invoke_configs: BTreeMap::new(),
+                url_configs: BTreeMap::new(),
                 tags,
                 next_version: 1,
             },

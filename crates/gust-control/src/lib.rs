@@ -11,6 +11,7 @@ mod invoke_configs;
 mod policies;
 pub mod requests;
 mod tags;
+mod urls;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,7 +19,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use gust_model::{
-    Alias, Arns, EventInvokeConfig, FunctionConfig, FunctionRef, LATEST, LambdaError, Policy,
+    Alias, Arns, EventInvokeConfig, FunctionConfig, FunctionRef, FunctionUrlConfig, LATEST,
+    LambdaError, Policy,
 };
 use gust_store::{CodeStore, MetaStore, StoreError};
 use tokio::sync::broadcast;
@@ -50,6 +52,8 @@ struct FunctionState {
     policies: BTreeMap<String, Policy>,
     /// Asynchronous invocation settings by qualifier (`$LATEST`, a version or an alias).
     event_invoke_configs: BTreeMap<String, Arc<EventInvokeConfig>>,
+    /// Function URLs by alias (`""` for the function itself).
+    url_configs: BTreeMap<String, Arc<FunctionUrlConfig>>,
     tags: BTreeMap<String, String>,
     next_version: u64,
 }
@@ -199,6 +203,11 @@ impl Control {
                         .event_invoke_configs
                         .into_iter()
                         .map(|c| (c.qualifier.clone(), Arc::new(c)))
+                        .collect(),
+                    url_configs: stored
+                        .url_configs
+                        .into_iter()
+                        .map(|c| (c.qualifier.clone().unwrap_or_default(), Arc::new(c)))
                         .collect(),
                     tags: stored.tags,
                     next_version: stored.next_version,

@@ -199,3 +199,12 @@ pub struct EventInvokeConfigInput {
     pub maximum_event_age_in_seconds: Option<i64>,
     pub destination_config: Option<DestinationConfig>,
 }
+
+/// CreateFunctionUrlConfig and UpdateFunctionUrlConfig.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionUrlConfigInput {
+    pub auth_type: Option<String>,
+    pub cors: Option<gust_model::Cors>,
+    pub invoke_mode: Option<String>,
+}

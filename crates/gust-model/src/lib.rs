@@ -5,12 +5,15 @@
 
 pub mod alias;
 pub mod error;
+pub mod events;
 pub mod function;
 pub mod limits;
 pub mod names;
 pub mod timefmt;
+pub mod url;
 
 pub use alias::{Alias, EventInvokeConfig, Policy};
 pub use error::{ErrorCode, LambdaError};
 pub use function::{FunctionConfig, LATEST, NETWORK_VARIABLE, Network};
 pub use names::{Arns, FunctionRef};
+pub use url::{Cors, FunctionUrlConfig};

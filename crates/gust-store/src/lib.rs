@@ -9,8 +9,10 @@ pub mod code;
 pub mod intake;
 pub mod meta;
 pub mod queue;
+pub mod triggers;
 
 pub use code::{CodeError, CodeStore};
 pub use intake::IntakeError;
 pub use meta::{MetaStore, StoreError, StoredFunction};
 pub use queue::{DeadLetter, NewEvent, QueueStore, QueuedEvent};
+pub use triggers::{StoredRule, TriggerStore};

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gust_model::{Alias, EventInvokeConfig, FunctionConfig, Policy};
+use gust_model::{Alias, EventInvokeConfig, FunctionConfig, FunctionUrlConfig, Policy};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version recorded in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,6 +43,7 @@ pub struct StoredFunction {
     /// Policies by qualifier (`""` for the unqualified function).
     pub policies: Vec<(String, Policy)>,
     pub event_invoke_configs: Vec<EventInvokeConfig>,
+    pub url_configs: Vec<FunctionUrlConfig>,
 }
 
 pub struct MetaStore {
@@ -89,6 +90,12 @@ impl MetaStore {
                  qualifier TEXT NOT NULL,
                  document TEXT NOT NULL,
                  PRIMARY KEY (name, qualifier)
+             );
+             CREATE TABLE IF NOT EXISTS function_urls (
+                 name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+                 qualifier TEXT NOT NULL,
+                 config TEXT NOT NULL,
+                 PRIMARY KEY (name, qualifier)
              );",
         )?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -120,6 +127,9 @@ impl MetaStore {
         let mut invoke_configs = self
             .conn
             .prepare("SELECT config FROM event_invoke_configs WHERE name = ?1")?;
+        let mut urls = self
+            .conn
+            .prepare("SELECT config FROM function_urls WHERE name = ?1 ORDER BY qualifier")?;
         for row in rows {
             let (name, tags, next_version) = row?;
             let corrupt = |source| StoreError::Corrupt {
@@ -147,8 +157,13 @@ impl MetaStore {
             for config in invoke_configs.query_map([&name], |r| r.get::<_, String>(0))? {
                 event_invoke_configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
             }
+            let mut url_configs = Vec::new();
+            for config in urls.query_map([&name], |r| r.get::<_, String>(0))? {
+                url_configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
+            }
             functions.push(StoredFunction {
                 event_invoke_configs,
+                url_configs,
                 name,
                 tags,
                 next_version: next_version.max(1) as u64,
@@ -253,6 +268,10 @@ impl MetaStore {
             "DELETE FROM event_invoke_configs WHERE name = ?1 AND qualifier = ?2",
             params![name, alias],
         )?;
+        tx.execute(
+            "DELETE FROM function_urls WHERE name = ?1 AND qualifier = ?2",
+            params![name, alias],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -277,6 +296,28 @@ impl MetaStore {
     ) -> Result<(), StoreError> {
         self.conn.execute(
             "DELETE FROM event_invoke_configs WHERE name = ?1 AND qualifier = ?2",
+            params![name, qualifier],
+        )?;
+        Ok(())
+    }
+
+    /// Writes (inserting or replacing) a function URL configuration.
+    pub fn put_url_config(&mut self, config: &FunctionUrlConfig) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO function_urls (name, qualifier, config) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name, qualifier) DO UPDATE SET config = excluded.config",
+            params![
+                config.function,
+                config.qualifier.as_deref().unwrap_or_default(),
+                to_json(config)
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_url_config(&mut self, name: &str, qualifier: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM function_urls WHERE name = ?1 AND qualifier = ?2",
             params![name, qualifier],
         )?;
         Ok(())

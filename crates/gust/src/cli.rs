@@ -1,4 +1,4 @@
-//! The client subcommands: deploy, invoke, ls, rm, runtimes.
+//! The client subcommands: deploy, invoke, ls, rm, runtimes, status, dlq, route.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -590,6 +590,101 @@ pub async fn dlq(args: DlqArgs) -> anyhow::Result<ExitCode> {
                 println!("deleted dead letter {id}");
             }
             json!({ "Deleted": id })
+        }
+    };
+    if args.json {
+        print_json(&doc);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct RouteArgs {
+    #[command(subcommand)]
+    command: RouteCommand,
+    #[command(flatten)]
+    endpoint: Endpoint,
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum RouteCommand {
+    /// List the routes and the gateway's address.
+    Ls,
+    /// Route requests to a function: `gust route add 'GET /items/{id}' items[:alias]`.
+    Add {
+        /// `METHOD /path` (METHOD may be ANY; `{name}` and a final `{name+}` capture path
+        /// segments) or `$default`.
+        route_key: String,
+        /// Function name, `name:alias`, or ARN.
+        target: String,
+    },
+    /// Remove a route.
+    Rm { route_key: String },
+}
+
+/// Percent-encodes a query value.
+fn query_value(value: &str) -> String {
+    segment(value)
+}
+
+pub async fn route(args: RouteArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.endpoint)?;
+    let doc = match &args.command {
+        RouteCommand::Ls => {
+            let doc = client
+                .send(Method::GET, "/gust/routes", &[], Vec::new())
+                .await?
+                .into_result()?
+                .json()?;
+            if !args.json {
+                match doc["Endpoint"].as_str() {
+                    Some(endpoint) => println!("gateway: {endpoint}"),
+                    None => println!("gateway: off (start gust serve with --gateway-listen)"),
+                }
+                let routes = doc["Routes"].as_array().cloned().unwrap_or_default();
+                if routes.is_empty() {
+                    println!("no routes");
+                } else {
+                    println!("{:<40} TARGET", "ROUTE");
+                    for r in routes {
+                        println!(
+                            "{:<40} {}",
+                            r["RouteKey"].as_str().unwrap_or("-"),
+                            r["Target"].as_str().unwrap_or("-")
+                        );
+                    }
+                }
+            }
+            doc
+        }
+        RouteCommand::Add { route_key, target } => {
+            let body = serde_json::to_vec(&json!({"RouteKey": route_key, "Target": target}))?;
+            let doc = client
+                .send(Method::PUT, "/gust/routes", &[], body)
+                .await?
+                .into_result()?
+                .json()?;
+            if !args.json {
+                println!("{route_key} -> {target}");
+            }
+            doc
+        }
+        RouteCommand::Rm { route_key } => {
+            client
+                .send(
+                    Method::DELETE,
+                    &format!("/gust/routes?RouteKey={}", query_value(route_key)),
+                    &[],
+                    Vec::new(),
+                )
+                .await?
+                .into_result()?;
+            if !args.json {
+                println!("removed {route_key}");
+            }
+            json!({ "Removed": route_key })
         }
     };
     if args.json {

@@ -38,6 +38,8 @@ enum Command {
     Status(cli::StatusArgs),
     /// List, show, redrive or delete asynchronous invocations that failed for good.
     Dlq(cli::DlqArgs),
+    /// Manage the HTTP routes of the gateway (`METHOD /path` -> function).
+    Route(cli::RouteArgs),
 }
 
 /// Where the server keeps its state when `--data-dir` is not given: `$GUST_DATA_DIR`, else
@@ -77,6 +79,7 @@ fn main() -> std::process::ExitCode {
             Command::Runtimes(args) => cli::runtimes(args).await,
             Command::Status(args) => cli::status(args).await,
             Command::Dlq(args) => cli::dlq(args).await,
+            Command::Route(args) => cli::route(args).await,
         }
     });
     match result {

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use gust_api::App;
+use gust_api::{App, Front};
 use gust_control::{Control, Settings as ControlSettings};
 use gust_invoke::{AsyncQueue, Invoker, Platform, QueueSettings, Settings as InvokeSettings};
 use gust_model::Arns;
 use gust_runtimes::RuntimeTable;
 use gust_sandbox::linux::LinuxLauncher;
 use gust_sandbox::{Launcher, ProcessLauncher};
+use gust_store::TriggerStore;
+use gust_triggers::{Clock, Gateway, Routes, Schedules};
 use tokio::net::TcpListener;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -32,6 +34,13 @@ pub struct ServeArgs {
     /// Address to serve the Lambda API on (port 0 picks a free port).
     #[arg(long, env = "GUST_LISTEN", default_value = "127.0.0.1:4878")]
     listen: String,
+    /// Address of the HTTP route gateway (`gust route`); `off` runs no gateway.
+    #[arg(long, env = "GUST_GATEWAY_LISTEN", default_value = "127.0.0.1:4879")]
+    gateway_listen: String,
+    /// Start the schedule clock at this time (Unix seconds or RFC 3339) instead of now, and let
+    /// `PUT /gust/clock` set it: for tests and rehearsals of schedules.
+    #[arg(long, value_name = "TIME")]
+    clock_start: Option<String>,
     /// Where functions, code and runtime state are kept [default: $GUST_DATA_DIR, else
     /// $XDG_DATA_HOME/gust, else ~/.local/share/gust].
     #[arg(long)]
@@ -136,6 +145,16 @@ async fn deploy_sample(control: &Control) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("could not deploy the sample function: {e}"))?;
     Ok(())
+}
+
+/// `--clock-start`: Unix seconds, or an RFC 3339 time.
+fn parse_time_ms(text: &str) -> anyhow::Result<i64> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return Ok((secs * 1000.0) as i64);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--clock-start: '{text}' is neither Unix seconds nor RFC 3339"))?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 async fn shutdown_signal() {
@@ -311,6 +330,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         deploy_sample(&control).await?;
     }
 
+    let clock = Arc::new(match &args.clock_start {
+        Some(start) => Clock::starting_at(parse_time_ms(start)?),
+        None => Clock::system(),
+    });
+    let trigger_store = Arc::new(std::sync::Mutex::new(
+        TriggerStore::open(&data_dir.join("triggers.db"))
+            .context("cannot open the trigger store (rules and routes)")?,
+    ));
+    let schedules = Schedules::open(trigger_store.clone(), arns.clone(), queue.clone(), clock)
+        .context("cannot load the scheduled rules")?;
+    schedules.start();
+    let routes = Routes::open(control.clone(), trigger_store).context("cannot load the routes")?;
+    let gateway = Arc::new(Gateway::new(control.clone(), invoker.clone(), routes));
+    let gateway_listener = if args.gateway_listen == "off" {
+        None
+    } else {
+        Some(
+            TcpListener::bind(&args.gateway_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} (--gateway-listen)",
+                        args.gateway_listen
+                    )
+                })?,
+        )
+    };
+    let gateway_address = match &gateway_listener {
+        Some(l) => Some(l.local_addr()?.to_string()),
+        None => None,
+    };
+
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -322,6 +373,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         runtimes,
         isolation,
         public_address: address.to_string(),
+        gateway,
+        gateway_address: gateway_address.clone(),
+        schedules,
     });
     tracing::info!(
         %address,
@@ -330,6 +384,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "Gust is serving the Lambda API"
     );
     println!("Gust listening on http://{address}");
+    if let Some(gateway) = &gateway_address {
+        println!("Gust HTTP routes on http://{gateway}");
+    }
     if args.sample {
         println!(
             "Sample function '{SAMPLE_NAME}' is ready: gust invoke {SAMPLE_NAME} --payload '{{\"name\": \"you\"}}'"
@@ -339,19 +396,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let grace = Duration::from_secs(args.shutdown_grace);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let gateway_server = gateway_listener.map(|listener| {
+        tokio::spawn(gust_api::serve(
+            listener,
+            app.clone(),
+            Front::Gateway,
+            stop_signal(stopped.clone()),
+            grace,
+        ))
+    });
     let server = tokio::spawn(gust_api::serve(
         listener,
         app,
-        async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        },
+        Front::Api,
+        stop_signal(stopped),
         grace,
     ));
     shutdown_signal().await;
     tracing::info!("shutting down: no new work; letting running work finish");
     let _ = stop.send(true);
     let (_, _) = tokio::join!(server, queue.shutdown(grace));
+    if let Some(gateway) = gateway_server {
+        let _ = gateway.await;
+    }
     invoker.shutdown();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

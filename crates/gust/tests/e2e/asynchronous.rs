@@ -2,11 +2,11 @@
 //! fairness, and delivery across crashes.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{DestinationConfig, InvocationType, OnFailure, OnSuccess, Runtime};
+use aws_sdk_lambda::types::{DestinationConfig, InvocationType, OnFailure, OnSuccess};
 
 use crate::common::*;
 
@@ -16,70 +16,6 @@ use crate::common::*;
 /// its own tests (`sandbox.rs`).
 const FAST: &[&str] = &["--async-time-scale", "0.01", "--isolation", "process"];
 const RECORDING: &[&str] = &["--isolation", "process"];
-
-/// A function that appends each event to `$RECORD_DIR/<function>.log` as one JSON line, and
-/// fails when the event asks it to.
-fn recorder(fail: bool) -> Vec<u8> {
-    let source = format!(
-        r#"import json, os, time
-
-def record(event, context, phase):
-    line = json.dumps({{"event": event, "request_id": context.aws_request_id, "at": time.time(), "phase": phase}})
-    with open(os.path.join(os.environ["RECORD_DIR"], context.function_name + ".log"), "a") as f:
-        f.write(line + "\n")
-
-def handler(event, context):
-    record(event, context, "start")
-    if {fail} or (isinstance(event, dict) and event.get("fail")):
-        raise RuntimeError("failing on purpose")
-    if isinstance(event, dict) and event.get("sleep"):
-        time.sleep(event["sleep"])
-        record(event, context, "done")
-    return {{"ok": True}}
-"#,
-        fail = if fail { "True" } else { "False" }
-    );
-    python_zip(&source)
-}
-
-/// The invocations a recorder function started, in order.
-fn records(dir: &Path, function: &str) -> Vec<serde_json::Value> {
-    phase(dir, function, "start")
-}
-
-fn phase(dir: &Path, function: &str, phase: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join(format!("{function}.log")))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["phase"] == phase)
-        .collect()
-}
-
-/// Polls until `ready` holds (or panics after `limit`).
-async fn eventually<T>(limit: Duration, what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn create_recorder(client: &aws_sdk_lambda::Client, name: &str, fail: bool, dir: &Path) {
-    create_with_env(
-        client,
-        name,
-        Runtime::from("python3.12"),
-        "app.handler",
-        recorder(fail),
-        10,
-        &[("RECORD_DIR", dir.to_str().unwrap())],
-    )
-    .await;
-}
 
 async fn send_event(
     client: &aws_sdk_lambda::Client,

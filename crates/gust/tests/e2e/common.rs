@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_lambda::primitives::Blob;
@@ -20,6 +20,8 @@ pub const ROLE: &str = "arn:aws:iam::123456789012:role/gust-test";
 pub struct Server {
     child: Child,
     pub address: String,
+    /// `host:port` of the HTTP route gateway.
+    pub gateway: String,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -67,6 +69,7 @@ impl Server {
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(["--gateway-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(args)
@@ -78,14 +81,20 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut api = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
                 if let Some(addr) = line.strip_prefix("Gust listening on http://") {
-                    let _ = tx.send(addr.to_string());
+                    api = Some(addr.to_string());
+                }
+                if let (Some(api), Some(gateway)) =
+                    (&api, line.strip_prefix("Gust HTTP routes on http://"))
+                {
+                    let _ = tx.send((api.clone(), gateway.to_string()));
                 }
             }
         });
-        let address = rx
+        let (address, gateway) = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
@@ -97,6 +106,7 @@ impl Server {
         Self {
             child,
             address,
+            gateway,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
         }
@@ -425,4 +435,68 @@ pub fn rust_echo_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A function that appends each event to `$RECORD_DIR/<function>.log` as one JSON line, and
+/// fails when the event asks it to.
+pub fn recorder(fail: bool) -> Vec<u8> {
+    let source = format!(
+        r#"import json, os, time
+
+def record(event, context, phase):
+    line = json.dumps({{"event": event, "request_id": context.aws_request_id, "at": time.time(), "phase": phase}})
+    with open(os.path.join(os.environ["RECORD_DIR"], context.function_name + ".log"), "a") as f:
+        f.write(line + "\n")
+
+def handler(event, context):
+    record(event, context, "start")
+    if {fail} or (isinstance(event, dict) and event.get("fail")):
+        raise RuntimeError("failing on purpose")
+    if isinstance(event, dict) and event.get("sleep"):
+        time.sleep(event["sleep"])
+        record(event, context, "done")
+    return {{"ok": True}}
+"#,
+        fail = if fail { "True" } else { "False" }
+    );
+    python_zip(&source)
+}
+
+/// The invocations a recorder function started, in order.
+pub fn records(dir: &Path, function: &str) -> Vec<serde_json::Value> {
+    phase(dir, function, "start")
+}
+
+pub fn phase(dir: &Path, function: &str, phase: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(format!("{function}.log")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["phase"] == phase)
+        .collect()
+}
+
+/// Polls until `ready` holds (or panics after `limit`).
+pub async fn eventually<T>(limit: Duration, what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn create_recorder(client: &aws_sdk_lambda::Client, name: &str, fail: bool, dir: &Path) {
+    create_with_env(
+        client,
+        name,
+        Runtime::from("python3.12"),
+        "app.handler",
+        recorder(fail),
+        10,
+        &[("RECORD_DIR", dir.to_str().unwrap())],
+    )
+    .await;
 }

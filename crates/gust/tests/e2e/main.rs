@@ -9,4 +9,5 @@ mod node;
 mod packages;
 mod python;
 mod sandbox;
+mod triggers;
 mod versions;

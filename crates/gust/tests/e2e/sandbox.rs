@@ -884,7 +884,14 @@ fn without_privileges_gust_refuses_unless_told_to_run_unisolated() {
         command
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(env!("CARGO_BIN_EXE_gust"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway-listen",
+                "off",
+            ])
+            .arg("--data-dir")
             .arg(&data)
             .args(extra)
             .env("HOME", dir.path());

@@ -1,0 +1,200 @@
+//! Function URLs: the Create/Get/Update/Delete/ListFunctionUrlConfigs operations, and the
+//! URLs themselves (`http://<host>/lambda-url/<url-id>/...`, or any path on a host named
+//! `<url-id>.lambda-url.<region>.<domain>` when DNS points such names at Gust).
+
+use std::net::SocketAddr;
+
+use gust_control::requests::FunctionUrlConfigInput;
+use gust_model::limits::{CONTROL_REQUEST_MAX, SYNC_PAYLOAD_MAX};
+use gust_model::names::NameShape;
+use gust_model::url::is_url_id;
+use gust_model::{FunctionRef, FunctionUrlConfig, LambdaError};
+use gust_triggers::gateway::{HttpCall, respond};
+use hyper::body::Incoming;
+use hyper::header::HOST;
+use hyper::{Request, StatusCode};
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body, read_body_of};
+
+/// The path prefix of function URLs on Gust's API port.
+pub const URL_PREFIX: &str = "/lambda-url/";
+
+fn function(name: &str, query: &Query) -> Result<FunctionRef, LambdaError> {
+    FunctionRef::parse(name, NameShape::Plain)?.with_query_qualifier(query.get("Qualifier"))
+}
+
+fn host(app: &App, req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&app.public_address)
+        .to_string()
+}
+
+/// The URL clients call; it keeps AWS's trailing slash.
+pub fn function_url(host: &str, url_id: &str) -> String {
+    format!("http://{host}{URL_PREFIX}{url_id}/")
+}
+
+fn document(app: &App, config: &FunctionUrlConfig, host: &str, with_modified: bool) -> Value {
+    let arns = app.control.arns();
+    let arn = match &config.qualifier {
+        Some(q) => arns.qualified(&config.function, q),
+        None => arns.function(&config.function),
+    };
+    let mut doc = json!({
+        "FunctionUrl": function_url(host, &config.url_id),
+        "FunctionArn": arn,
+        "AuthType": config.auth_type,
+    });
+    if let Some(cors) = &config.cors {
+        doc["Cors"] = json!(cors);
+    }
+    doc["CreationTime"] = json!(config.creation_time);
+    if with_modified {
+        doc["LastModifiedTime"] = json!(config.last_modified_time);
+    }
+    doc["InvokeMode"] = json!(config.invoke_mode);
+    doc
+}
+
+pub async fn create(
+    app: &App,
+    name: &str,
+    query: &Query,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let r = function(name, query)?;
+    let host = host(app, &req);
+    let body = read_body(req, CONTROL_REQUEST_MAX, "CreateFunctionUrlConfig").await?;
+    let input: FunctionUrlConfigInput = parse_json(&body)?;
+    let config = app.control.create_url_config(&r, input).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &document(app, &config, &host, false),
+        rid,
+    ))
+}
+
+pub fn get(
+    app: &App,
+    name: &str,
+    query: &Query,
+    req: &Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let r = function(name, query)?;
+    let config = app.control.get_url_config(&r)?;
+    Ok(json(
+        StatusCode::OK,
+        &document(app, &config, &host(app, req), true),
+        rid,
+    ))
+}
+
+pub async fn update(
+    app: &App,
+    name: &str,
+    query: &Query,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let r = function(name, query)?;
+    let host = host(app, &req);
+    let body = read_body(req, CONTROL_REQUEST_MAX, "UpdateFunctionUrlConfig").await?;
+    let input: FunctionUrlConfigInput = parse_json(&body)?;
+    let config = app.control.update_url_config(&r, input).await?;
+    Ok(json(
+        StatusCode::OK,
+        &document(app, &config, &host, true),
+        rid,
+    ))
+}
+
+pub async fn delete(
+    app: &App,
+    name: &str,
+    query: &Query,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let r = function(name, query)?;
+    app.control.delete_url_config(&r).await?;
+    Ok(empty(StatusCode::NO_CONTENT, rid))
+}
+
+pub fn list(
+    app: &App,
+    name: &str,
+    query: &Query,
+    req: &Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let r = FunctionRef::parse(name, NameShape::Plain)?;
+    let max_items = crate::functions::max_items(query)?.min(50);
+    let page = app
+        .control
+        .list_url_configs(&r, query.get("Marker"), max_items)?;
+    let host = host(app, req);
+    let mut doc = json!({
+        "FunctionUrlConfigs": page
+            .items
+            .iter()
+            .map(|c| document(app, c, &host, true))
+            .collect::<Vec<_>>(),
+    });
+    if let Some(marker) = page.next_marker {
+        doc["NextMarker"] = json!(marker);
+    }
+    Ok(json(StatusCode::OK, &doc, rid))
+}
+
+/// The URL id and the path the function sees, if the request is addressed to a function URL.
+pub fn addressed_url(req: &Request<Incoming>) -> Option<(String, String)> {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix(URL_PREFIX) {
+        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        return is_url_id(id).then(|| (id.to_string(), format!("/{tail}")));
+    }
+    let host = req.headers().get(HOST)?.to_str().ok()?;
+    let (id, rest) = host.split_once('.')?;
+    (is_url_id(id) && rest.starts_with("lambda-url.")).then(|| (id.to_string(), path.to_string()))
+}
+
+/// Serves one request to a function URL.
+pub async fn serve(
+    app: &App,
+    url_id: &str,
+    path: &str,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    local_port: u16,
+    rid: &str,
+) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = read_body_of(&parts.headers, body, SYNC_PAYLOAD_MAX, "Invoke").await else {
+        return respond(
+            413,
+            "application/json",
+            r#"{"Message":"Request Entity Too Large"}"#,
+            rid,
+        );
+    };
+    app.gateway
+        .function_url(
+            url_id,
+            HttpCall {
+                method: parts.method.as_str(),
+                path,
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body,
+                peer,
+                local_port,
+                request_id: rid,
+            },
+        )
+        .await
+}

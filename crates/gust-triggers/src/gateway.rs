@@ -1,0 +1,388 @@
+//! Serving HTTP requests with functions: function URLs and HTTP routes. A request becomes a
+//! payload format 2.0 event, runs as a synchronous invocation, and the result becomes the
+//! HTTP response; CORS preflights of function URLs are answered from the URL's configuration
+//! without running the function.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use gust_control::Control;
+use gust_invoke::{InvokeRequest, Invoker};
+use gust_model::limits::SYNC_PAYLOAD_MAX;
+use gust_model::{Cors, ErrorCode, FunctionRef, FunctionUrlConfig, LambdaError};
+use http_body_util::Full;
+use hyper::header::{HOST, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Response, StatusCode};
+
+use crate::http_event::{self, HttpResult, IncomingRequest, RequestContext};
+use crate::routes::Routes;
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// One HTTP request with its body read.
+pub struct HttpCall<'a> {
+    pub method: &'a str,
+    /// The path the function sees, still percent-encoded.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+    pub peer: SocketAddr,
+    pub local_port: u16,
+    pub request_id: &'a str,
+}
+
+/// The `apiId` of events from Gust's route gateway.
+const ROUTES_API_ID: &str = "gust";
+
+/// How a request reached its function.
+struct Source<'a> {
+    route_key: &'a str,
+    path_parameters: Option<&'a BTreeMap<String, String>>,
+    account_id: &'a str,
+    /// The function URL's id; `None` on the route gateway.
+    url_id: Option<&'a str>,
+}
+
+/// Why a request produced no function response.
+enum Failure {
+    Throttled,
+    TooLarge,
+    /// The function failed, timed out, or answered something that is not a response.
+    Function(String),
+    Platform(LambdaError),
+}
+
+pub struct Gateway {
+    control: Arc<Control>,
+    invoker: Arc<Invoker>,
+    routes: Arc<Routes>,
+}
+
+/// A response with Lambda's request id header.
+pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>, rid: &str) -> HttpResponse {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        headers.insert("content-type", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        headers.insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+fn from_result(result: HttpResult, rid: &str) -> HttpResponse {
+    let mut response = respond(result.status, "application/json", result.body, rid);
+    let headers = response.headers_mut();
+    for (name, value) in result.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    for cookie in result.cookies {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            headers.append("set-cookie", v);
+        }
+    }
+    response
+}
+
+/// The host name a request was addressed to, without the port.
+fn domain_name(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
+        _ => host.to_string(),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Answers a CORS preflight from the URL's configuration.
+fn preflight(cors: &Cors, headers: &HeaderMap, rid: &str) -> HttpResponse {
+    let mut response = respond(200, "application/json", Bytes::new(), rid);
+    let origin = header(headers, "origin").unwrap_or_default();
+    let method = header(headers, "access-control-request-method").unwrap_or_default();
+    let (Some(allowed_origin), true) = (cors.allowed_origin(origin), cors.allows_method(method))
+    else {
+        return response;
+    };
+    let out = response.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            out.insert(name, v);
+        }
+    };
+    set("access-control-allow-origin", &allowed_origin);
+    let methods = cors.allow_methods.as_deref().unwrap_or_default();
+    if methods.iter().any(|m| m == "*") {
+        set("access-control-allow-methods", method);
+    } else {
+        set("access-control-allow-methods", &methods.join(","));
+    }
+    let allow_headers = cors.allow_headers.as_deref().unwrap_or_default();
+    if allow_headers.iter().any(|h| h == "*") {
+        if let Some(requested) = header(headers, "access-control-request-headers") {
+            set("access-control-allow-headers", requested);
+        }
+    } else if !allow_headers.is_empty() {
+        set("access-control-allow-headers", &allow_headers.join(","));
+    }
+    if let Some(age) = cors.max_age {
+        set("access-control-max-age", &age.to_string());
+    }
+    if cors.allow_credentials == Some(true) {
+        set("access-control-allow-credentials", "true");
+    }
+    set("vary", "Origin");
+    response
+}
+
+/// Replaces whatever CORS headers the function set with the URL's configuration.
+fn apply_cors(cors: &Cors, request_headers: &HeaderMap, response: &mut HttpResponse) {
+    let headers = response.headers_mut();
+    let stale: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in stale {
+        headers.remove(name);
+    }
+    let Some(origin) = header(request_headers, "origin") else {
+        return;
+    };
+    let Some(allowed) = cors.allowed_origin(origin) else {
+        return;
+    };
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("access-control-allow-origin", &allowed);
+    let expose = cors.expose_headers.as_deref().unwrap_or_default();
+    if !expose.is_empty() {
+        set("access-control-expose-headers", &expose.join(","));
+    }
+    if cors.allow_credentials == Some(true) {
+        set("access-control-allow-credentials", "true");
+    }
+    set("vary", "Origin");
+}
+
+impl Gateway {
+    pub fn new(control: Arc<Control>, invoker: Arc<Invoker>, routes: Arc<Routes>) -> Self {
+        Self {
+            control,
+            invoker,
+            routes,
+        }
+    }
+
+    pub fn routes(&self) -> &Arc<Routes> {
+        &self.routes
+    }
+
+    async fn run(
+        &self,
+        function: FunctionRef,
+        call: &HttpCall<'_>,
+        source: Source<'_>,
+    ) -> Result<HttpResult, Failure> {
+        let domain = domain_name(call.headers);
+        let prefix = match source.url_id {
+            Some(id) => id.to_string(),
+            None => domain.split('.').next().unwrap_or_default().to_string(),
+        };
+        let event = http_event::event(
+            &IncomingRequest {
+                method: call.method,
+                path: call.path,
+                raw_query: call.query,
+                headers: call.headers,
+                body: &call.body,
+                source_ip: call.peer.ip().to_string(),
+                protocol: "HTTP/1.1",
+                local_port: call.local_port,
+            },
+            &RequestContext {
+                account_id: source.account_id,
+                api_id: source.url_id.unwrap_or(ROUTES_API_ID),
+                domain_name: &domain,
+                domain_prefix: &prefix,
+                request_id: call.request_id,
+                route_key: source.route_key,
+                path_parameters: source.path_parameters,
+                time: SystemTime::now(),
+            },
+        );
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        if payload.len() as u64 > SYNC_PAYLOAD_MAX {
+            return Err(Failure::TooLarge);
+        }
+        let config = self
+            .control
+            .resolve_for_invoke(&function)
+            .map_err(Failure::Platform)?;
+        let response = self
+            .invoker
+            .invoke(InvokeRequest {
+                function,
+                config,
+                request_id: call.request_id.to_string(),
+                payload: Bytes::from(payload),
+                client_context: None,
+                tenant_id: None,
+            })
+            .await
+            .map_err(|e| match e.code {
+                ErrorCode::TooManyRequests => Failure::Throttled,
+                _ => Failure::Platform(e),
+            })?;
+        if response.function_error {
+            return Err(Failure::Function(
+                String::from_utf8_lossy(&response.body).into_owned(),
+            ));
+        }
+        http_event::map_result(&response.body).map_err(Failure::Function)
+    }
+
+    /// Serves a request to the function URL `url_id`.
+    pub async fn function_url(&self, url_id: &str, call: HttpCall<'_>) -> HttpResponse {
+        let rid = call.request_id;
+        let Some(config) = self.control.find_url(url_id) else {
+            return respond(404, "application/json", r#"{"Message":"Not Found"}"#, rid);
+        };
+        if config.auth_type != "NONE" {
+            // AWS_IAM URLs need SigV4 verification, which Gust does not do yet: refuse
+            // rather than serve a URL its owner meant to protect.
+            return respond(403, "application/json", r#"{"Message":"Forbidden"}"#, rid);
+        }
+        let cors = config.cors.as_ref();
+        if let Some(cors) = cors
+            && call.method == "OPTIONS"
+            && call.headers.contains_key("origin")
+            && call.headers.contains_key("access-control-request-method")
+        {
+            return preflight(cors, call.headers, rid);
+        }
+        let mut response = self.serve_url(&config, &call).await;
+        if let Some(cors) = cors {
+            apply_cors(cors, call.headers, &mut response);
+        }
+        response
+    }
+
+    async fn serve_url(&self, config: &FunctionUrlConfig, call: &HttpCall<'_>) -> HttpResponse {
+        let rid = call.request_id;
+        let function = FunctionRef {
+            name: config.function.clone(),
+            qualifier: config.qualifier.clone(),
+            region: None,
+            account: None,
+        };
+        match self
+            .run(
+                function,
+                call,
+                Source {
+                    route_key: "$default",
+                    path_parameters: None,
+                    account_id: "anonymous",
+                    url_id: Some(&config.url_id),
+                },
+            )
+            .await
+        {
+            Ok(result) => from_result(result, rid),
+            Err(Failure::Throttled) => respond(
+                429,
+                "application/json",
+                r#"{"Message":"Rate Exceeded."}"#,
+                rid,
+            ),
+            Err(Failure::TooLarge) => respond(
+                413,
+                "application/json",
+                r#"{"Message":"Request Entity Too Large"}"#,
+                rid,
+            ),
+            Err(Failure::Function(detail)) => {
+                tracing::debug!(url = %config.url_id, %detail, "function URL request failed in the function");
+                respond(502, "text/plain", "Internal Server Error", rid)
+            }
+            Err(Failure::Platform(e)) => {
+                tracing::warn!(url = %config.url_id, error = %e, "function URL request failed");
+                respond(502, "text/plain", "Internal Server Error", rid)
+            }
+        }
+    }
+
+    /// Serves a request on the route gateway.
+    pub async fn route(&self, call: HttpCall<'_>) -> HttpResponse {
+        let rid = call.request_id;
+        let Some(matched) = self.routes.find(call.method, call.path) else {
+            return respond(404, "application/json", r#"{"message":"Not Found"}"#, rid);
+        };
+        let account = self.control.arns().account.clone();
+        match self
+            .run(
+                matched.function,
+                &call,
+                Source {
+                    route_key: &matched.route_key,
+                    path_parameters: matched.path_parameters.as_ref(),
+                    account_id: &account,
+                    url_id: None,
+                },
+            )
+            .await
+        {
+            Ok(result) => from_result(result, rid),
+            Err(Failure::Throttled) => respond(
+                429,
+                "application/json",
+                r#"{"message":"Too Many Requests"}"#,
+                rid,
+            ),
+            Err(Failure::TooLarge) => respond(
+                413,
+                "application/json",
+                r#"{"message":"Request Entity Too Large"}"#,
+                rid,
+            ),
+            Err(Failure::Function(detail)) => {
+                tracing::debug!(route = %matched.route_key, %detail, "route request failed in the function");
+                respond(
+                    500,
+                    "application/json",
+                    r#"{"message":"Internal Server Error"}"#,
+                    rid,
+                )
+            }
+            Err(Failure::Platform(e)) => {
+                tracing::warn!(route = %matched.route_key, error = %e, "route request failed");
+                respond(
+                    500,
+                    "application/json",
+                    r#"{"message":"Internal Server Error"}"#,
+                    rid,
+                )
+            }
+        }
+    }
+}
