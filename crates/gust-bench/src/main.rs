@@ -109,6 +109,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     eprintln!("warm invocations…");
     measure::warm(&mut report, &address, args.samples, duration).await?;
+    eprintln!("function URLs…");
+    measure::function_url(&mut report, &address, args.samples, duration).await?;
     eprintln!("cold starts…");
     measure::cold(&mut report, &address, args.cold_starts).await?;
     eprintln!("asynchronous invocations…");

@@ -262,6 +262,52 @@ pub async fn warm(
     Ok(())
 }
 
+/// A function URL in front of the custom-runtime echo, beside direct Invoke of the same
+/// function measured in the same breath.
+pub async fn function_url(
+    report: &mut Report,
+    address: &str,
+    samples: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let mut conn = Connection::open(address).await?;
+    let answer = conn
+        .send(
+            Method::POST,
+            &format!("/2021-10-31/functions/{ECHO}/url"),
+            &[],
+            Bytes::from_static(br#"{"AuthType":"NONE"}"#),
+        )
+        .await?;
+    anyhow::ensure!(answer.status == 201, "creating the function URL failed");
+    let doc: serde_json::Value = serde_json::from_slice(&answer.body)?;
+    let url = doc["FunctionUrl"].as_str().unwrap_or_default();
+    let path = url
+        .find("/lambda-url/")
+        .map(|i| url[i..].to_string())
+        .context("the function URL has no /lambda-url/ path")?;
+    let direct = latencies(address, &invoke_path(ECHO), &[], b"{}", samples).await?;
+    let through_url = latencies(address, &path, &[], b"{}", samples).await?;
+    report.floor("direct Invoke, custom runtime", direct);
+    report.measure(
+        "function URL request, custom runtime",
+        through_url,
+        "direct Invoke, custom runtime",
+    );
+    for c in [1, 64] {
+        let direct = throughput(address, &invoke_path(ECHO), &[], c, duration).await?;
+        let through_url = throughput(address, &path, &[], c, duration).await?;
+        let floor = format!("direct Invokes/s, custom runtime, concurrency {c}");
+        report.floor_rate(&floor, direct);
+        report.rate(
+            &format!("function URL requests/s, custom runtime, concurrency {c}"),
+            through_url,
+            &floor,
+        );
+    }
+    Ok(())
+}
+
 pub async fn cold(report: &mut Report, address: &str, runs: usize) -> anyhow::Result<()> {
     for (function, label, floor) in [
         (ECHO, "custom runtime", "fork+exec /bin/true"),
