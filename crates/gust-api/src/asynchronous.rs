@@ -168,6 +168,9 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
         "IsolationWarning": (app.isolation == "process").then_some(PROCESS_ISOLATION_WARNING),
         "FunctionCount": usage.function_count,
         "IdleEnvironments": app.invoker.idle_environments(),
+        "RunningInvocations": app.invoker.admission().running(),
+        "EnvironmentMemoryMB": app.invoker.committed_memory_mb(),
+        "MemoryBudgetMB": app.invoker.memory_budget_mb(),
         "AsyncQueues": queues,
     });
     Ok(json(StatusCode::OK, &doc, rid))

@@ -55,6 +55,9 @@ pub fn get(
     if !view.tags.is_empty() {
         doc["Tags"] = json!(view.tags);
     }
+    if let Some(reserved) = app.control.reserved(&r.name) {
+        doc["Concurrency"] = json!({ "ReservedConcurrentExecutions": reserved });
+    }
     Ok(json(StatusCode::OK, &doc, rid))
 }
 
@@ -236,7 +239,7 @@ pub fn account_settings(app: &App, rid: &str) -> Result<HttpResponse, LambdaErro
             "CodeSizeUnzipped": UNZIPPED_CODE_MAX,
             "CodeSizeZipped": ZIPPED_CODE_MAX,
             "ConcurrentExecutions": limit,
-            "UnreservedConcurrentExecutions": limit,
+            "UnreservedConcurrentExecutions": app.control.unreserved_limit(),
         },
         "AccountUsage": {
             "TotalCodeSize": usage.total_code_size,

@@ -5,6 +5,7 @@
 //! live in `gust-control`, the execution in `gust-invoke`.
 
 pub mod asynchronous;
+pub mod concurrency;
 pub mod functions;
 pub mod http;
 pub mod invoke;
@@ -223,6 +224,21 @@ async fn dispatch(
         "TagResource" => resources::tag_resource(app, param(0), req, rid).await,
         "UntagResource" => resources::untag_resource(app, param(0), &query, rid).await,
         "ListTags" => resources::list_tags(app, param(0), rid),
+        "PutFunctionConcurrency" => concurrency::put_reserved(app, param(0), req, rid).await,
+        "GetFunctionConcurrency" => concurrency::get_reserved(app, param(0), rid),
+        "DeleteFunctionConcurrency" => concurrency::delete_reserved(app, param(0), rid).await,
+        "PutProvisionedConcurrencyConfig" => {
+            concurrency::put_provisioned(app, param(0), &query, req, rid).await
+        }
+        "GetProvisionedConcurrencyConfig" => {
+            concurrency::get_provisioned(app, param(0), &query, rid)
+        }
+        "DeleteProvisionedConcurrencyConfig" => {
+            concurrency::delete_provisioned(app, param(0), &query, rid).await
+        }
+        "ListProvisionedConcurrencyConfigs" => {
+            concurrency::list_provisioned(app, param(0), &query, rid)
+        }
         "CreateFunctionUrlConfig" => urls::create(app, param(0), &query, req, rid).await,
         "GetFunctionUrlConfig" => urls::get(app, param(0), &query, &req, rid),
         "UpdateFunctionUrlConfig" => urls::update(app, param(0), &query, req, rid).await,

@@ -260,6 +260,8 @@ impl Control {
         )?;
         alias.revision_id = new_revision();
         let alias = self.store_alias(alias).await?;
+        // Provisioned environments follow the alias to its new version.
+        let _ = self.changes.send(alias.function.clone());
         tracing::info!(function = %alias.function, alias = %alias.name, version = %alias.function_version, "alias updated");
         Ok(alias)
     }
@@ -278,8 +280,10 @@ impl Control {
             state.aliases.remove(name);
             state.policies.remove(name);
             state.event_invoke_configs.remove(name);
+            state.provisioned.remove(name);
             state.url_configs.remove(name);
         }
+        let _ = self.changes.send(r.name.clone());
         tracing::info!(function = %r.name, alias = name, "alias deleted");
         Ok(())
     }

@@ -336,6 +336,8 @@ impl Control {
                 policies: BTreeMap::new(),
                 event_invoke_configs: BTreeMap::new(),
                 url_configs: BTreeMap::new(),
+                reserved: None,
+                provisioned: BTreeMap::new(),
                 tags,
                 next_version: 1,
             },
@@ -522,6 +524,7 @@ impl Control {
                 let name = r.name.clone();
                 self.persist(move |m| m.delete(&name)).await?;
                 self.write().remove(&r.name);
+                self.refresh_reserved_total();
                 tracing::info!(function = %r.name, "function deleted");
             }
             Some(LATEST) => {
@@ -563,6 +566,7 @@ impl Control {
                     state.versions.remove(&number);
                     state.policies.remove(q);
                     state.event_invoke_configs.remove(q);
+                    state.provisioned.remove(q);
                 }
                 tracing::info!(function = %r.name, version = number, "version deleted");
             }

@@ -6,6 +6,7 @@
 //! wait for a writer longer than a map update.
 
 mod aliases;
+mod concurrency;
 mod functions;
 mod invoke_configs;
 mod policies;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use gust_model::{
     Alias, Arns, EventInvokeConfig, FunctionConfig, FunctionRef, FunctionUrlConfig, LATEST,
-    LambdaError, Policy,
+    LambdaError, Policy, ProvisionedConfig,
 };
 use gust_store::{CodeStore, MetaStore, StoreError};
 use tokio::sync::broadcast;
@@ -54,6 +55,9 @@ struct FunctionState {
     event_invoke_configs: BTreeMap<String, Arc<EventInvokeConfig>>,
     /// Function URLs by alias (`""` for the function itself).
     url_configs: BTreeMap<String, Arc<FunctionUrlConfig>>,
+    reserved: Option<u32>,
+    /// Provisioned concurrency by version or alias.
+    provisioned: BTreeMap<String, Arc<ProvisionedConfig>>,
     tags: BTreeMap<String, String>,
     next_version: u64,
 }
@@ -110,6 +114,8 @@ pub struct Control {
     registry: RwLock<BTreeMap<String, FunctionState>>,
     writes: tokio::sync::Mutex<()>,
     changes: broadcast::Sender<String>,
+    /// Sum of all functions' reserved concurrency.
+    reserved_total: std::sync::atomic::AtomicU32,
 }
 
 fn internal(e: impl std::fmt::Display) -> LambdaError {
@@ -209,20 +215,29 @@ impl Control {
                         .into_iter()
                         .map(|c| (c.qualifier.clone().unwrap_or_default(), Arc::new(c)))
                         .collect(),
+                    reserved: stored.reserved_concurrency,
+                    provisioned: stored
+                        .provisioned
+                        .into_iter()
+                        .map(|p| (p.qualifier.clone(), Arc::new(p)))
+                        .collect(),
                     tags: stored.tags,
                     next_version: stored.next_version,
                 },
             );
         }
         let (changes, _) = broadcast::channel(256);
-        Ok(Self {
+        let control = Self {
             settings,
             meta: Arc::new(Mutex::new(meta)),
             code,
             registry: RwLock::new(registry),
             writes: tokio::sync::Mutex::new(()),
             changes,
-        })
+            reserved_total: std::sync::atomic::AtomicU32::new(0),
+        };
+        control.refresh_reserved_total();
+        Ok(control)
     }
 
     pub fn arns(&self) -> &Arns {

@@ -208,3 +208,17 @@ pub struct FunctionUrlConfigInput {
     pub cors: Option<gust_model::Cors>,
     pub invoke_mode: Option<String>,
 }
+
+/// PutFunctionConcurrency.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutFunctionConcurrency {
+    pub reserved_concurrent_executions: Option<i64>,
+}
+
+/// PutProvisionedConcurrencyConfig.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutProvisionedConcurrency {
+    pub provisioned_concurrent_executions: Option<i64>,
+}

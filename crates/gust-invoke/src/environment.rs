@@ -72,10 +72,64 @@ struct RuntimeProcess {
     output: OutputReader,
 }
 
+/// How an environment came to be (`AWS_LAMBDA_INITIALIZATION_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitializationType {
+    OnDemand,
+    Provisioned,
+}
+
+impl InitializationType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on-demand",
+            Self::Provisioned => "provisioned-concurrency",
+        }
+    }
+}
+
+/// Counts an environment toward its provisioned concurrency configuration while it lives.
+pub struct ProvisionTag {
+    /// `(function, qualifier)` of the configuration.
+    pub target: (String, String),
+    allocated: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), usize>>>,
+}
+
+impl ProvisionTag {
+    pub fn new(
+        target: (String, String),
+        allocated: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), usize>>>,
+    ) -> Self {
+        *allocated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target.clone())
+            .or_default() += 1;
+        Self { target, allocated }
+    }
+}
+
+impl Drop for ProvisionTag {
+    fn drop(&mut self) {
+        let mut allocated = self.allocated.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = allocated.get_mut(&self.target) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                allocated.remove(&self.target);
+            }
+        }
+    }
+}
+
 pub struct Environment {
     pub id: String,
     pub config: Arc<FunctionConfig>,
     pub last_used: Instant,
+    /// Set for environments of a provisioned concurrency configuration: they are kept
+    /// initialised and never retire for idleness or memory.
+    pub provision: Option<ProvisionTag>,
+    /// Memory (MB) counted against the host's budget while the environment lives.
+    _claim: Option<MemoryClaim>,
     sandbox: Box<dyn Sandbox>,
     link: Arc<Link>,
     server: tokio::task::JoinHandle<()>,
@@ -133,10 +187,13 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 }
 
 impl Environment {
-    /// Creates the environment's sandbox and Runtime API; the runtime starts on first use.
+    /// Creates the environment's sandbox and Runtime API; the runtime starts on first use
+    /// (or at [`Environment::prewarm`]).
     pub fn create(
         platform: &Platform,
         config: Arc<FunctionConfig>,
+        initialization: InitializationType,
+        claim: MemoryClaim,
     ) -> Result<Self, EnvironmentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let code_dir = platform
@@ -181,12 +238,17 @@ impl Environment {
             config.version,
             id
         );
-        let env = variables(
+        let mut env = variables(
             platform,
             &config,
             sandbox.as_ref(),
             &log_stream,
             command.as_ref().ok(),
+        );
+        set(
+            &mut env,
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            initialization.as_str(),
         );
         let process = match command {
             Ok(c) => ProcessSpec {
@@ -214,6 +276,8 @@ impl Environment {
             id,
             config,
             last_used: Instant::now(),
+            provision: None,
+            _claim: Some(claim),
             sandbox,
             link,
             server,
@@ -287,6 +351,38 @@ impl Environment {
         blocking(|| self.sandbox.kill_all());
         self.runtime = None;
         self.link.reset();
+    }
+
+    /// Starts the runtime and waits for its init to finish (it asks for the first event), as
+    /// provisioned concurrency does ahead of any invocation. Init output goes to Gust's log.
+    pub async fn prewarm(&mut self, limit: Duration) -> Result<(), String> {
+        let describe = |body: Bytes| {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned())
+        };
+        self.start_runtime("provisioned-concurrency-init")
+            .map_err(describe)?;
+        let runtime = self.runtime.as_mut().expect("started above");
+        let mut exited = runtime.exited.clone();
+        let outcome = tokio::select! {
+            _ = self.link.ready() => Ok(()),
+            status = exit_of(&mut exited) => Err(match describe_exit(status) {
+                Some(reason) => format!("Runtime exited with error: {reason}"),
+                None => "Runtime exited during init".to_string(),
+            }),
+            _ = tokio::time::sleep(limit) => Err(format!("init did not finish in {} s", limit.as_secs())),
+        };
+        runtime.output.flush().await;
+        let init_log = logs::lock(&self.log).take();
+        if !init_log.is_empty() {
+            tracing::debug!(function = %self.config.name, environment = %self.id, log = %String::from_utf8_lossy(&init_log), "provisioned environment initialised");
+        }
+        if outcome.is_err() {
+            self.reset();
+        }
+        outcome
     }
 
     /// Whether the environment has a live runtime (a warm start is possible).
@@ -515,6 +611,26 @@ impl Drop for Environment {
     fn drop(&mut self) {
         self.link.close();
         self.server.abort();
+    }
+}
+
+/// An environment's share of the host's memory budget, returned when it is dropped.
+pub struct MemoryClaim {
+    mb: u64,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MemoryClaim {
+    pub fn new(mb: u64, committed: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        committed.fetch_add(mb, std::sync::atomic::Ordering::AcqRel);
+        Self { mb, committed }
+    }
+}
+
+impl Drop for MemoryClaim {
+    fn drop(&mut self) {
+        self.committed
+            .fetch_sub(self.mb, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -1,11 +1,13 @@
 //! The invoke path.
 //!
-//! [`Invoker::invoke`] resolves the function, admits the invocation within the account's
-//! concurrency limit, runs it on an idle environment of the same version and revision (or a new
-//! one), and returns the result with Lambda's headers' worth of metadata. Environments of a
-//! configuration that changed retire after their in-flight call; idle ones retire after the
-//! keep-alive.
+//! [`Invoker::invoke`] resolves the function, admits the invocation within the account's and
+//! the function's concurrency limits, runs it on an idle environment of the same version and
+//! revision (or a new one), and returns the result with Lambda's headers' worth of metadata.
+//! Environments of a configuration that changed retire after their in-flight call; idle ones
+//! retire after the keep-alive, or earlier, least recently used first, when the host's memory
+//! budget is needed. Provisioned concurrency keeps initialised environments ready.
 
+pub mod admission;
 pub mod environment;
 pub mod logs;
 pub mod pool;
@@ -13,6 +15,7 @@ pub mod queue;
 pub mod report;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,8 +23,11 @@ use bytes::Bytes;
 use gust_control::Control;
 use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 
+pub use admission::{Admission, Permit};
 pub use environment::Platform;
-use environment::{Environment, EnvironmentError, Request};
+use environment::{
+    Environment, EnvironmentError, InitializationType, MemoryClaim, ProvisionTag, Request,
+};
 use pool::{Pool, PoolKey};
 pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
 
@@ -32,6 +38,34 @@ pub struct Settings {
     pub keep_alive: Duration,
     /// How often idle environments and unused packages are swept.
     pub sweep_interval: Duration,
+    /// Total `MemorySize` (MB) of all environments beyond which idle ones retire to make room
+    /// for new ones, least recently used first.
+    pub memory_budget_mb: u64,
+}
+
+/// Provisioned environments may take this long to initialise (Lambda does not hold them to
+/// the 10-second on-demand limit).
+const PROVISIONED_INIT_LIMIT: Duration = Duration::from_secs(900);
+
+/// A provisioned concurrency configuration: `(function, qualifier)`.
+type Target = (String, String);
+
+/// Progress of one provisioned concurrency configuration.
+#[derive(Debug, Clone, Default)]
+struct Provisioning {
+    /// Environments being created.
+    in_progress: usize,
+    /// Why the last environment could not be initialised, for the configuration it was.
+    failure: Option<(PoolKey, String)>,
+}
+
+/// What GetProvisionedConcurrencyConfig shows of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionedStatus {
+    pub allocated: u32,
+    /// `IN_PROGRESS`, `READY` or `FAILED`.
+    pub status: &'static str,
+    pub reason: Option<String>,
 }
 
 /// A synchronous invocation as the API received it.
@@ -63,7 +97,7 @@ pub struct Invoker {
     platform: Platform,
     settings: Settings,
     pool: Pool,
-    permits: Arc<tokio::sync::Semaphore>,
+    admission: Arc<Admission>,
     /// Environments being set up at once. A burst of cold starts beyond what the machine can
     /// set up in parallel only makes every one of them slower (sandbox setup is kernel work
     /// that contends), so they take turns; waiting here does not count against a function's
@@ -71,6 +105,11 @@ pub struct Invoker {
     setups: Arc<tokio::sync::Semaphore>,
     /// Package digests of environments currently running an invocation.
     busy_code: Mutex<HashMap<String, usize>>,
+    /// Total `MemorySize` of live environments (MB).
+    committed_mb: Arc<AtomicU64>,
+    /// Live provisioned environments per configuration (idle or busy).
+    allocated: Arc<Mutex<HashMap<Target, usize>>>,
+    provisioning: Mutex<HashMap<Target, Provisioning>>,
 }
 
 /// Counts an environment's package as in use for as long as it lives.
@@ -114,15 +153,17 @@ fn teardown(envs: Vec<Environment>) {
 
 impl Invoker {
     pub fn new(control: Arc<Control>, platform: Platform, settings: Settings) -> Arc<Self> {
-        let limit = control.settings().concurrent_executions as usize;
         Arc::new(Self {
+            admission: Admission::new(control.clone()),
             control,
             platform,
             settings,
             pool: Pool::default(),
-            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
             setups: Arc::new(tokio::sync::Semaphore::new(parallel_setups())),
             busy_code: Mutex::new(HashMap::new()),
+            committed_mb: Arc::new(AtomicU64::new(0)),
+            allocated: Arc::new(Mutex::new(HashMap::new())),
+            provisioning: Mutex::new(HashMap::new()),
         })
     }
 
@@ -146,8 +187,10 @@ impl Invoker {
                         && !invoker.control.is_current(&env.config)
                 });
                 teardown(retired);
+                invoker.reconcile_provisioned();
             }
         });
+        self.reconcile_provisioned();
         let invoker = Arc::downgrade(self);
         let interval = self.settings.sweep_interval;
         tokio::spawn(async move {
@@ -164,8 +207,9 @@ impl Invoker {
     }
 
     /// Retires expired environments and removes packages nothing uses any more.
-    pub async fn sweep(&self) {
+    pub async fn sweep(self: &Arc<Self>) {
         teardown(self.pool.remove_expired(self.settings.keep_alive));
+        self.reconcile_provisioned();
         let mut in_use: HashSet<String> = self.pool.code_in_use().into_iter().collect();
         in_use.extend(
             self.busy_code
@@ -190,23 +234,233 @@ impl Invoker {
         self.pool.idle_count()
     }
 
-    /// Admits a synchronous invocation, or throttles it when the account's concurrency is used
-    /// up (synchronous callers are never made to wait).
-    pub fn try_admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LambdaError> {
-        self.permits
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| LambdaError::too_many_requests("ConcurrentInvocationLimitExceeded"))
+    /// Admits a synchronous invocation, or throttles it (synchronous callers are never made
+    /// to wait).
+    pub fn try_admit(&self, function: &str) -> Result<Permit, LambdaError> {
+        self.admission.try_admit(function)
     }
 
-    /// Admits an asynchronous invocation, waiting for concurrency to free up: queued events are
-    /// never throttled back to anyone.
-    pub async fn admit(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the concurrency semaphore is never closed")
+    /// Admits an asynchronous invocation once its function has a free slot: queued events are
+    /// never throttled back to anyone. Fails only for a function reserved to 0.
+    pub async fn admit(&self, function: &str) -> Result<Permit, LambdaError> {
+        self.admission.admit(function).await
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    pub fn memory_budget_mb(&self) -> u64 {
+        self.settings.memory_budget_mb
+    }
+
+    /// Total `MemorySize` of live environments (MB).
+    pub fn committed_memory_mb(&self) -> u64 {
+        self.committed_mb.load(Ordering::Acquire)
+    }
+
+    /// Retires idle on-demand environments, least recently used first, until `mb` more fits
+    /// in the memory budget (or nothing idle is left: running work is never stopped).
+    fn make_room(&self, mb: u64) {
+        let mut freed = 0;
+        let mut retired = Vec::new();
+        while self.committed_memory_mb().saturating_sub(freed) + mb > self.settings.memory_budget_mb
+        {
+            let Some(env) = self.pool.remove_least_recent() else {
+                break;
+            };
+            freed += u64::from(env.config.memory_size);
+            tracing::debug!(function = %env.config.name, environment = %env.id, "idle environment retired to make room");
+            retired.push(env);
+        }
+        teardown(retired);
+    }
+
+    fn new_environment(
+        &self,
+        config: Arc<FunctionConfig>,
+        initialization: InitializationType,
+    ) -> Result<Environment, LambdaError> {
+        let mb = u64::from(config.memory_size);
+        self.make_room(mb);
+        let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+        Environment::create(&self.platform, config, initialization, claim).map_err(|e| match e {
+            EnvironmentError::Runtime(e) => LambdaError::new(
+                gust_model::ErrorCode::InvalidRuntime,
+                format!("Gust cannot run this function's runtime: {e}"),
+            ),
+            EnvironmentError::Sandbox(e) => LambdaError::service(format!(
+                "Gust could not create an execution environment: {e}"
+            )),
+        })
+    }
+
+    /// What the provisioned concurrency configuration `(function, qualifier)` has reached.
+    pub fn provisioned_status(
+        &self,
+        function: &str,
+        qualifier: &str,
+        requested: u32,
+    ) -> ProvisionedStatus {
+        let target = (function.to_string(), qualifier.to_string());
+        let allocated = self
+            .allocated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&target)
+            .copied()
+            .unwrap_or(0) as u32;
+        let failure = self
+            .provisioning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&target)
+            .and_then(|p| p.failure.clone());
+        let (status, reason) = if allocated >= requested {
+            ("READY", None)
+        } else if let Some((_, reason)) = failure {
+            ("FAILED", Some(reason))
+        } else {
+            ("IN_PROGRESS", None)
+        };
+        ProvisionedStatus {
+            allocated: allocated.min(requested),
+            status,
+            reason,
+        }
+    }
+
+    /// Brings provisioned environments in line with the configurations: creates missing ones
+    /// in the background, retires idle ones nobody asked for (busy ones turn on-demand when
+    /// they finish).
+    pub fn reconcile_provisioned(self: &Arc<Self>) {
+        let desired: HashMap<Target, (Arc<FunctionConfig>, usize)> = self
+            .control
+            .provisioned_targets()
+            .into_iter()
+            .map(|(p, config)| {
+                (
+                    (p.function.clone(), p.qualifier.clone()),
+                    (config, p.requested as usize),
+                )
+            })
+            .collect();
+        let mut allocated = self
+            .allocated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let retired = self.pool.remove_where(|env| {
+            let Some(tag) = &env.provision else {
+                return false;
+            };
+            let wanted = desired.get(&tag.target).is_some_and(|(config, requested)| {
+                PoolKey::of(config) == PoolKey::of(&env.config)
+                    && allocated.get(&tag.target).copied().unwrap_or(0) <= *requested
+            });
+            if !wanted && let Some(n) = allocated.get_mut(&tag.target) {
+                *n = n.saturating_sub(1);
+            }
+            !wanted
+        });
+        teardown(retired);
+        let mut provisioning = self.provisioning.lock().unwrap_or_else(|p| p.into_inner());
+        provisioning.retain(|target, p| desired.contains_key(target) || p.in_progress > 0);
+        for (target, (config, requested)) in desired {
+            let progress = provisioning.entry(target.clone()).or_default();
+            if progress
+                .failure
+                .as_ref()
+                .is_some_and(|(key, _)| *key == PoolKey::of(&config))
+            {
+                // Init failed for this very configuration: wait for a change.
+                continue;
+            }
+            progress.failure = None;
+            let have = allocated.get(&target).copied().unwrap_or(0) + progress.in_progress;
+            for _ in have..requested {
+                progress.in_progress += 1;
+                let invoker = self.clone();
+                let (target, config) = (target.clone(), config.clone());
+                tokio::spawn(async move { invoker.provision_one(target, config).await });
+            }
+        }
+    }
+
+    async fn provision_one(self: Arc<Self>, target: Target, config: Arc<FunctionConfig>) {
+        let setup = self.setups.clone().acquire_owned().await;
+        let result = match self.new_environment(config.clone(), InitializationType::Provisioned) {
+            Ok(mut env) => {
+                let warmed = env.prewarm(PROVISIONED_INIT_LIMIT).await;
+                drop(setup);
+                match warmed {
+                    Ok(()) => {
+                        env.provision =
+                            Some(ProvisionTag::new(target.clone(), self.allocated.clone()));
+                        self.pool.put(env);
+                        Ok(())
+                    }
+                    Err(reason) => {
+                        teardown(vec![env]);
+                        Err(reason)
+                    }
+                }
+            }
+            Err(e) => Err(e.message),
+        };
+        {
+            let mut provisioning = self.provisioning.lock().unwrap_or_else(|p| p.into_inner());
+            let progress = provisioning.entry(target.clone()).or_default();
+            progress.in_progress = progress.in_progress.saturating_sub(1);
+            if let Err(reason) = &result {
+                tracing::warn!(function = %target.0, qualifier = %target.1, %reason, "provisioned environment failed to initialise");
+                progress.failure = Some((PoolKey::of(&config), reason.clone()));
+            }
+        }
+        if result.is_ok() {
+            tracing::debug!(function = %target.0, qualifier = %target.1, "provisioned environment ready");
+        }
+    }
+
+    /// Whether a provisioned environment is still wanted by its configuration.
+    fn still_provisioned(&self, env: &Environment) -> bool {
+        let Some(tag) = &env.provision else {
+            return false;
+        };
+        self.control
+            .provisioned_targets()
+            .iter()
+            .any(|(p, config)| {
+                (p.function.as_str(), p.qualifier.as_str())
+                    == (tag.target.0.as_str(), tag.target.1.as_str())
+                    && PoolKey::of(config) == PoolKey::of(&env.config)
+            })
+    }
+
+    /// Returns an environment to the pool after an invocation.
+    fn release(self: &Arc<Self>, mut env: Environment) {
+        if !(env.is_reusable() && self.control.is_current(&env.config)) {
+            teardown(vec![env]);
+            return;
+        }
+        if env.provision.is_some() && !self.still_provisioned(&env) {
+            // Its configuration went away while it ran: it carries on as an on-demand one.
+            env.provision = None;
+        }
+        if env.provision.is_some() && !env.is_warm() {
+            // A provisioned environment whose runtime was reset initialises again before
+            // it serves anyone.
+            let invoker = self.clone();
+            tokio::spawn(async move {
+                if env.prewarm(PROVISIONED_INIT_LIMIT).await.is_ok() {
+                    invoker.pool.put(env);
+                } else {
+                    teardown(vec![env]);
+                }
+            });
+            return;
+        }
+        self.pool.put(env);
     }
 
     /// Runs a synchronous invocation. The invocation runs to its end even if the caller goes
@@ -215,7 +469,7 @@ impl Invoker {
         self: &Arc<Self>,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, LambdaError> {
-        let permit = self.try_admit()?;
+        let permit = self.try_admit(&request.function.name)?;
         let invoker = self.clone();
         tokio::spawn(async move { invoker.run(request, permit).await })
             .await
@@ -224,9 +478,9 @@ impl Invoker {
 
     /// Runs an admitted invocation on a warm environment of its configuration, or a new one.
     pub async fn run(
-        &self,
+        self: &Arc<Self>,
         request: InvokeRequest,
-        _permit: tokio::sync::OwnedSemaphorePermit,
+        _permit: Permit,
     ) -> Result<InvokeResponse, LambdaError> {
         let config = request.config;
         let invoked_function_arn = request.function.arn(self.control.arns());
@@ -235,16 +489,7 @@ impl Invoker {
             Some(env) => (env, None),
             None => {
                 let setup = self.setups.clone().acquire_owned().await.ok();
-                let env =
-                    Environment::create(&self.platform, config.clone()).map_err(|e| match e {
-                        EnvironmentError::Runtime(e) => LambdaError::new(
-                            gust_model::ErrorCode::InvalidRuntime,
-                            format!("Gust cannot run this function's runtime: {e}"),
-                        ),
-                        EnvironmentError::Sandbox(e) => LambdaError::service(format!(
-                            "Gust could not create an execution environment: {e}"
-                        )),
-                    })?;
+                let env = self.new_environment(config.clone(), InitializationType::OnDemand)?;
                 (env, setup)
             }
         };
@@ -259,11 +504,7 @@ impl Invoker {
                 setup,
             })
             .await;
-        if env.is_reusable() && self.control.is_current(&env.config) {
-            self.pool.put(env);
-        } else {
-            teardown(vec![env]);
-        }
+        self.release(env);
         Ok(InvokeResponse {
             body: response.body,
             content_type: response.content_type,

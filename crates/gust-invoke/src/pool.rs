@@ -1,8 +1,10 @@
 //! Idle execution environments, per function version and configuration revision.
 //!
-//! An invocation takes the most recently used idle environment of its exact configuration (the
-//! one most likely to be warm in the CPU caches), or the caller creates a new one. Busy
-//! environments are owned by their invocation, so the pool only ever holds idle ones.
+//! An invocation takes an idle provisioned environment of its exact configuration if there is
+//! one, else the most recently used idle one (the most likely to be warm in the CPU caches),
+//! or the caller creates a new one. Busy environments are owned by their invocation, so the
+//! pool only ever holds idle ones. Provisioned environments never retire for idleness or to
+//! make room.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,11 +42,14 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The most recently used idle environment for `key`.
+    /// An idle provisioned environment for `key`, else the most recently used idle one.
     pub fn take(&self, key: &PoolKey) -> Option<Environment> {
         let mut idle = self.lock();
         let stack = idle.get_mut(key)?;
-        let env = stack.pop();
+        let env = match stack.iter().rposition(|e| e.provision.is_some()) {
+            Some(i) => Some(stack.remove(i)),
+            None => stack.pop(),
+        };
         if stack.is_empty() {
             idle.remove(key);
         }
@@ -76,10 +81,34 @@ impl Pool {
         removed
     }
 
-    /// Removes environments idle for longer than `keep_alive`.
+    /// Removes on-demand environments idle for longer than `keep_alive`.
     pub fn remove_expired(&self, keep_alive: Duration) -> Vec<Environment> {
         let now = Instant::now();
-        self.remove_where(|env| now.duration_since(env.last_used) > keep_alive)
+        self.remove_where(|env| {
+            env.provision.is_none() && now.duration_since(env.last_used) > keep_alive
+        })
+    }
+
+    /// Removes the least recently used on-demand environment, across all functions.
+    pub fn remove_least_recent(&self) -> Option<Environment> {
+        let mut idle = self.lock();
+        let (key, index) = idle
+            .iter()
+            .flat_map(|(key, stack)| {
+                stack
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.provision.is_none())
+                    .map(move |(i, e)| (e.last_used, key, i))
+            })
+            .min_by_key(|(used, _, _)| *used)
+            .map(|(_, key, i)| (key.clone(), i))?;
+        let stack = idle.get_mut(&key)?;
+        let env = stack.remove(index);
+        if stack.is_empty() {
+            idle.remove(&key);
+        }
+        Some(env)
     }
 
     /// Package digests that idle environments run (their code must not be collected).

@@ -231,7 +231,13 @@ impl AsyncQueue {
             let Some((&(due, id), _)) = queue.waiting.iter().next() else {
                 continue;
             };
-            if queue.running.len() >= self.settings.per_function_limit {
+            // A reservation caps the function's running events too (0 still lets one through,
+            // to be refused).
+            let limit = match self.control.reserved(name) {
+                Some(reserved) => (reserved as usize).clamp(1, self.settings.per_function_limit),
+                None => self.settings.per_function_limit,
+            };
+            if queue.running.len() >= limit {
                 continue;
             }
             if due > now {
@@ -260,16 +266,21 @@ impl AsyncQueue {
             let notified = self.wake.notified();
             match self.next_due(now_ms()) {
                 Ok(waiting) => {
-                    let permit = self.invoker.admit().await;
-                    if self.stopping.load(Ordering::Acquire) {
-                        // Shutting down: the event stays queued for the next run.
-                        self.finish(&waiting.event);
-                        return;
-                    }
                     self.running.fetch_add(1, Ordering::AcqRel);
                     let queue = self.clone();
                     tokio::spawn(async move {
-                        queue.attempt(waiting, permit).await;
+                        // Each event waits for a slot of its own function, so a busy function
+                        // does not hold up the others.
+                        let admitted = queue.invoker.admit(&waiting.event.function).await;
+                        if queue.stopping.load(Ordering::Acquire) {
+                            // Shutting down: the event stays queued for the next run.
+                            queue.finish(&waiting.event);
+                        } else {
+                            match admitted {
+                                Ok(permit) => queue.attempt(waiting, permit).await,
+                                Err(e) => queue.refuse(waiting, e).await,
+                            }
+                        }
                         if queue.running.fetch_sub(1, Ordering::AcqRel) == 1 {
                             queue.drained.notify_waiters();
                         }
@@ -308,11 +319,36 @@ impl AsyncQueue {
         self.push(event, platform_failures);
     }
 
-    async fn attempt(
-        self: &Arc<Self>,
-        waiting: Waiting,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
+    /// An event whose function takes no invocations at all (reserved concurrency 0): as on
+    /// Lambda, it goes straight to the failure destination and the dead letters.
+    async fn refuse(self: &Arc<Self>, waiting: Waiting, error: LambdaError) {
+        let event = waiting.event;
+        let config = self
+            .control
+            .event_invoke_config_for(&event.function, event.qualifier.as_deref());
+        let store = self.store.clone();
+        let id = event.id;
+        let payload = tokio::task::spawn_blocking(move || store.payload(id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .map(Bytes::from);
+        let response = json!({
+            "errorType": "TooManyRequestsException",
+            "errorMessage": format!("{} ({})", error.message, error.reason.unwrap_or_default()),
+        });
+        self.fail(
+            event,
+            config.as_deref(),
+            "RetriesExhausted",
+            payload.as_ref(),
+            Some((response.to_string().into(), None)),
+        )
+        .await;
+    }
+
+    async fn attempt(self: &Arc<Self>, waiting: Waiting, permit: crate::Permit) {
         let Waiting {
             mut event,
             platform_failures,

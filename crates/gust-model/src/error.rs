@@ -21,6 +21,7 @@ pub enum ErrorCode {
     Service,
     InvalidRuntime,
     PolicyLengthExceeded,
+    ProvisionedConcurrencyConfigNotFound,
 }
 
 impl ErrorCode {
@@ -41,12 +42,17 @@ impl ErrorCode {
             Self::Service => "ServiceException",
             Self::InvalidRuntime => "InvalidRuntimeException",
             Self::PolicyLengthExceeded => "PolicyLengthExceededException",
+            Self::ProvisionedConcurrencyConfigNotFound => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
         }
     }
 
     pub fn status(self) -> u16 {
         match self {
-            Self::ResourceNotFound | Self::UnknownOperation => 404,
+            Self::ResourceNotFound
+            | Self::UnknownOperation
+            | Self::ProvisionedConcurrencyConfigNotFound => 404,
             Self::ResourceConflict => 409,
             Self::InvalidParameterValue
             | Self::Validation
@@ -71,7 +77,8 @@ impl ErrorCode {
             Self::ResourceNotFound
             | Self::Service
             | Self::RequestEntityTooLarge
-            | Self::InvalidRuntime => "Message",
+            | Self::InvalidRuntime
+            | Self::ProvisionedConcurrencyConfigNotFound => "Message",
             _ => "message",
         }
     }

@@ -4,6 +4,7 @@
 //! unmodified Lambda clients and functions work against it.
 
 pub mod alias;
+pub mod concurrency;
 pub mod error;
 pub mod events;
 pub mod function;
@@ -13,6 +14,7 @@ pub mod timefmt;
 pub mod url;
 
 pub use alias::{Alias, EventInvokeConfig, Policy};
+pub use concurrency::ProvisionedConfig;
 pub use error::{ErrorCode, LambdaError};
 pub use function::{FunctionConfig, LATEST, NETWORK_VARIABLE, Network};
 pub use names::{Arns, FunctionRef};

@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use gust_model::{Alias, EventInvokeConfig, FunctionConfig, FunctionUrlConfig, Policy};
+use gust_model::{
+    Alias, EventInvokeConfig, FunctionConfig, FunctionUrlConfig, Policy, ProvisionedConfig,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version recorded in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,6 +46,9 @@ pub struct StoredFunction {
     pub policies: Vec<(String, Policy)>,
     pub event_invoke_configs: Vec<EventInvokeConfig>,
     pub url_configs: Vec<FunctionUrlConfig>,
+    /// Reserved concurrency, when set.
+    pub reserved_concurrency: Option<u32>,
+    pub provisioned: Vec<ProvisionedConfig>,
 }
 
 pub struct MetaStore {
@@ -91,6 +96,16 @@ impl MetaStore {
                  document TEXT NOT NULL,
                  PRIMARY KEY (name, qualifier)
              );
+             CREATE TABLE IF NOT EXISTS reserved_concurrency (
+                 name TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+                 reserved INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS provisioned_concurrency (
+                 name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+                 qualifier TEXT NOT NULL,
+                 config TEXT NOT NULL,
+                 PRIMARY KEY (name, qualifier)
+             );
              CREATE TABLE IF NOT EXISTS function_urls (
                  name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
                  qualifier TEXT NOT NULL,
@@ -127,6 +142,12 @@ impl MetaStore {
         let mut invoke_configs = self
             .conn
             .prepare("SELECT config FROM event_invoke_configs WHERE name = ?1")?;
+        let mut reserved = self
+            .conn
+            .prepare("SELECT reserved FROM reserved_concurrency WHERE name = ?1")?;
+        let mut provisioned = self.conn.prepare(
+            "SELECT config FROM provisioned_concurrency WHERE name = ?1 ORDER BY qualifier",
+        )?;
         let mut urls = self
             .conn
             .prepare("SELECT config FROM function_urls WHERE name = ?1 ORDER BY qualifier")?;
@@ -161,9 +182,19 @@ impl MetaStore {
             for config in urls.query_map([&name], |r| r.get::<_, String>(0))? {
                 url_configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
             }
+            let reserved_concurrency = reserved
+                .query_row([&name], |r| r.get::<_, i64>(0))
+                .optional()?
+                .map(|n| n.clamp(0, u32::MAX as i64) as u32);
+            let mut provisioned_configs = Vec::new();
+            for config in provisioned.query_map([&name], |r| r.get::<_, String>(0))? {
+                provisioned_configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
+            }
             functions.push(StoredFunction {
                 event_invoke_configs,
                 url_configs,
+                reserved_concurrency,
+                provisioned: provisioned_configs,
                 name,
                 tags,
                 next_version: next_version.max(1) as u64,
@@ -239,6 +270,10 @@ impl MetaStore {
             "DELETE FROM event_invoke_configs WHERE name = ?1 AND qualifier = ?2",
             params![name, version],
         )?;
+        tx.execute(
+            "DELETE FROM provisioned_concurrency WHERE name = ?1 AND qualifier = ?2",
+            params![name, version],
+        )?;
         tx.commit()?;
         Ok(n > 0)
     }
@@ -272,6 +307,10 @@ impl MetaStore {
             "DELETE FROM function_urls WHERE name = ?1 AND qualifier = ?2",
             params![name, alias],
         )?;
+        tx.execute(
+            "DELETE FROM provisioned_concurrency WHERE name = ?1 AND qualifier = ?2",
+            params![name, alias],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -296,6 +335,42 @@ impl MetaStore {
     ) -> Result<(), StoreError> {
         self.conn.execute(
             "DELETE FROM event_invoke_configs WHERE name = ?1 AND qualifier = ?2",
+            params![name, qualifier],
+        )?;
+        Ok(())
+    }
+
+    /// Sets (`Some`) or clears (`None`) a function's reserved concurrency.
+    pub fn put_reserved_concurrency(
+        &mut self,
+        name: &str,
+        reserved: Option<u32>,
+    ) -> Result<(), StoreError> {
+        match reserved {
+            Some(n) => self.conn.execute(
+                "INSERT INTO reserved_concurrency (name, reserved) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET reserved = excluded.reserved",
+                params![name, n as i64],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM reserved_concurrency WHERE name = ?1", [name])?,
+        };
+        Ok(())
+    }
+
+    pub fn put_provisioned(&mut self, config: &ProvisionedConfig) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO provisioned_concurrency (name, qualifier, config) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name, qualifier) DO UPDATE SET config = excluded.config",
+            params![config.function, config.qualifier, to_json(config)],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_provisioned(&mut self, name: &str, qualifier: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM provisioned_concurrency WHERE name = ?1 AND qualifier = ?2",
             params![name, qualifier],
         )?;
         Ok(())

@@ -205,7 +205,9 @@ mod tests {
         {
             let mut store = TriggerStore::open(&path).unwrap();
             store.put_rule(&rule).unwrap();
-            store.put_targets("r", std::slice::from_ref(&target)).unwrap();
+            store
+                .put_targets("r", std::slice::from_ref(&target))
+                .unwrap();
             store.set_last_fired("r", 160).unwrap();
             store.put_rule(&rule).unwrap();
             store

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Seconds an idle execution environment is kept warm.
     #[arg(long, default_value_t = 300)]
     keep_alive: u64,
+    /// Total MemorySize (MB) of execution environments beyond which idle ones retire, least
+    /// recently used first, to make room [default: 3/4 of the host's RAM].
+    #[arg(long, value_name = "MB")]
+    memory_budget: Option<u64>,
     /// Use this interpreter for a runtime id, e.g. python3.12=/opt/python/bin/python3.12
     /// (repeatable).
     #[arg(long = "interpreter", value_name = "RUNTIME=PATH")]
@@ -145,6 +149,20 @@ async fn deploy_sample(control: &Control) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("could not deploy the sample function: {e}"))?;
     Ok(())
+}
+
+/// Three quarters of the host's RAM: the rest is for the host, Gust and the page cache.
+fn default_memory_budget_mb() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .unwrap_or(4 * 1024 * 1024);
+    total_kib / 1024 * 3 / 4
 }
 
 /// `--clock-start`: Unix seconds, or an RFC 3339 time.
@@ -307,7 +325,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         InvokeSettings {
             keep_alive: Duration::from_secs(args.keep_alive),
-            sweep_interval: Duration::from_secs(10),
+            // Sweep often enough that an environment outlives its keep-alive by at most half.
+            sweep_interval: Duration::from_millis((args.keep_alive * 500).clamp(200, 10_000)),
+            memory_budget_mb: args.memory_budget.unwrap_or_else(default_memory_budget_mb),
         },
     );
     invoker.start();

@@ -9,5 +9,6 @@ mod node;
 mod packages;
 mod python;
 mod sandbox;
+mod scaling;
 mod triggers;
 mod versions;

@@ -1,0 +1,299 @@
+//! Reserved concurrency (Put/Get/DeleteFunctionConcurrency) and provisioned concurrency
+//! configurations (Put/Get/Delete/ListProvisionedConcurrencyConfigs), with Lambda's rules on
+//! how they share the account's limit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use gust_model::error::violation;
+use gust_model::limits::UNRESERVED_CONCURRENCY_MIN;
+use gust_model::timefmt::last_modified;
+use gust_model::{ErrorCode, FunctionRef, LATEST, LambdaError, ProvisionedConfig};
+
+use crate::requests::{PutFunctionConcurrency, PutProvisionedConcurrency};
+use crate::{Control, Page, paginate};
+
+fn provisioned_missing() -> LambdaError {
+    LambdaError::new(
+        ErrorCode::ProvisionedConcurrencyConfigNotFound,
+        "No Provisioned Concurrency Config found for this function",
+    )
+}
+
+impl Control {
+    /// The least unreserved concurrency Lambda leaves: 100, or the whole limit when the
+    /// account has less.
+    fn unreserved_minimum(&self) -> u32 {
+        UNRESERVED_CONCURRENCY_MIN.min(self.settings.concurrent_executions)
+    }
+
+    /// Recomputes the account's total reservation after a change.
+    pub(crate) fn refresh_reserved_total(&self) {
+        let total: u64 = self
+            .read()
+            .values()
+            .filter_map(|s| s.reserved)
+            .map(u64::from)
+            .sum();
+        self.reserved_total
+            .store(total.min(u32::MAX as u64) as u32, Ordering::Relaxed);
+    }
+
+    /// A function's reserved concurrency, if set.
+    pub fn reserved(&self, function: &str) -> Option<u32> {
+        self.read().get(function).and_then(|s| s.reserved)
+    }
+
+    /// `UnreservedConcurrentExecutions`: what functions without a reservation share.
+    pub fn unreserved_limit(&self) -> u32 {
+        self.settings
+            .concurrent_executions
+            .saturating_sub(self.reserved_total.load(Ordering::Relaxed))
+    }
+
+    fn unqualified_only(r: &FunctionRef) -> Result<(), LambdaError> {
+        if r.qualifier.is_some() {
+            return Err(LambdaError::invalid_parameter(
+                "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn put_function_concurrency(
+        &self,
+        r: &FunctionRef,
+        input: PutFunctionConcurrency,
+    ) -> Result<u32, LambdaError> {
+        Self::unqualified_only(r)?;
+        let Some(requested) = input.reserved_concurrent_executions else {
+            return Err(LambdaError::validation(&[
+                "Value null at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must not be null".into(),
+            ]));
+        };
+        if requested < 0 {
+            return Err(LambdaError::validation(&[violation(
+                &requested.to_string(),
+                "reservedConcurrentExecutions",
+                "Member must have value greater than or equal to 0",
+            )]));
+        }
+        let _write = self.writes.lock().await;
+        let state = self.function_state(r)?;
+        let others: u64 = self
+            .read()
+            .iter()
+            .filter(|(name, _)| **name != r.name)
+            .filter_map(|(_, s)| s.reserved)
+            .map(u64::from)
+            .sum();
+        let limit = u64::from(self.settings.concurrent_executions);
+        let minimum = u64::from(self.unreserved_minimum());
+        if others + requested as u64 > limit.saturating_sub(minimum) {
+            return Err(LambdaError::invalid_parameter(format!(
+                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{minimum}]."
+            )));
+        }
+        let requested = requested as u32;
+        let provisioned: u32 = state.provisioned.values().map(|p| p.requested).sum();
+        if provisioned > requested {
+            return Err(LambdaError::invalid_parameter(format!(
+                "Specified ReservedConcurrentExecutions for function is less than the function's total Provisioned Concurrency ({provisioned})."
+            )));
+        }
+        let name = r.name.clone();
+        self.persist(move |m| m.put_reserved_concurrency(&name, Some(requested)))
+            .await?;
+        if let Some(state) = self.write().get_mut(&r.name) {
+            state.reserved = Some(requested);
+        }
+        self.refresh_reserved_total();
+        let _ = self.changes.send(r.name.clone());
+        tracing::info!(function = %r.name, reserved = requested, "reserved concurrency set");
+        Ok(requested)
+    }
+
+    pub fn get_function_concurrency(&self, r: &FunctionRef) -> Result<Option<u32>, LambdaError> {
+        Self::unqualified_only(r)?;
+        Ok(self.function_state(r)?.reserved)
+    }
+
+    pub async fn delete_function_concurrency(&self, r: &FunctionRef) -> Result<(), LambdaError> {
+        Self::unqualified_only(r)?;
+        let _write = self.writes.lock().await;
+        self.function_state(r)?;
+        let name = r.name.clone();
+        self.persist(move |m| m.put_reserved_concurrency(&name, None))
+            .await?;
+        if let Some(state) = self.write().get_mut(&r.name) {
+            state.reserved = None;
+        }
+        self.refresh_reserved_total();
+        let _ = self.changes.send(r.name.clone());
+        Ok(())
+    }
+
+    /// The qualifier a provisioned configuration applies to: a published version or an alias
+    /// (without weights) that exists.
+    fn provisioned_target(&self, r: &FunctionRef) -> Result<String, LambdaError> {
+        let Some(q) = r.qualifier.clone() else {
+            return Err(LambdaError::validation(&[
+                "Value null at 'qualifier' failed to satisfy constraint: Member must not be null"
+                    .into(),
+            ]));
+        };
+        if q == LATEST {
+            return Err(LambdaError::invalid_parameter(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+            ));
+        }
+        let state = self.function_state(r)?;
+        let exists = match q.parse::<u64>() {
+            Ok(n) => state.versions.contains_key(&n),
+            Err(_) => match state.aliases.get(&q) {
+                Some(alias) if !alias.additional_version_weights.is_empty() => {
+                    return Err(LambdaError::invalid_parameter(
+                        "Alias with weights can not be used with Provisioned Concurrency",
+                    ));
+                }
+                Some(_) => true,
+                None => false,
+            },
+        };
+        if !exists {
+            return Err(LambdaError::function_not_found(&r.arn(&self.settings.arns)));
+        }
+        Ok(q)
+    }
+
+    pub async fn put_provisioned(
+        &self,
+        r: &FunctionRef,
+        input: PutProvisionedConcurrency,
+    ) -> Result<Arc<ProvisionedConfig>, LambdaError> {
+        let Some(requested) = input.provisioned_concurrent_executions else {
+            return Err(LambdaError::validation(&[
+                "Value null at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must not be null".into(),
+            ]));
+        };
+        if requested < 1 {
+            return Err(LambdaError::validation(&[violation(
+                &requested.to_string(),
+                "provisionedConcurrentExecutions",
+                "Member must have value greater than or equal to 1",
+            )]));
+        }
+        let _write = self.writes.lock().await;
+        let qualifier = self.provisioned_target(r)?;
+        let state = self.function_state(r)?;
+        let requested = requested.min(u32::MAX as i64) as u32;
+        let function_total: u64 = state
+            .provisioned
+            .values()
+            .filter(|p| p.qualifier != qualifier)
+            .map(|p| u64::from(p.requested))
+            .sum::<u64>()
+            + u64::from(requested);
+        match state.reserved {
+            Some(reserved) if function_total > u64::from(reserved) => {
+                return Err(LambdaError::invalid_parameter(format!(
+                    "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function ({reserved})."
+                )));
+            }
+            None if function_total
+                > u64::from(
+                    self.unreserved_limit()
+                        .saturating_sub(self.unreserved_minimum()),
+                ) =>
+            {
+                return Err(LambdaError::invalid_parameter(format!(
+                    "Requested Provisioned Concurrency exceeds the account's unreserved concurrency ({}) minus its minimum ({}).",
+                    self.unreserved_limit(),
+                    self.unreserved_minimum()
+                )));
+            }
+            _ => {}
+        }
+        let config = Arc::new(ProvisionedConfig {
+            function: r.name.clone(),
+            qualifier: qualifier.clone(),
+            requested,
+            last_modified: last_modified(SystemTime::now()),
+        });
+        let stored = config.clone();
+        self.persist(move |m| m.put_provisioned(&stored)).await?;
+        if let Some(state) = self.write().get_mut(&r.name) {
+            state.provisioned.insert(qualifier, config.clone());
+        }
+        let _ = self.changes.send(r.name.clone());
+        tracing::info!(function = %r.name, qualifier = %config.qualifier, requested, "provisioned concurrency set");
+        Ok(config)
+    }
+
+    pub fn get_provisioned(&self, r: &FunctionRef) -> Result<Arc<ProvisionedConfig>, LambdaError> {
+        let qualifier = self.provisioned_target(r)?;
+        self.function_state(r)?
+            .provisioned
+            .get(&qualifier)
+            .cloned()
+            .ok_or_else(provisioned_missing)
+    }
+
+    pub async fn delete_provisioned(&self, r: &FunctionRef) -> Result<(), LambdaError> {
+        let _write = self.writes.lock().await;
+        let qualifier = self.provisioned_target(r)?;
+        if !self.function_state(r)?.provisioned.contains_key(&qualifier) {
+            return Err(provisioned_missing());
+        }
+        let (name, stored) = (r.name.clone(), qualifier.clone());
+        self.persist(move |m| m.delete_provisioned(&name, &stored))
+            .await?;
+        if let Some(state) = self.write().get_mut(&r.name) {
+            state.provisioned.remove(&qualifier);
+        }
+        let _ = self.changes.send(r.name.clone());
+        Ok(())
+    }
+
+    pub fn list_provisioned(
+        &self,
+        r: &FunctionRef,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page<Arc<ProvisionedConfig>>, LambdaError> {
+        let all: Vec<_> = self
+            .function_state(r)?
+            .provisioned
+            .values()
+            .cloned()
+            .collect();
+        Ok(paginate(
+            all,
+            marker.map(str::to_string),
+            max_items,
+            |p| p.qualifier.clone(),
+            |p| p.qualifier.clone(),
+        ))
+    }
+
+    /// Every provisioned configuration with the version it currently serves.
+    pub fn provisioned_targets(
+        &self,
+    ) -> Vec<(Arc<ProvisionedConfig>, Arc<gust_model::FunctionConfig>)> {
+        let registry = self.read();
+        let mut out = Vec::new();
+        for state in registry.values() {
+            for p in state.provisioned.values() {
+                let version = match state.aliases.get(&p.qualifier) {
+                    Some(alias) => alias.function_version.clone(),
+                    None => p.qualifier.clone(),
+                };
+                if let Some(config) = state.version(&version) {
+                    out.push((p.clone(), config.clone()));
+                }
+            }
+        }
+        out
+    }
+}

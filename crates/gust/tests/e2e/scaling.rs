@@ -1,0 +1,504 @@
+//! Scaling and concurrency controls: reserved and provisioned concurrency, throttling with
+//! each of Lambda's reasons, keep-alive and memory-budget retirement, and bursts of cold
+//! starts.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::types::Runtime;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// A function that says which environment served it and how that environment started.
+const WHO: &str = r#"import os, time, uuid
+ENVIRONMENT = str(uuid.uuid4())
+
+def handler(event, context):
+    if isinstance(event, dict) and event.get("sleep"):
+        time.sleep(event["sleep"])
+    return {"environment": ENVIRONMENT, "init": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE")}
+"#;
+
+/// A function that counts how many of its invocations run at once, in a file on the host
+/// (so the server runs functions as plain processes), and records the peak.
+const COUNTER: &str = r#"import fcntl, json, os, time
+
+def update(delta):
+    path = os.path.join(os.environ["RECORD_DIR"], "counter.json")
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read()
+        state = json.loads(text) if text else {"now": 0, "peak": 0, "runs": 0}
+        state["now"] += delta
+        state["peak"] = max(state["peak"], state["now"])
+        if delta > 0:
+            state["runs"] += 1
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(state))
+
+def handler(event, context):
+    update(1)
+    time.sleep(event.get("sleep", 1.0))
+    update(-1)
+    return {"ok": True}
+"#;
+
+fn counter(dir: &Path) -> Value {
+    std::fs::read_to_string(dir.join("counter.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(json!({"now": 0, "peak": 0, "runs": 0}))
+}
+
+/// One synchronous Invoke over raw HTTP: the SDKs retry throttles, which would hide them.
+fn raw_invoke(address: &str, function: &str, payload: &Value) -> RawResponse {
+    raw_http(
+        address,
+        "POST",
+        &format!("/2015-03-31/functions/{function}/invocations"),
+        &[("X-Amz-Log-Type", "Tail")],
+        &serde_json::to_vec(payload).unwrap(),
+    )
+}
+
+fn tail(response: &RawResponse) -> String {
+    let encoded = response.header("x-amz-log-result").unwrap_or_default();
+    String::from_utf8_lossy(
+        &base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_default(),
+    )
+    .into_owned()
+}
+
+fn assert_throttled(response: &RawResponse, reason: &str) {
+    response.assert_error(429, "TooManyRequestsException", "Rate Exceeded.");
+    assert_eq!(response.json()["Reason"], reason, "{response:?}");
+}
+
+async fn create_who(server: &Server, name: &str) {
+    create_with_env(
+        &server.client(),
+        name,
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip(WHO),
+        30,
+        &[],
+    )
+    .await;
+}
+
+fn environment_of(response: &RawResponse) -> String {
+    assert_eq!(response.status, 200, "{response:?}");
+    response.json()["environment"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reserved_concurrency_api_follows_lambda() {
+    let server = Server::start_with(&["--concurrency-limit", "110"]);
+    create_who(&server, "reserved").await;
+    let put = |name: &str, body: Value| {
+        server.raw(
+            "PUT",
+            &format!("/2017-10-31/functions/{name}/concurrency"),
+            &[],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let get = || {
+        server.raw(
+            "GET",
+            "/2019-09-30/functions/reserved/concurrency",
+            &[],
+            b"",
+        )
+    };
+    assert_eq!(get().json(), json!({}));
+    let r = put("reserved", json!({"ReservedConcurrentExecutions": 10}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"ReservedConcurrentExecutions": 10}));
+    assert_eq!(get().json(), json!({"ReservedConcurrentExecutions": 10}));
+    let settings = server
+        .raw("GET", "/2016-08-19/account-settings", &[], b"")
+        .json();
+    assert_eq!(settings["AccountLimit"]["ConcurrentExecutions"], 110);
+    assert_eq!(
+        settings["AccountLimit"]["UnreservedConcurrentExecutions"],
+        100
+    );
+    let function = server
+        .raw("GET", "/2015-03-31/functions/reserved", &[], b"")
+        .json();
+    assert_eq!(
+        function["Concurrency"],
+        json!({"ReservedConcurrentExecutions": 10})
+    );
+    put("reserved", json!({"ReservedConcurrentExecutions": 11})).assert_error(
+        400,
+        "InvalidParameterValueException",
+        "decreases account's UnreservedConcurrentExecution below its minimum value of [100]",
+    );
+    put("reserved", json!({"ReservedConcurrentExecutions": -1})).assert_error(
+        400,
+        "ValidationException",
+        "reservedConcurrentExecutions",
+    );
+    put("reserved:1", json!({"ReservedConcurrentExecutions": 1})).assert_error(
+        400,
+        "InvalidParameterValueException",
+        "Aliases and versions do not support this operation",
+    );
+    put("ghost", json!({"ReservedConcurrentExecutions": 1})).assert_error(
+        404,
+        "ResourceNotFoundException",
+        "function:ghost",
+    );
+    assert_eq!(get().json(), json!({"ReservedConcurrentExecutions": 10}));
+    let deleted = server.raw(
+        "DELETE",
+        "/2017-10-31/functions/reserved/concurrency",
+        &[],
+        b"",
+    );
+    assert_eq!(deleted.status, 204);
+    assert_eq!(get().json(), json!({}));
+    let settings = server
+        .raw("GET", "/2016-08-19/account-settings", &[], b"")
+        .json();
+    assert_eq!(
+        settings["AccountLimit"]["UnreservedConcurrentExecutions"],
+        110
+    );
+
+    // Reservations survive restarts.
+    put("reserved", json!({"ReservedConcurrentExecutions": 0}));
+    let dir = server.kill();
+    let server = Server::start_in(&dir, &["--concurrency-limit", "110"]);
+    let r = server.raw(
+        "GET",
+        "/2019-09-30/functions/reserved/concurrency",
+        &[],
+        b"",
+    );
+    assert_eq!(r.json(), json!({"ReservedConcurrentExecutions": 0}));
+    // Reserved 0 throttles every invocation.
+    assert_throttled(
+        &raw_invoke(&server.address, "reserved", &json!({})),
+        "ReservedFunctionConcurrentInvocationLimitExceeded",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttles_carry_each_reason() {
+    // An account limit of 1: the second concurrent invocation is over it, and more than ten
+    // invocations a second are over the request rate.
+    let server = Server::start_with(&["--concurrency-limit", "1"]);
+    create_who(&server, "solo").await;
+    let address = server.address.clone();
+    let slow = std::thread::spawn(move || raw_invoke(&address, "solo", &json!({"sleep": 2})));
+    let mut throttled = None;
+    let started = Instant::now();
+    while throttled.is_none() && started.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+        let r = raw_invoke(&server.address, "solo", &json!({}));
+        if r.status == 429 {
+            throttled = Some(r);
+        }
+    }
+    assert_throttled(
+        &throttled.expect("a concurrent invocation over the limit"),
+        "ConcurrentInvocationLimitExceeded",
+    );
+    assert_eq!(slow.join().unwrap().status, 200);
+    let rate = (0..40)
+        .map(|_| raw_invoke(&server.address, "solo", &json!({})))
+        .find(|r| r.status == 429)
+        .expect("more than 10 invocations a second are throttled");
+    assert_throttled(&rate, "FunctionInvocationRateLimitExceeded");
+
+    // With a reservation of 1: the reserved limits and the reserved rate.
+    let server = Server::start_with(&["--concurrency-limit", "110"]);
+    create_who(&server, "one").await;
+    let r = server.raw(
+        "PUT",
+        "/2017-10-31/functions/one/concurrency",
+        &[],
+        br#"{"ReservedConcurrentExecutions": 1}"#,
+    );
+    assert_eq!(r.status, 200);
+    let address = server.address.clone();
+    let slow = std::thread::spawn(move || raw_invoke(&address, "one", &json!({"sleep": 2})));
+    let mut throttled = None;
+    let started = Instant::now();
+    while throttled.is_none() && started.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+        let r = raw_invoke(&server.address, "one", &json!({}));
+        if r.status == 429 {
+            throttled = Some(r);
+        }
+    }
+    assert_throttled(
+        &throttled.expect("a concurrent invocation over the reservation"),
+        "ReservedFunctionConcurrentInvocationLimitExceeded",
+    );
+    assert_eq!(slow.join().unwrap().status, 200);
+    let rate = (0..40)
+        .map(|_| raw_invoke(&server.address, "one", &json!({})))
+        .find(|r| r.status == 429)
+        .expect("more than 10 invocations a second are throttled");
+    assert_throttled(&rate, "ReservedFunctionInvocationRateLimitExceeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reserved_concurrency_bounds_parallel_executions_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&["--isolation", "process"]);
+    let client = server.client();
+    create_with_env(
+        &client,
+        "bounded",
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip(COUNTER),
+        30,
+        &[("RECORD_DIR", dir.path().to_str().unwrap())],
+    )
+    .await;
+    let r = server.raw(
+        "PUT",
+        "/2017-10-31/functions/bounded/concurrency",
+        &[],
+        br#"{"ReservedConcurrentExecutions": 3}"#,
+    );
+    assert_eq!(r.status, 200);
+
+    // Synchronous: three run together, the others are throttled at once.
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let address = server.address.clone();
+            std::thread::spawn(move || raw_invoke(&address, "bounded", &json!({"sleep": 1.5})))
+        })
+        .collect();
+    let statuses: Vec<u16> = calls
+        .into_iter()
+        .map(|c| c.join().unwrap().status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        5,
+        "{statuses:?}"
+    );
+    let state = counter(dir.path());
+    assert_eq!(state["peak"], 3, "{state}");
+
+    // Asynchronous: every event runs, never more than three at once.
+    std::fs::remove_file(dir.path().join("counter.json")).unwrap();
+    for _ in 0..9 {
+        let r = server.raw(
+            "POST",
+            "/2015-03-31/functions/bounded/invocations",
+            &[("X-Amz-Invocation-Type", "Event")],
+            br#"{"sleep": 0.5}"#,
+        );
+        assert_eq!(r.status, 202);
+    }
+    let state = eventually(Duration::from_secs(60), "nine events", || {
+        let state = counter(dir.path());
+        (state["runs"] == 9 && state["now"] == 0).then_some(state)
+    })
+    .await;
+    assert_eq!(state["peak"], 3, "{state}");
+}
+
+fn provisioned(server: &Server, qualifier: &str) -> RawResponse {
+    server.raw(
+        "GET",
+        &format!("/2019-09-30/functions/warm/provisioned-concurrency?Qualifier={qualifier}"),
+        &[],
+        b"",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_environments_answer_without_init() {
+    let server = Server::start();
+    create_who(&server, "warm").await;
+    let client = server.client();
+    let version = client
+        .publish_version()
+        .function_name("warm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version.version(), Some("1"));
+    let put = |qualifier: &str, n: i64| {
+        server.raw(
+            "PUT",
+            &format!("/2019-09-30/functions/warm/provisioned-concurrency?Qualifier={qualifier}"),
+            &[],
+            &serde_json::to_vec(&json!({"ProvisionedConcurrentExecutions": n})).unwrap(),
+        )
+    };
+    put("%24LATEST", 1).assert_error(
+        400,
+        "InvalidParameterValueException",
+        "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+    );
+    put("7", 1).assert_error(404, "ResourceNotFoundException", "function:warm:7");
+    put("1", 0).assert_error(
+        400,
+        "ValidationException",
+        "provisionedConcurrentExecutions",
+    );
+    provisioned(&server, "1").assert_error(
+        404,
+        "ProvisionedConcurrencyConfigNotFoundException",
+        "No Provisioned Concurrency Config found for this function",
+    );
+
+    let accepted = put("1", 2);
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    let doc = accepted.json();
+    assert_eq!(doc["RequestedProvisionedConcurrentExecutions"], 2);
+    assert_eq!(doc["AllocatedProvisionedConcurrentExecutions"], 0);
+    assert_eq!(doc["Status"], "IN_PROGRESS");
+    let ready = eventually(Duration::from_secs(60), "READY", || {
+        let doc = provisioned(&server, "1").json();
+        (doc["Status"] == "READY").then_some(doc)
+    })
+    .await;
+    assert_eq!(ready["AvailableProvisionedConcurrentExecutions"], 2);
+    assert_eq!(ready["AllocatedProvisionedConcurrentExecutions"], 2);
+
+    // The first invocation of a provisioned environment has no init to report.
+    let first = raw_invoke(&server.address, "warm:1", &json!({}));
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.json()["init"], "provisioned-concurrency");
+    let log = tail(&first);
+    assert!(log.contains("REPORT RequestId"), "{log}");
+    assert!(!log.contains("Init Duration"), "{log}");
+    // $LATEST has no provisioned environments: an on-demand cold start.
+    let latest = raw_invoke(&server.address, "warm", &json!({}));
+    assert_eq!(latest.json()["init"], "on-demand");
+    assert!(tail(&latest).contains("Init Duration"));
+
+    // Beyond the provisioned environments, invocations spill over to on-demand ones.
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let address = server.address.clone();
+            std::thread::spawn(move || raw_invoke(&address, "warm:1", &json!({"sleep": 1})))
+        })
+        .collect();
+    let mut kinds: Vec<String> = calls
+        .into_iter()
+        .map(|c| {
+            let r = c.join().unwrap();
+            assert_eq!(r.status, 200, "{r:?}");
+            r.json()["init"].as_str().unwrap().to_string()
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "on-demand",
+            "provisioned-concurrency",
+            "provisioned-concurrency"
+        ]
+    );
+
+    let listed = server.raw(
+        "GET",
+        "/2019-09-30/functions/warm/provisioned-concurrency?List=ALL",
+        &[],
+        b"",
+    );
+    let configs = listed.json()["ProvisionedConcurrencyConfigs"].clone();
+    assert_eq!(configs.as_array().unwrap().len(), 1, "{configs}");
+    assert_eq!(
+        configs[0]["FunctionArn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:warm:1"
+    );
+
+    // Deleting the configuration retires its environments.
+    let deleted = server.raw(
+        "DELETE",
+        "/2019-09-30/functions/warm/provisioned-concurrency?Qualifier=1",
+        &[],
+        b"",
+    );
+    assert_eq!(deleted.status, 204);
+    provisioned(&server, "1").assert_error(
+        404,
+        "ProvisionedConcurrencyConfigNotFoundException",
+        "No Provisioned Concurrency Config found",
+    );
+    let after = raw_invoke(&server.address, "warm:1", &json!({}));
+    assert_eq!(after.json()["init"], "on-demand", "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_environments_retire_after_the_keep_alive() {
+    let server = Server::start_with(&["--keep-alive", "1"]);
+    create_who(&server, "brief").await;
+    let first = environment_of(&raw_invoke(&server.address, "brief", &json!({})));
+    let again = environment_of(&raw_invoke(&server.address, "brief", &json!({})));
+    assert_eq!(first, again, "a warm environment is reused");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let status = server.raw("GET", "/gust/status", &[], b"").json();
+    assert_eq!(status["IdleEnvironments"], 0, "{status}");
+    let later = environment_of(&raw_invoke(&server.address, "brief", &json!({})));
+    assert_ne!(first, later, "the environment outlived its keep-alive");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_memory_budget_retires_the_least_recently_used() {
+    // Room for two 128 MB environments.
+    let server = Server::start_with(&["--memory-budget", "256"]);
+    for name in ["a", "b", "c"] {
+        create_who(&server, name).await;
+    }
+    let a1 = environment_of(&raw_invoke(&server.address, "a", &json!({})));
+    let b1 = environment_of(&raw_invoke(&server.address, "b", &json!({})));
+    // c needs room: a, used least recently, retires.
+    environment_of(&raw_invoke(&server.address, "c", &json!({})));
+    let b2 = environment_of(&raw_invoke(&server.address, "b", &json!({})));
+    assert_eq!(b1, b2, "b was used more recently than a and stays warm");
+    let a2 = environment_of(&raw_invoke(&server.address, "a", &json!({})));
+    assert_ne!(a1, a2, "a's environment was retired to make room");
+    let status = server.raw("GET", "/gust/status", &[], b"").json();
+    assert!(
+        status["EnvironmentMemoryMB"].as_u64().unwrap() <= 256,
+        "{status}"
+    );
+    assert_eq!(status["MemoryBudgetMB"], 256);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_cold_invocations_all_succeed() {
+    let server = Server::start();
+    create_who(&server, "burst").await;
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let address = server.address.clone();
+            std::thread::spawn(move || raw_invoke(&address, "burst", &json!({"sleep": 0.2})))
+        })
+        .collect();
+    let mut environments = std::collections::HashSet::new();
+    for call in calls {
+        let response = call.join().unwrap();
+        assert_eq!(response.status, 200, "{response:?}\n{}", server.log());
+        environments.insert(environment_of(&response));
+    }
+    assert!(environments.len() > 1, "the burst scaled out");
+}
