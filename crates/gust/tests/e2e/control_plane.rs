@@ -544,11 +544,11 @@ async fn bad_parameters_are_refused_with_lambdas_errors() {
 #[tokio::test(flavor = "multi_thread")]
 async fn operations_not_implemented_answer_lambda_errors() {
     let server = Server::start();
-    let not_yet = server.raw("GET", "/2019-09-30/functions/f/concurrency", &[], b"");
+    let not_yet = server.raw("GET", "/2018-10-31/layers", &[], b"");
     not_yet.assert_error(
         501,
         "NotImplementedException",
-        "Gust does not implement the GetFunctionConcurrency operation yet.",
+        "Gust does not implement the ListLayers operation yet.",
     );
     let unknown = server.raw("GET", "/no/such/thing", &[], b"");
     unknown.assert_error(
