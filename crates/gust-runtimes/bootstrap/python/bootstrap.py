@@ -2,13 +2,15 @@
 
 Talks to the Lambda Runtime API named by AWS_LAMBDA_RUNTIME_API, loads the handler named by
 _HANDLER the way Lambda's Python runtime does, and runs one event at a time. Start-up cost is
-what users feel on a cold start, so only `json` is imported before the first event: the HTTP
-client is a few lines over `_socket`, `logging` is configured only when the function imports it,
-and `traceback` is imported only to report an error.
+what users feel on a cold start, so nothing heavier than `_socket` and `_json` is imported before
+the first event: the HTTP client is a few lines over `_socket`, JSON goes straight through the C
+codec that `json` itself uses (importing `json` costs more than starting the interpreter, for
+`re` and `enum`; it is imported only to report a malformed document the way `json` does),
+`logging` is configured only when the function imports it, and `traceback` is imported only to
+report an error.
 """
 
 import _socket
-import json
 import os
 import sys
 import time
@@ -208,8 +210,61 @@ _ENSURE_ASCII = os.environ.get("AWS_EXECUTION_ENV", "") in (
 )
 
 
+try:
+    import _json
+
+    class _DecodeContext:
+        """What `json`'s C scanner reads from its decoder: `json.loads`' defaults."""
+
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = {
+            "-Infinity": float("-inf"),
+            "Infinity": float("inf"),
+            "NaN": float("nan"),
+        }.__getitem__
+
+    _scan_once = _json.make_scanner(_DecodeContext())
+    _encode_string = _json.encode_basestring_ascii if _ENSURE_ASCII else _json.encode_basestring
+    _make_encoder = _json.make_encoder
+except (ImportError, AttributeError, TypeError):
+    _scan_once = None
+
+_JSON_SPACE = " \t\n\r"
+
+
 def to_json(obj):
+    if _scan_once is not None:
+        try:
+            # The arguments `json.dumps` gives the C encoder for these options.
+            encode = _make_encoder(
+                {}, _json_default, _encode_string, None, ": ", ", ", False, False, True
+            )
+            return "".join(encode(obj, 0))
+        except Exception:
+            pass  # `json` reports the failure in its own words below.
+    import json
+
     return json.dumps(obj, default=_json_default, ensure_ascii=_ENSURE_ASCII, allow_nan=True)
+
+
+def from_json(data):
+    if _scan_once is not None:
+        try:
+            text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+            if not text.startswith("\ufeff"):
+                start = len(text) - len(text.lstrip(_JSON_SPACE))
+                value, end = _scan_once(text, start)
+                if not text[end:].strip(_JSON_SPACE):
+                    return value
+        except Exception:
+            pass  # `json` decodes other encodings, or reports the error in its own words.
+    import json
+
+    return json.loads(data)
 
 
 def load_handler(spec):
@@ -280,7 +335,7 @@ class CognitoIdentity(_Fields):
 
 def _parse_json_header(value, what):
     try:
-        return json.loads(value)
+        return from_json(value)
     except Exception as e:
         raise Fault("Runtime.LambdaContextUnmarshalError", "Unable to parse %s JSON: %s" % (what, e))
 
@@ -421,7 +476,7 @@ def decode_event(body, content_type):
     if not body:
         return {}
     try:
-        return json.loads(body)
+        return from_json(body)
     except Exception as e:
         raise Fault("Runtime.UnmarshalError", "Unable to unmarshal input: %s" % e)
 

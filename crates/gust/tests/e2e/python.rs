@@ -566,3 +566,44 @@ async fn concurrent_invocations_get_their_own_environments() {
         assert!(!out.log.contains("Init Duration"));
     }
 }
+
+/// The runtime encodes results and decodes events exactly as Python's `json` module does
+/// (it uses the same C codec without importing `json`, which would cost every cold start).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_results_and_events_are_json_as_the_json_module_writes_it() {
+    let server = Server::start();
+    let client = server.client();
+    let source = r#"import decimal, json
+
+def handler(event, context):
+    value = {"event": event, "float": 1e300, "neg": -0.0, "nan": float("nan"),
+             "inf": float("-inf"), "text": "caf\u00e9 \u2028 \"q\"", "tuple": (1, 2),
+             "dec": decimal.Decimal("1.5"), "decint": decimal.Decimal("2"), "big": 2 ** 70,
+             "keys": {1: "a", None: "b", True: "c", 1.5: "d"}}
+    return {"value": value, "json": json.dumps(value, default=str, ensure_ascii=False)}
+"#;
+    create(
+        &client,
+        "codec",
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip(source),
+    )
+    .await;
+    let event = r#"{"n": 12345678901234567890123, "f": 2.5e-5, "s": "\ud83d\ude00\u00e9", "l": [true, false, null, {}], "dup": 1, "dup": 2}"#;
+    let response = server.raw(
+        "POST",
+        "/2015-03-31/functions/codec/invocations",
+        &[],
+        event.as_bytes(),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let body = String::from_utf8(response.body.clone()).unwrap();
+    let expected = format!(
+        "{}{}{}",
+        r#"{"value": {"event": {"n": 12345678901234567890123, "f": 2.5e-05, "s": "😀é", "l": [true, false, null, {}], "dup": 2}, "float": 1e+300, "neg": -0.0, "nan": NaN, "inf": -Infinity, "text": "café "#,
+        '\u{2028}',
+        r#" \"q\"", "tuple": [1, 2], "dec": 1.5, "decint": 2, "big": 1180591620717411303424, "keys": {"1": "c", "null": "b", "1.5": "d"}}, "json": "#,
+    );
+    assert!(body.starts_with(&expected), "{body}\n{expected}");
+}
