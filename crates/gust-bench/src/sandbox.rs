@@ -65,6 +65,55 @@ async fn time_launcher(
     Ok((Stats::new(samples), Stats::new(creates)))
 }
 
+/// Sandboxes created, used for a hello world and torn down per second, by `concurrency`
+/// creators at once for `duration`.
+async fn creation_rate(
+    launcher: std::sync::Arc<dyn Launcher>,
+    dir: &Path,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (launcher, done, dir) = (launcher.clone(), done.clone(), dir.to_path_buf());
+        workers.push(tokio::spawn(async move {
+            let hello = ProcessSpec {
+                program: "/bin/echo".into(),
+                args: vec!["hello".into()],
+                env: vec![],
+            };
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let spec = SandboxSpec {
+                    environment_id: format!("rate{w}-{i}"),
+                    code_dir: dir.clone(),
+                    runtime_dir: dir.clone(),
+                    memory_mb: 128,
+                    ephemeral_storage_mb: 512,
+                    read_only_paths: Vec::new(),
+                    egress: false,
+                };
+                i += 1;
+                let mut sandbox = launcher.create(&spec)?;
+                let spawned = sandbox.spawn(&hello)?;
+                let mut child = spawned.child;
+                anyhow::ensure!(child.wait().await?.success(), "the hello world failed");
+                drop(spawned.output);
+                tokio::task::spawn_blocking(move || sandbox.destroy()).await?;
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let started = Instant::now();
+    for w in workers {
+        w.await??;
+    }
+    Ok(done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Measures the floor and the sandbox with and without pools (the sandbox needs root).
 pub async fn setup(report: &mut Report, runs: usize) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
@@ -74,6 +123,21 @@ pub async fn setup(report: &mut Report, runs: usize) -> anyhow::Result<()> {
     let pause = Duration::from_millis(3);
     let plain = ProcessLauncher::new(temp.path().join("plain"))?;
     report.floor(FLOOR, time_launcher(&plain, &code, runs, pause).await?.0);
+    let plain: std::sync::Arc<dyn Launcher> = std::sync::Arc::new(plain);
+    let rate_floor = "plain children started and reaped/s, 8 at once";
+    report.floor_rate(
+        rate_floor,
+        creation_rate(plain, &code, 8, Duration::from_secs(2)).await?,
+    );
+    if let Ok(launcher) = LinuxLauncher::new(temp.path().join("rate")) {
+        let launcher: std::sync::Arc<dyn Launcher> = std::sync::Arc::new(launcher);
+        let rate = creation_rate(launcher, &code, 8, Duration::from_secs(2)).await?;
+        report.rate(
+            "sandboxes created, used and torn down/s, 8 at once",
+            rate,
+            rate_floor,
+        );
+    }
     let pooled = match LinuxLauncher::new(temp.path().join("pooled")) {
         Ok(launcher) => launcher,
         Err(e) => {
