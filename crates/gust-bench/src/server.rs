@@ -26,6 +26,9 @@ impl Server {
                 "--gateway-listen",
                 "off",
             ])
+            // Lambda's request-rate quota (ten per second per unit of account concurrency)
+            // would cap the throughput figures at 10,000/s: measure Gust, not the quota.
+            .args(["--concurrency-limit", "10000"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(extra)
