@@ -171,6 +171,12 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
         "RunningInvocations": app.invoker.admission().running(),
         "EnvironmentMemoryMB": app.invoker.committed_memory_mb(),
         "MemoryBudgetMB": app.invoker.memory_budget_mb(),
+        "RuntimesStartedAhead": app
+            .invoker
+            .standby_counts()
+            .into_iter()
+            .map(|(runtime, ready)| json!({"Runtime": runtime, "Ready": ready}))
+            .collect::<Vec<_>>(),
         "AsyncQueues": queues,
     });
     Ok(json(StatusCode::OK, &doc, rid))

@@ -136,6 +136,9 @@ pub struct Environment {
     runtime: Option<RuntimeProcess>,
     log: SharedLog,
     process: ProcessSpec,
+    /// The runtime was started ahead of demand and is initialising for this function now:
+    /// the next invocation is a cold start that does not start the runtime again.
+    pending_init: bool,
 }
 
 fn error_body(error_type: &str, message: String) -> Bytes {
@@ -284,6 +287,7 @@ impl Environment {
             runtime: None,
             log: SharedLog::default(),
             process,
+            pending_init: false,
         })
     }
 
@@ -396,7 +400,8 @@ impl Environment {
     pub async fn invoke(&mut self, mut request: Request) -> Response {
         let mut setup = request.setup.take();
         let timeout = Duration::from_secs(self.config.timeout as u64);
-        let mut cold = !self.is_warm();
+        let adopted = std::mem::take(&mut self.pending_init);
+        let mut cold = !self.is_warm() || adopted;
         if let Some(runtime) = self.runtime.as_ref().filter(|_| !cold) {
             // The previous invocation ends when the runtime asks for the next event; a runtime
             // that exits (or hangs) instead gets replaced.
@@ -408,12 +413,18 @@ impl Environment {
                 _ = tokio::time::sleep(timeout) => true,
             };
         }
-        if cold && self.runtime.is_some() {
+        if adopted && !self.is_warm() {
+            // The pre-started runtime died before it could be used: start a fresh one.
+            self.reset();
+        } else if cold && self.runtime.is_some() && !adopted {
             self.reset();
         }
         let before = logs::lock(&self.log).take();
         let start = Instant::now();
-        if cold && let Err(body) = self.start_runtime(&request.request_id) {
+        if cold
+            && self.runtime.is_none()
+            && let Err(body) = self.start_runtime(&request.request_id)
+        {
             return self.finish(
                 &request,
                 before,
@@ -611,6 +622,258 @@ impl Drop for Environment {
     fn drop(&mut self) {
         self.link.close();
         self.server.abort();
+    }
+}
+
+/// A runtime started ahead of demand, in a sandbox of its own that no function has yet: its
+/// interpreter and Gust's bootstrap are loaded, and it waits on the Runtime API for the
+/// environment of the function it will serve. Adopted by exactly one environment, or
+/// destroyed.
+pub struct Standby {
+    pub id: String,
+    /// The runtime id it was started for.
+    pub runtime: String,
+    pub created: Instant,
+    sandbox: Box<dyn Sandbox>,
+    link: Arc<Link>,
+    server: tokio::task::JoinHandle<()>,
+    process: RuntimeProcess,
+    log: SharedLog,
+    pid: u32,
+    _claim: MemoryClaim,
+}
+
+/// Variables a fresh runtime of `runtime` is started with that do not depend on its function:
+/// what the interpreter reads when it starts must be the same as for a fresh start.
+fn standby_variables(
+    sandbox: &dyn Sandbox,
+    command: &gust_runtimes::RuntimeCommand,
+) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = vec![
+        (
+            "AWS_LAMBDA_RUNTIME_API".into(),
+            sandbox.runtime_api_address().to_string(),
+        ),
+        (
+            "LAMBDA_TASK_ROOT".into(),
+            sandbox.task_root().display().to_string(),
+        ),
+        (
+            "LAMBDA_RUNTIME_DIR".into(),
+            sandbox.runtime_dir().display().to_string(),
+        ),
+        ("TZ".into(), ":UTC".into()),
+        ("LANG".into(), "en_US.UTF-8".into()),
+        ("LC_CTYPE".into(), "C.UTF-8".into()),
+        ("PWD".into(), sandbox.task_root().display().to_string()),
+        ("TMPDIR".into(), sandbox.tmp_dir().display().to_string()),
+        (STANDBY_VARIABLE.into(), "1".into()),
+    ];
+    for (k, v) in &command.env {
+        set(&mut vars, k, v);
+    }
+    vars
+}
+
+/// Tells Gust's bootstrap to wait for its function's environment before it initialises.
+const STANDBY_VARIABLE: &str = "_GUST_STANDBY";
+
+impl Standby {
+    /// Starts `runtime` in a new sandbox whose task root is `placeholder` (an empty
+    /// directory) until a function adopts it.
+    pub fn start(
+        platform: &Platform,
+        runtime: &str,
+        placeholder: &std::path::Path,
+        claim: MemoryClaim,
+    ) -> Result<Self, EnvironmentError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut sandbox = platform.launcher.create(&SandboxSpec {
+            environment_id: id.clone(),
+            code_dir: placeholder.to_path_buf(),
+            runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
+            memory_mb: gust_model::limits::DEFAULT_MEMORY_MB,
+            ephemeral_storage_mb: gust_model::limits::DEFAULT_EPHEMERAL_MB,
+            read_only_paths: platform
+                .runtimes
+                .install_prefix(runtime)
+                .into_iter()
+                .collect(),
+            egress: false,
+        })?;
+        let placement = Placement {
+            host_task_root: placeholder,
+            task_root: sandbox.task_root(),
+            runtime_dir: sandbox.runtime_dir(),
+        };
+        let command = platform
+            .runtimes
+            .command(runtime, placement, gust_model::limits::DEFAULT_MEMORY_MB)
+            .map_err(EnvironmentError::Runtime)?;
+        let env = standby_variables(sandbox.as_ref(), &command);
+        let listener = sandbox
+            .take_listener()
+            .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
+            .map_err(gust_sandbox::SandboxError::Setup)?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(gust_sandbox::SandboxError::Setup)?;
+        let link = Arc::new(Link::new());
+        let server = gust_runtime_api::spawn(listener, link.clone());
+        let spawned = blocking(|| {
+            sandbox.spawn(&ProcessSpec {
+                program: command.program.clone(),
+                args: command.args.clone(),
+                env,
+            })
+        });
+        let spawned = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                server.abort();
+                return Err(e.into());
+            }
+        };
+        let log = SharedLog::default();
+        let output = OutputReader::start(spawned.output, log.clone(), format!("standby {runtime}"))
+            .map_err(gust_sandbox::SandboxError::Setup)?;
+        let mut child = spawned.child;
+        let pid = child.id().unwrap_or(0);
+        let (tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = child.wait().await.ok();
+            let _ = tx.send(status);
+        });
+        Ok(Self {
+            id,
+            runtime: runtime.to_string(),
+            created: Instant::now(),
+            sandbox,
+            link,
+            server,
+            process: RuntimeProcess {
+                exited,
+                started: Instant::now(),
+                output,
+            },
+            log,
+            pid,
+            _claim: claim,
+        })
+    }
+
+    /// Alive and waiting to be adopted.
+    pub fn is_ready(&self) -> bool {
+        self.process.exited.borrow().is_none() && self.link.is_standing_by()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.process.exited.borrow().is_none()
+    }
+
+    /// Waits (at most `limit`) until the runtime has loaded and waits to be adopted.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut exited = self.process.exited.clone();
+        tokio::select! {
+            _ = self.link.standing_by() => self.is_ready(),
+            _ = exit_of(&mut exited) => false,
+            _ = tokio::time::sleep(limit) => false,
+        }
+    }
+
+    pub fn destroy(mut self) {
+        self.link.close();
+        self.server.abort();
+        self.sandbox.destroy();
+    }
+}
+
+impl Environment {
+    /// Makes a pre-started runtime this function's environment: the function's code appears
+    /// at its task root, its memory limit applies, and the runtime receives the same
+    /// variables a fresh start would have had, then initialises the function as usual. Its
+    /// Init Duration counts from here.
+    pub fn adopt(
+        platform: &Platform,
+        config: Arc<FunctionConfig>,
+        mut standby: Standby,
+        claim: MemoryClaim,
+    ) -> Result<Self, Box<(Standby, EnvironmentError)>> {
+        let code_dir = platform
+            .code_root
+            .join(&config.code.digest_hex)
+            .join("task");
+        let runtime = config.runtime.clone().unwrap_or_default();
+        let command = {
+            let placement = Placement {
+                host_task_root: &code_dir,
+                task_root: standby.sandbox.task_root(),
+                runtime_dir: standby.sandbox.runtime_dir(),
+            };
+            platform
+                .runtimes
+                .command(&runtime, placement, config.memory_size)
+        };
+        let command = match command {
+            Ok(c) => c,
+            Err(e) => return Err(Box::new((standby, EnvironmentError::Runtime(e)))),
+        };
+        if let Err(e) = blocking(|| {
+            standby
+                .sandbox
+                .assign(&code_dir, config.memory_size, standby.pid)
+        }) {
+            return Err(Box::new((standby, e.into())));
+        }
+        let log_stream = format!(
+            "{}/[{}]{}",
+            log_stream_date(SystemTime::now()),
+            config.version,
+            standby.id
+        );
+        let env = variables(
+            platform,
+            &config,
+            standby.sandbox.as_ref(),
+            &log_stream,
+            Some(&command),
+        );
+        let document: serde_json::Map<String, serde_json::Value> = env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        // What the runtime printed while it started is not this function's.
+        logs::lock(&standby.log).take();
+        standby
+            .link
+            .claim_standby(serde_json::json!({ "Environment": document }).to_string());
+        let Standby {
+            id,
+            sandbox,
+            link,
+            server,
+            mut process,
+            log,
+            ..
+        } = standby;
+        process.started = Instant::now();
+        Ok(Self {
+            id,
+            config,
+            last_used: Instant::now(),
+            provision: None,
+            _claim: Some(claim),
+            sandbox,
+            link,
+            server,
+            runtime: Some(process),
+            log,
+            process: ProcessSpec {
+                program: command.program,
+                args: command.args,
+                env,
+            },
+            pending_init: true,
+        })
     }
 }
 

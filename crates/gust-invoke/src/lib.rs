@@ -13,6 +13,7 @@ pub mod logs;
 pub mod pool;
 pub mod queue;
 pub mod report;
+pub mod standbys;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +27,11 @@ use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 pub use admission::{Admission, Permit};
 pub use environment::Platform;
 use environment::{
-    Environment, EnvironmentError, InitializationType, MemoryClaim, ProvisionTag, Request,
+    Environment, EnvironmentError, InitializationType, MemoryClaim, ProvisionTag, Request, Standby,
 };
 use pool::{Pool, PoolKey};
 pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
+use standbys::Standbys;
 
 /// Tunables of the invoke path.
 #[derive(Debug, Clone)]
@@ -41,7 +43,14 @@ pub struct Settings {
     /// Total `MemorySize` (MB) of all environments beyond which idle ones retire to make room
     /// for new ones, least recently used first.
     pub memory_budget_mb: u64,
+    /// Runtimes kept started ahead of demand per runtime id (0: none).
+    pub standbys_per_runtime: usize,
+    /// An empty directory: the task root of runtimes started before their function is known.
+    pub standby_task_root: std::path::PathBuf,
 }
+
+/// How long a runtime started ahead may take to load before it is given up.
+const STANDBY_START_LIMIT: Duration = Duration::from_secs(30);
 
 /// Provisioned environments may take this long to initialise (Lambda does not hold them to
 /// the 10-second on-demand limit).
@@ -110,6 +119,7 @@ pub struct Invoker {
     /// Live provisioned environments per configuration (idle or busy).
     allocated: Arc<Mutex<HashMap<Target, usize>>>,
     provisioning: Mutex<HashMap<Target, Provisioning>>,
+    standbys: Standbys,
 }
 
 /// Counts an environment's package as in use for as long as it lives.
@@ -139,6 +149,17 @@ fn parallel_setups() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
 }
 
+fn retire_standbys(standbys: Vec<Standby>) {
+    if standbys.is_empty() {
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        for standby in standbys {
+            standby.destroy();
+        }
+    });
+}
+
 fn teardown(envs: Vec<Environment>) {
     if envs.is_empty() {
         return;
@@ -153,6 +174,11 @@ fn teardown(envs: Vec<Environment>) {
 
 impl Invoker {
     pub fn new(control: Arc<Control>, platform: Platform, settings: Settings) -> Arc<Self> {
+        let settings_standbys = if platform.launcher.starts_ahead() {
+            settings.standbys_per_runtime
+        } else {
+            0
+        };
         Arc::new(Self {
             admission: Admission::new(control.clone()),
             control,
@@ -164,6 +190,7 @@ impl Invoker {
             committed_mb: Arc::new(AtomicU64::new(0)),
             allocated: Arc::new(Mutex::new(HashMap::new())),
             provisioning: Mutex::new(HashMap::new()),
+            standbys: Standbys::new(settings_standbys),
         })
     }
 
@@ -209,6 +236,7 @@ impl Invoker {
     /// Retires expired environments and removes packages nothing uses any more.
     pub async fn sweep(self: &Arc<Self>) {
         teardown(self.pool.remove_expired(self.settings.keep_alive));
+        retire_standbys(self.standbys.expired(self.settings.keep_alive));
         self.reconcile_provisioned();
         let mut in_use: HashSet<String> = self.pool.code_in_use().into_iter().collect();
         in_use.extend(
@@ -227,6 +255,86 @@ impl Invoker {
     pub fn shutdown(&self) {
         for env in self.pool.drain() {
             env.destroy();
+        }
+        for standby in self.standbys.drain() {
+            standby.destroy();
+        }
+    }
+
+    /// Runtimes started ahead and ready, per runtime id.
+    pub fn standby_counts(&self) -> Vec<(String, usize)> {
+        self.standbys.counts()
+    }
+
+    /// An environment for `config` made from a runtime started ahead, if one is ready.
+    fn adopt_standby(&self, config: &Arc<FunctionConfig>) -> Option<Environment> {
+        if !self.standbys.serves(config) {
+            return None;
+        }
+        let runtime = config.runtime.as_deref()?;
+        let (standby, dead) = self.standbys.take(runtime);
+        retire_standbys(dead);
+        let standby = standby?;
+        let mb = u64::from(config.memory_size);
+        self.make_room(mb);
+        let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+        match Environment::adopt(&self.platform, config.clone(), standby, claim) {
+            Ok(env) => {
+                tracing::info!(function = %config.name, environment = %env.id, "environment adopted a runtime started ahead");
+                Some(env)
+            }
+            Err(failed) => {
+                let (standby, e) = *failed;
+                tracing::warn!(function = %config.name, error = %e, "could not adopt a runtime started ahead; starting a fresh one");
+                retire_standbys(vec![standby]);
+                None
+            }
+        }
+    }
+
+    /// After a cold start of `config`'s runtime: starts runtimes ahead for the next ones.
+    fn refill_standbys(self: &Arc<Self>, config: &FunctionConfig) {
+        if !self.standbys.serves(config) {
+            return;
+        }
+        let Some(runtime) = config.runtime.clone() else {
+            return;
+        };
+        for _ in 0..self.standbys.wanted(&runtime) {
+            let invoker = self.clone();
+            let runtime = runtime.clone();
+            tokio::spawn(async move {
+                let setup = invoker.setups.clone().acquire_owned().await;
+                let mb = u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
+                // Never make room for a speculation: only start ahead in memory to spare.
+                if invoker.committed_memory_mb() + mb > invoker.settings.memory_budget_mb {
+                    invoker.standbys.started(&runtime, None);
+                    return;
+                }
+                let claim = MemoryClaim::new(mb, invoker.committed_mb.clone());
+                let started = Standby::start(
+                    &invoker.platform,
+                    &runtime,
+                    &invoker.settings.standby_task_root,
+                    claim,
+                );
+                let standby = match started {
+                    Ok(standby) if standby.wait_ready(STANDBY_START_LIMIT).await => Some(standby),
+                    Ok(standby) => {
+                        tracing::warn!(%runtime, "a runtime started ahead did not get ready");
+                        retire_standbys(vec![standby]);
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(%runtime, error = %e, "could not start a runtime ahead");
+                        None
+                    }
+                };
+                drop(setup);
+                if let Some(extra) = invoker.standbys.started(&runtime, standby) {
+                    retire_standbys(vec![extra]);
+                }
+            });
         }
     }
 
@@ -259,13 +367,23 @@ impl Invoker {
         self.committed_mb.load(Ordering::Acquire)
     }
 
-    /// Retires idle on-demand environments, least recently used first, until `mb` more fits
-    /// in the memory budget (or nothing idle is left: running work is never stopped).
+    /// Makes `mb` more fit in the memory budget: retires runtimes started ahead first (they
+    /// only save an interpreter's start), then idle on-demand environments, least recently
+    /// used first. Running work is never stopped: when nothing idle is left, the budget is
+    /// exceeded rather than an invocation refused.
     fn make_room(&self, mb: u64) {
         let mut freed = 0;
         let mut retired = Vec::new();
-        while self.committed_memory_mb().saturating_sub(freed) + mb > self.settings.memory_budget_mb
-        {
+        let mut standbys = Vec::new();
+        let over = |freed: u64| {
+            self.committed_memory_mb().saturating_sub(freed) + mb > self.settings.memory_budget_mb
+        };
+        while over(freed) {
+            if let Some(standby) = self.standbys.take_any() {
+                freed += u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
+                standbys.push(standby);
+                continue;
+            }
             let Some(env) = self.pool.remove_least_recent() else {
                 break;
             };
@@ -273,6 +391,7 @@ impl Invoker {
             tracing::debug!(function = %env.config.name, environment = %env.id, "idle environment retired to make room");
             retired.push(env);
         }
+        retire_standbys(standbys);
         teardown(retired);
     }
 
@@ -489,7 +608,11 @@ impl Invoker {
             Some(env) => (env, None),
             None => {
                 let setup = self.setups.clone().acquire_owned().await.ok();
-                let env = self.new_environment(config.clone(), InitializationType::OnDemand)?;
+                let env = match self.adopt_standby(&config) {
+                    Some(env) => env,
+                    None => self.new_environment(config.clone(), InitializationType::OnDemand)?,
+                };
+                self.refill_standbys(&config);
                 (env, setup)
             }
         };

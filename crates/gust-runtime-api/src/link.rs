@@ -84,6 +84,10 @@ struct State {
     /// invocation and is ready for another.
     waiting: bool,
     closed: bool,
+    /// A pre-started runtime waits for its function's environment: set when it asks, taken
+    /// when the environment is handed over.
+    standby_waiting: bool,
+    standby_claim: Option<String>,
 }
 
 /// Shared state of one environment's Runtime API.
@@ -93,6 +97,8 @@ pub struct Link {
     wake_next: Notify,
     wake_ready: Notify,
     wake_idle: Notify,
+    wake_standby: Notify,
+    standby_ready: Notify,
 }
 
 /// What `next` hands the runtime.
@@ -153,9 +159,59 @@ impl Link {
         st.waiting = false;
     }
 
+    /// A pre-started runtime asks for the environment of the function it will serve; resolves
+    /// when the invoke path hands one over (once).
+    pub async fn standby(&self) -> Result<String, Refusal> {
+        loop {
+            let notified = self.wake_standby.notified();
+            {
+                let mut st = self.lock();
+                if st.closed {
+                    return Err(Refusal::Closed);
+                }
+                if let Some(claim) = st.standby_claim.take() {
+                    st.standby_waiting = false;
+                    return Ok(claim);
+                }
+                if !st.standby_waiting {
+                    st.standby_waiting = true;
+                    self.standby_ready.notify_waiters();
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether a pre-started runtime has finished starting and waits to be claimed.
+    pub fn is_standing_by(&self) -> bool {
+        self.lock().standby_waiting
+    }
+
+    /// Waits until the pre-started runtime asks for its environment.
+    pub async fn standing_by(&self) {
+        loop {
+            let notified = self.standby_ready.notified();
+            {
+                let st = self.lock();
+                if st.standby_waiting || st.closed {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Hands a pre-started runtime its function's environment (a JSON document).
+    pub fn claim_standby(&self, environment: String) {
+        self.lock().standby_claim = Some(environment);
+        self.wake_standby.notify_waiters();
+    }
+
     /// Makes every pending and future `next` fail: the environment is going away.
     pub fn close(&self) {
         self.lock().closed = true;
+        self.wake_standby.notify_waiters();
+        self.standby_ready.notify_waiters();
         self.wake_next.notify_waiters();
         self.wake_ready.notify_waiters();
         self.wake_idle.notify_waiters();

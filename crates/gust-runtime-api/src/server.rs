@@ -212,6 +212,11 @@ async fn route(link: &Link, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 None => too_large(),
             }
         }
+        // Gust's own: a pre-started runtime waits here for its function's environment.
+        (Method::GET, ["gust", "standby"]) => match link.standby().await {
+            Ok(environment) => json(StatusCode::OK, environment),
+            Err(r) => refusal(r),
+        },
         (Method::GET, ["restore", "next"]) => json(StatusCode::OK, "{}".into()),
         (Method::POST, ["restore", "error"]) => accepted(),
         _ => error(

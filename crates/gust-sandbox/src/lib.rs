@@ -112,6 +112,10 @@ impl Isolation {
 /// Creates sandboxes.
 pub trait Launcher: Send + Sync + 'static {
     fn isolation(&self) -> Isolation;
+    /// Whether its sandboxes support [`Sandbox::assign`].
+    fn starts_ahead(&self) -> bool {
+        false
+    }
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError>;
 }
 
@@ -137,6 +141,21 @@ pub trait Sandbox: Send + Sync {
     /// (such an environment is retired rather than reused).
     fn out_of_memory(&self) -> bool {
         false
+    }
+    /// Hands a sandbox whose runtime was started ahead of demand (before its function was
+    /// known) to a function: its code appears at the task root, its memory limit applies, and
+    /// later starts of the runtime use the same code. `runtime_pid` is the process
+    /// [`Sandbox::spawn`] started.
+    fn assign(
+        &mut self,
+        _code_dir: &Path,
+        _memory_mb: u32,
+        _runtime_pid: u32,
+    ) -> Result<(), SandboxError> {
+        Err(SandboxError::Setup(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this launcher cannot start runtimes ahead of demand",
+        )))
     }
     /// Releases what the sandbox holds on the host. Kills first.
     fn destroy(&mut self);

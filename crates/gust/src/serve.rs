@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Seconds an idle execution environment is kept warm.
     #[arg(long, default_value_t = 300)]
     keep_alive: u64,
+    /// Python runtimes kept started ahead of demand per runtime id, for fast cold starts (0
+    /// turns this off).
+    #[arg(long, default_value_t = 2)]
+    standby_runtimes: usize,
     /// Total MemorySize (MB) of execution environments beyond which idle ones retire, least
     /// recently used first, to make room [default: 3/4 of the host's RAM].
     #[arg(long, value_name = "MB")]
@@ -315,6 +319,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let isolation = launcher.isolation().name();
+    // Runtimes started ahead see this empty directory as their code until a function adopts
+    // them.
+    let standby_task_root = data_dir.join("standby-task");
+    std::fs::create_dir_all(&standby_task_root)
+        .with_context(|| format!("cannot create {}", standby_task_root.display()))?;
     let invoker = Invoker::new(
         control.clone(),
         Platform {
@@ -328,6 +337,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             // Sweep often enough that an environment outlives its keep-alive by at most half.
             sweep_interval: Duration::from_millis((args.keep_alive * 500).clamp(200, 10_000)),
             memory_budget_mb: args.memory_budget.unwrap_or_else(default_memory_budget_mb),
+            standbys_per_runtime: args.standby_runtimes,
+            standby_task_root: standby_task_root.clone(),
         },
     );
     invoker.start();

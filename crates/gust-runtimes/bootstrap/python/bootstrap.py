@@ -562,8 +562,26 @@ def main():
         handle(api, handler, headers, body)
 
 
+def adopt_environment():
+    """Gust started this runtime ahead of demand, before its function was known: wait for the
+    function's environment, then carry on exactly as a runtime started with it. (Gust starts
+    ahead only functions whose variables the interpreter does not read at start-up.)"""
+    api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    status, _, body = api.request("GET", RUNTIME_PREFIX + "/gust/standby")
+    api.close()
+    if status != 200:
+        raise ConnectionError("the Runtime API ended the standby (%d)" % status)
+    environment = from_json(body)["Environment"]
+    os.environ.clear()
+    os.environ.update(environment)
+    time.tzset()
+    os.chdir(os.environ.get("LAMBDA_TASK_ROOT") or "/var/task")
+
+
 if __name__ == "__main__":
     try:
+        if os.environ.get("_GUST_STANDBY") == "1":
+            adopt_environment()
         main()
     except (ConnectionError, OSError) as e:
         # The platform went away (environment retired or Gust stopped): nothing left to serve.

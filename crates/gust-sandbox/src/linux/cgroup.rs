@@ -202,51 +202,36 @@ impl Cgroups {
 
     /// Creates an environment's group with its limits.
     pub fn create(&self, name: &str, limits: Limits) -> io::Result<EnvironmentGroup> {
-        let memory_bytes = (limits.memory_mb as u64) * 1024 * 1024;
-        // CPU in proportion to memory: 1,769 MB is one vCPU's worth of weight (1024 shares).
-        let shares = ((limits.memory_mb as u64 * 1024) / 1769).clamp(2, 262_144);
-        match &self.hierarchy {
+        let group = match &self.hierarchy {
             Hierarchy::V1 { memory, pids, cpu } => {
                 let dirs = vec![memory.join(name), pids.join(name), cpu.join(name)];
                 for dir in &dirs {
                     fs::create_dir_all(dir)?;
                 }
-                write(
-                    &dirs[0].join("memory.limit_in_bytes"),
-                    &memory_bytes.to_string(),
-                )?;
-                // Without swap accounting the file is absent; with it, swap must not extend the limit.
-                let memsw = dirs[0].join("memory.memsw.limit_in_bytes");
-                if memsw.exists() {
-                    write(&memsw, &memory_bytes.to_string())?;
-                }
                 write(&dirs[1].join("pids.max"), &limits.pids.to_string())?;
-                write(&dirs[2].join("cpu.shares"), &shares.to_string())?;
-                Ok(EnvironmentGroup {
+                EnvironmentGroup {
                     memory_dir: dirs[0].clone(),
                     dirs,
                     v2: false,
-                })
+                }
             }
             Hierarchy::V2 { base } => {
                 let dir = base.join(name);
                 fs::create_dir_all(&dir)?;
-                write(&dir.join("memory.max"), &memory_bytes.to_string())?;
                 let swap = dir.join("memory.swap.max");
                 if swap.exists() {
                     write(&swap, "0")?;
                 }
                 write(&dir.join("pids.max"), &limits.pids.to_string())?;
-                // cpu.weight is 1–10000 with 100 as the default: scale shares to it.
-                let weight = (shares * 100 / 1024).clamp(1, 10_000);
-                write(&dir.join("cpu.weight"), &weight.to_string())?;
-                Ok(EnvironmentGroup {
+                EnvironmentGroup {
                     memory_dir: dir.clone(),
                     dirs: vec![dir],
                     v2: true,
-                })
+                }
             }
-        }
+        };
+        group.set_memory(limits.memory_mb)?;
+        Ok(group)
     }
 
     /// Removes this server's parent group (at shutdown; environments are gone by then).
@@ -262,6 +247,34 @@ impl Cgroups {
 }
 
 impl EnvironmentGroup {
+    /// Sets the memory limit, and the CPU weight that goes with it: 1,769 MB is one vCPU's
+    /// worth (1024 shares).
+    pub fn set_memory(&self, memory_mb: u32) -> io::Result<()> {
+        let bytes = (memory_mb as u64 * 1024 * 1024).to_string();
+        let shares = ((memory_mb as u64 * 1024) / 1769).clamp(2, 262_144);
+        if self.v2 {
+            write(&self.memory_dir.join("memory.max"), &bytes)?;
+            // cpu.weight is 1–10000 with 100 as the default: scale shares to it.
+            let weight = (shares * 100 / 1024).clamp(1, 10_000);
+            return write(&self.dirs[0].join("cpu.weight"), &weight.to_string());
+        }
+        // With swap accounting, memory+swap must not extend the limit and may never be below
+        // it: raise it first, lower it last.
+        let limit = self.memory_dir.join("memory.limit_in_bytes");
+        let memsw = self.memory_dir.join("memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            if write(&memsw, &bytes).is_err() {
+                write(&limit, &bytes)?;
+                write(&memsw, &bytes)?;
+            } else {
+                write(&limit, &bytes)?;
+            }
+        } else {
+            write(&limit, &bytes)?;
+        }
+        write(&self.dirs[2].join("cpu.shares"), &shares.to_string())
+    }
+
     /// `cgroup.procs` of each controller, opened for the child to join with a single write.
     pub fn procs_files(&self) -> io::Result<Vec<OwnedFd>> {
         self.dirs

@@ -5,7 +5,8 @@
 
 pub mod cgroup;
 pub mod egress;
-pub mod netns;
+mod late_mount;
+mod netns;
 pub mod seccomp;
 mod spawn;
 
@@ -429,6 +430,10 @@ impl Launcher for LinuxLauncher {
         Isolation::Linux
     }
 
+    fn starts_ahead(&self) -> bool {
+        true
+    }
+
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
         let dir = self.environments_dir.join(&spec.environment_id);
         let tmp = dir.join("tmp");
@@ -538,6 +543,34 @@ impl Sandbox for LinuxSandbox {
                 command.pre_exec(move || spawn::child(&plan));
             }
         })
+    }
+
+    fn assign(
+        &mut self,
+        code_dir: &Path,
+        memory_mb: u32,
+        runtime_pid: u32,
+    ) -> Result<(), SandboxError> {
+        let plan = self
+            .plan
+            .as_ref()
+            .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
+        let task_root =
+            cstring(&Path::new(OsStr::from_bytes(plan.template.root.as_bytes())).join("var/task"));
+        let mut assigned = (**plan).clone();
+        for op in &mut assigned.ops {
+            if let Op::Bind { source, target, .. } = op
+                && *target == task_root
+            {
+                *source = cstring(code_dir);
+            }
+        }
+        if let Some(group) = &self.group {
+            group.set_memory(memory_mb)?;
+        }
+        late_mount::mount_task_root(runtime_pid, code_dir)?;
+        self.plan = Some(Arc::new(assigned));
+        Ok(())
     }
 
     fn kill_all(&mut self) {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 /// One step of building the root filesystem (paths are absolute host paths below the new root,
 /// taken before the pivot).
+#[derive(Clone)]
 pub enum Op {
     Mkdir(CString),
     Symlink {
@@ -78,6 +79,7 @@ pub struct Template {
 }
 
 /// Everything one sandbox's start needs, prepared before fork.
+#[derive(Clone)]
 pub struct Plan {
     pub template: Arc<Template>,
     pub netns: RawFd,

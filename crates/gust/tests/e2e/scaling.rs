@@ -463,8 +463,9 @@ async fn idle_environments_retire_after_the_keep_alive() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_memory_budget_retires_the_least_recently_used() {
-    // Room for two 128 MB environments.
-    let server = Server::start_with(&["--memory-budget", "256"]);
+    // Room for two 128 MB environments (and none for runtimes started ahead, which would
+    // only be retired first).
+    let server = Server::start_with(&["--memory-budget", "256", "--standby-runtimes", "0"]);
     for name in ["a", "b", "c"] {
         create_who(&server, name).await;
     }
@@ -501,4 +502,156 @@ async fn a_burst_of_cold_invocations_all_succeed() {
         environments.insert(environment_of(&response));
     }
     assert!(environments.len() > 1, "the burst scaled out");
+}
+
+/// Everything a function can observe about its environment that must not depend on whether
+/// its runtime was started ahead of demand.
+const INTROSPECT: &str = r#"import os, resource, socket, sys
+
+STATE = {"invocations": 0}
+
+def handler(event, context):
+    STATE["invocations"] += 1
+    if event.get("allocate_mb"):
+        hog = bytearray(event["allocate_mb"] * 1024 * 1024)
+        for i in range(0, len(hog), 4096):
+            hog[i] = 1
+    try:
+        open("/var/task/written", "w").write("x")
+        task_writable = True
+    except OSError:
+        task_writable = False
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+    env = dict(os.environ)
+    for volatile in ("AWS_LAMBDA_LOG_STREAM_NAME", "_X_AMZN_TRACE_ID"):
+        env.pop(volatile, None)
+    return {
+        "invocations": STATE["invocations"],
+        "env": env,
+        "path": sys.path,
+        "modules": sorted(sys.modules),
+        "flags": repr(sys.flags),
+        "cwd": os.getcwd(),
+        "tmp": sorted(os.listdir("/tmp")),
+        "task": sorted(os.listdir("/var/task")),
+        "task_writable": task_writable,
+        "ids": [os.getuid(), os.getgid(), os.getpid()],
+        "hostname": socket.gethostname(),
+        "fds": sorted(os.listdir("/proc/self/fd")),
+        "limits": [resource.getrlimit(resource.RLIMIT_NOFILE), resource.getrlimit(resource.RLIMIT_NPROC)],
+        "security": [status.get("CapEff"), status.get("NoNewPrivs"), status.get("Seccomp")],
+        "umask": os.umask(0o22),
+        "memory_mb": context.memory_limit_in_mb,
+    }
+"#;
+
+/// Runs the introspection function on a new environment of a new configuration.
+async fn introspect(server: &Server, description: &str) -> Value {
+    server
+        .client()
+        .update_function_configuration()
+        .function_name("inside")
+        .description(description)
+        .send()
+        .await
+        .unwrap();
+    let r = raw_invoke(&server.address, "inside", &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
+    let fresh_server = Server::start_with(&["--standby-runtimes", "0"]);
+    let ahead_server = Server::start();
+    for server in [&fresh_server, &ahead_server] {
+        create_with_env(
+            &server.client(),
+            "inside",
+            Runtime::from("python3.12"),
+            "app.handler",
+            python_zip(INTROSPECT),
+            30,
+            &[("GREETING", "hello")],
+        )
+        .await;
+        // The first cold start of a runtime is always fresh; it starts runtimes ahead.
+        raw_invoke(&server.address, "inside", &json!({}));
+    }
+    let started_ahead = eventually(Duration::from_secs(30), "runtimes started ahead", || {
+        let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
+        (status["RuntimesStartedAhead"][0]["Ready"].as_u64() > Some(0)).then_some(())
+    });
+    started_ahead.await;
+    let fresh = introspect(&fresh_server, "second").await;
+    let ahead = introspect(&ahead_server, "second").await;
+    assert!(
+        ahead_server
+            .log()
+            .contains("environment adopted a runtime started ahead"),
+        "the second environment was not started ahead:\n{}",
+        ahead_server.log()
+    );
+    assert!(
+        !fresh_server
+            .log()
+            .contains("adopted a runtime started ahead"),
+        "--standby-runtimes 0 still started ahead"
+    );
+    assert_eq!(ahead["env"]["GREETING"], "hello");
+    assert_eq!(ahead["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
+    assert!(ahead["env"].get("_GUST_STANDBY").is_none());
+    assert_eq!(ahead["task"], json!(["app.py"]));
+    assert_eq!(ahead["task_writable"], false);
+    assert_eq!(ahead["invocations"], 1);
+    for key in [
+        "invocations",
+        "env",
+        "path",
+        "modules",
+        "flags",
+        "cwd",
+        "tmp",
+        "task",
+        "task_writable",
+        "ids",
+        "hostname",
+        "fds",
+        "limits",
+        "security",
+        "umask",
+        "memory_mb",
+    ] {
+        assert_eq!(fresh[key], ahead[key], "{key} differs");
+    }
+
+    // The function's memory limit applies to an adopted environment.
+    ahead_server
+        .client()
+        .update_function_configuration()
+        .function_name("inside")
+        .memory_size(128)
+        .send()
+        .await
+        .unwrap();
+    let killed = raw_invoke(
+        &ahead_server.address,
+        "inside",
+        &json!({"allocate_mb": 400}),
+    );
+    assert_eq!(
+        ahead_server
+            .log()
+            .matches("environment adopted a runtime started ahead")
+            .count(),
+        2,
+        "the 128 MB environment was not started ahead"
+    );
+    assert_eq!(killed.status, 200);
+    assert_eq!(killed.header("x-amz-function-error"), Some("Unhandled"));
+    assert_eq!(
+        killed.json()["errorType"],
+        "Runtime.ExitError",
+        "{killed:?}"
+    );
 }

@@ -1,0 +1,112 @@
+//! Mounting a function's code into a sandbox that is already running (one whose runtime was
+//! started before its function was known).
+//!
+//! The code directory is cloned as a detached, read-only mount in Gust's own mount namespace
+//! (where its host path resolves), and a short-lived thread that has unshared its filesystem
+//! context enters the sandbox's mount namespace and attaches the clone at `/var/task`. Nothing
+//! runs inside the sandbox and no process is forked.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// The sandbox's PID 1 (its mount namespace is the sandbox's): the only child of the process
+/// Gust started.
+fn sandbox_init(runtime_pid: u32) -> io::Result<u32> {
+    let children = fs::read_to_string(format!("/proc/{runtime_pid}/task/{runtime_pid}/children"))?;
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| io::Error::other("the sandbox has no init process"))
+}
+
+/// Attaches `code_dir`, read-only, at `/var/task` in the sandbox whose starter is
+/// `runtime_pid`.
+pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
+    let init = sandbox_init(runtime_pid)?;
+    let namespace = fs::File::open(format!("/proc/{init}/ns/mnt"))?;
+    let source = CString::new(code_dir.as_os_str().as_bytes())?;
+    // SAFETY: open_tree(2) with a NUL-terminated path; the result is a new descriptor we own.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `tree` is a descriptor open_tree just returned to us.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr(2) on our detached tree with a properly sized attribute struct.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if set < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare(2) and setns(2) change only this thread's filesystem context
+                // and mount namespace (the thread ends right after); move_mount(2) attaches our
+                // detached tree there. All strings are NUL-terminated.
+                unsafe {
+                    if libc::unshare(libc::CLONE_FS) != 0
+                        || libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if libc::syscall(
+                        libc::SYS_move_mount,
+                        tree.as_raw_fd(),
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        c"/var/task".as_ptr(),
+                        MOVE_MOUNT_F_EMPTY_PATH,
+                    ) < 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            })
+            .join()
+            .map_err(|_| io::Error::other("the mount thread panicked"))?
+    })
+}
