@@ -688,6 +688,7 @@ impl Standby {
         claim: MemoryClaim,
     ) -> Result<Self, EnvironmentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let custom = runtime == crate::standbys::CUSTOM;
         let mut sandbox = platform.launcher.create(&SandboxSpec {
             environment_id: id.clone(),
             code_dir: placeholder.to_path_buf(),
@@ -701,16 +702,31 @@ impl Standby {
                 .collect(),
             egress: false,
         })?;
-        let placement = Placement {
-            host_task_root: placeholder,
-            task_root: sandbox.task_root(),
-            runtime_dir: sandbox.runtime_dir(),
+        let command = if custom {
+            // A stand-in that execs the function's own bootstrap once adopted.
+            gust_runtimes::RuntimeCommand {
+                program: gust_runtimes::STANDBY_INTERPRETER.into(),
+                args: vec![
+                    sandbox
+                        .runtime_dir()
+                        .join(gust_runtimes::STANDBY_EXEC_PATH)
+                        .into(),
+                ],
+                env: Vec::new(),
+            }
+        } else {
+            let placement = Placement {
+                host_task_root: placeholder,
+                task_root: sandbox.task_root(),
+                runtime_dir: sandbox.runtime_dir(),
+            };
+            platform
+                .runtimes
+                .command(runtime, placement, gust_model::limits::DEFAULT_MEMORY_MB)
+                .map_err(EnvironmentError::Runtime)?
         };
-        let command = platform
-            .runtimes
-            .command(runtime, placement, gust_model::limits::DEFAULT_MEMORY_MB)
-            .map_err(EnvironmentError::Runtime)?;
         let env = standby_variables(sandbox.as_ref(), &command);
+        sandbox.run_in_background();
         let listener = sandbox
             .take_listener()
             .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
@@ -817,6 +833,21 @@ impl Environment {
             Ok(c) => c,
             Err(e) => return Err(Box::new((standby, EnvironmentError::Runtime(e)))),
         };
+        // A bootstrap that cannot be exec'd fails at start in a fresh environment, where Gust
+        // reports it; leave that case to a fresh start.
+        if let Ok(relative) = command.program.strip_prefix(standby.sandbox.task_root()) {
+            use std::os::unix::fs::PermissionsExt;
+            let executable = std::fs::metadata(code_dir.join(relative))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !executable {
+                return Err(Box::new((
+                    standby,
+                    EnvironmentError::Runtime(CommandError::NoBootstrap {
+                        searched: vec![command.program.clone()],
+                    }),
+                )));
+            }
+        }
         if let Err(e) = blocking(|| {
             standby
                 .sandbox
@@ -843,9 +874,17 @@ impl Environment {
             .collect();
         // What the runtime printed while it started is not this function's.
         logs::lock(&standby.log).take();
-        standby
-            .link
-            .claim_standby(serde_json::json!({ "Environment": document }).to_string());
+        let exec = serde_json::json!({
+            "Program": command.program.display().to_string(),
+            "Args": command
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+        });
+        standby.link.claim_standby(
+            serde_json::json!({ "Environment": document, "Exec": exec }).to_string(),
+        );
         let Standby {
             id,
             sandbox,

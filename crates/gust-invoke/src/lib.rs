@@ -268,11 +268,8 @@ impl Invoker {
 
     /// An environment for `config` made from a runtime started ahead, if one is ready.
     fn adopt_standby(&self, config: &Arc<FunctionConfig>) -> Option<Environment> {
-        if !self.standbys.serves(config) {
-            return None;
-        }
-        let runtime = config.runtime.as_deref()?;
-        let (standby, dead) = self.standbys.take(runtime);
+        let kind = self.standbys.kind(config)?;
+        let (standby, dead) = self.standbys.take(&kind);
         retire_standbys(dead);
         let standby = standby?;
         let mb = u64::from(config.memory_size);
@@ -285,8 +282,13 @@ impl Invoker {
             }
             Err(failed) => {
                 let (standby, e) = *failed;
-                tracing::warn!(function = %config.name, error = %e, "could not adopt a runtime started ahead; starting a fresh one");
-                retire_standbys(vec![standby]);
+                if let EnvironmentError::Runtime(_) = e {
+                    // The function's problem (no bootstrap): the fresh start reports it.
+                    self.standbys.put_back(standby);
+                } else {
+                    tracing::warn!(function = %config.name, error = %e, "could not adopt a runtime started ahead; starting a fresh one");
+                    retire_standbys(vec![standby]);
+                }
                 None
             }
         }
@@ -294,10 +296,7 @@ impl Invoker {
 
     /// After a cold start of `config`'s runtime: starts runtimes ahead for the next ones.
     fn refill_standbys(self: &Arc<Self>, config: &FunctionConfig) {
-        if !self.standbys.serves(config) {
-            return;
-        }
-        let Some(runtime) = config.runtime.clone() else {
+        let Some(runtime) = self.standbys.kind(config) else {
             return;
         };
         for _ in 0..self.standbys.wanted(&runtime) {
@@ -612,10 +611,10 @@ impl Invoker {
                     Some(env) => env,
                     None => self.new_environment(config.clone(), InitializationType::OnDemand)?,
                 };
-                self.refill_standbys(&config);
                 (env, setup)
             }
         };
+        let cold_start = setup.is_some();
         let _busy = self.mark_busy(&config.code.digest_hex);
         let response = env
             .invoke(Request {
@@ -628,6 +627,10 @@ impl Invoker {
             })
             .await;
         self.release(env);
+        if cold_start {
+            // After the invocation, not during its init: starting ahead competes for the CPU.
+            self.refill_standbys(&config);
+        }
         Ok(InvokeResponse {
             body: response.body,
             content_type: response.content_type,

@@ -1,13 +1,14 @@
-//! Runtimes started ahead of demand, per runtime id, for cold starts that skip the
+//! Sandboxes started ahead of demand, for cold starts that skip the sandbox's and the
 //! interpreter's start-up.
 //!
-//! Starting Python and importing Gust's bootstrap is most of a Python cold start, and none of
-//! it depends on the function. So after a cold start of a runtime, Gust keeps a few of its
-//! runtimes started in sandboxes of their own, waiting; the next cold start adopts one (its
-//! function's code is mounted in, its memory limit set, its variables handed over) instead of
-//! starting from nothing. Each is used by one environment only, and only for functions whose
-//! variables the interpreter does not read at start-up, so an adopted environment cannot be
-//! told from a fresh one. Those of a runtime nobody has started for a keep-alive retire.
+//! Setting up a sandbox costs a few milliseconds, and starting Python with Gust's bootstrap
+//! most of a Python cold start; none of it depends on the function. So after a cold start,
+//! Gust keeps a few sandboxes of that kind started and waiting: for a Python runtime, with
+//! the interpreter and the bootstrap loaded; for custom runtimes, with a stand-in that execs
+//! the function's `bootstrap` when adopted. The next cold start adopts one (its function's
+//! code is mounted in, its memory limit set, its variables handed over) instead of starting
+//! from nothing. Each is used by one environment only, and only where an adopted environment
+//! cannot be told from a fresh one. Those nobody has needed for a keep-alive retire.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,9 +38,15 @@ struct Pool {
     wanted: Option<Instant>,
 }
 
+/// The pool that serves custom runtimes (`provided*`): the function's own `bootstrap` is
+/// exec'd at adoption, so one kind serves them all.
+pub const CUSTOM: &str = "provided";
+
 #[derive(Default)]
 pub struct Standbys {
     per_runtime: usize,
+    /// Whether the stand-in that custom runtimes need can run here.
+    custom: bool,
     pools: Mutex<HashMap<String, Pool>>,
 }
 
@@ -47,6 +54,7 @@ impl Standbys {
     pub fn new(per_runtime: usize) -> Self {
         Self {
             per_runtime,
+            custom: std::path::Path::new(gust_runtimes::STANDBY_INTERPRETER).is_file(),
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -55,23 +63,33 @@ impl Standbys {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether an environment of `config` may adopt a runtime started ahead.
-    pub fn serves(&self, config: &FunctionConfig) -> bool {
-        let python = config
-            .runtime
-            .as_deref()
-            .is_some_and(|r| r.starts_with("python"));
+    /// The pool whose sandboxes an environment of `config` may adopt, if any.
+    pub fn kind(&self, config: &FunctionConfig) -> Option<String> {
+        if self.per_runtime == 0
+            || config.ephemeral_storage != gust_model::limits::DEFAULT_EPHEMERAL_MB
+            || config.network() != Network::None
+        {
+            return None;
+        }
+        let runtime = config.runtime.as_deref()?;
+        if runtime.starts_with("provided") {
+            // The bootstrap is exec'd with the function's variables: nothing is read early.
+            return self.custom.then(|| CUSTOM.to_string());
+        }
         let reads_at_start = config.environment.iter().flatten().any(|(key, _)| {
             READ_AT_START.iter().any(|v| match v.strip_suffix('*') {
                 Some(prefix) => key.starts_with(prefix),
                 None => key == v,
             })
         });
-        self.per_runtime > 0
-            && python
-            && config.ephemeral_storage == gust_model::limits::DEFAULT_EPHEMERAL_MB
-            && config.network() == Network::None
-            && !reads_at_start
+        (runtime.starts_with("python") && !reads_at_start).then(|| runtime.to_string())
+    }
+
+    /// Returns a sandbox that could not be adopted for a reason of its function's.
+    pub fn put_back(&self, standby: Standby) {
+        let mut pools = self.lock();
+        let pool = pools.entry(standby.runtime.clone()).or_default();
+        pool.ready.push(standby);
     }
 
     /// A ready runtime of `runtime`, if one waits. Dead ones are handed back for teardown.

@@ -18,6 +18,14 @@ pub use ids::{Family, RuntimeId, Support, support};
 pub use resolve::Interpreter;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
+const STANDBY_EXEC: &str = include_str!("../bootstrap/standby/exec.py");
+
+/// The interpreter that runs [`STANDBY_EXEC`]: the system's, under `/usr`, which every sandbox
+/// shows anyway (another would add a mount a fresh environment does not have).
+pub const STANDBY_INTERPRETER: &str = "/usr/bin/python3";
+
+/// Where [`STANDBY_EXEC`] is, relative to the runtime directory.
+pub const STANDBY_EXEC_PATH: &str = "standby/exec.py";
 const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.cjs");
 
 /// Where a custom runtime's bootstrap is looked for, in Lambda's order (after the task root).
@@ -136,6 +144,7 @@ impl RuntimeTable {
     /// Writes Gust's bootstraps into the runtime directory.
     pub fn install(&self) -> io::Result<()> {
         install(&self.runtime_dir, "python/bootstrap.py", PYTHON_BOOTSTRAP)?;
+        install(&self.runtime_dir, STANDBY_EXEC_PATH, STANDBY_EXEC)?;
         install(&self.runtime_dir, "node/bootstrap.cjs", NODE_BOOTSTRAP)
     }
 

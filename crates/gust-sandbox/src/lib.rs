@@ -157,6 +157,9 @@ pub trait Sandbox: Send + Sync {
             "this launcher cannot start runtimes ahead of demand",
         )))
     }
+    /// Lets the sandbox use only CPU time nobody else wants (until [`Sandbox::assign`] gives
+    /// it its function's weight): for work done ahead of demand.
+    fn run_in_background(&mut self) {}
     /// Releases what the sandbox holds on the host. Kills first.
     fn destroy(&mut self);
 }

@@ -247,6 +247,15 @@ impl Cgroups {
 }
 
 impl EnvironmentGroup {
+    /// Gives the group the least CPU weight there is: it runs on time nobody else wants.
+    pub fn set_idle_weight(&self) -> io::Result<()> {
+        if self.v2 {
+            write(&self.dirs[0].join("cpu.weight"), "1")
+        } else {
+            write(&self.dirs[2].join("cpu.shares"), "2")
+        }
+    }
+
     /// Sets the memory limit, and the CPU weight that goes with it: 1,769 MB is one vCPU's
     /// worth (1024 shares).
     pub fn set_memory(&self, memory_mb: u32) -> io::Result<()> {

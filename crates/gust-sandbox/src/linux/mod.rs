@@ -573,6 +573,14 @@ impl Sandbox for LinuxSandbox {
         Ok(())
     }
 
+    fn run_in_background(&mut self) {
+        if let Some(group) = &self.group
+            && let Err(e) = group.set_idle_weight()
+        {
+            tracing::debug!(error = %e, "could not lower a sandbox's CPU weight");
+        }
+    }
+
     fn kill_all(&mut self) {
         if let Some(group) = &self.group {
             group.kill_all();

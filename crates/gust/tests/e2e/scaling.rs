@@ -545,19 +545,48 @@ def handler(event, context):
     }
 "#;
 
-/// Runs the introspection function on a new environment of a new configuration.
-async fn introspect(server: &Server, description: &str) -> Value {
+/// A custom runtime (a shell `bootstrap` handing over to the system's Python) that reports
+/// what its process sees, including what a stand-in could leave behind: signal dispositions,
+/// descriptors, working directory.
+const CUSTOM_BOOTSTRAP: &[u8] = b"#!/bin/sh\n# What the bootstrap itself inherited, before Python changes its own signals.\nexport BOOTSTRAP_STATUS=\"$(grep -E '^(SigIgn|SigBlk)' /proc/self/status | tr '\\n\\t' '  ')\"\nexec /usr/bin/python3 -S /var/task/runtime.py\n";
+const CUSTOM_RUNTIME: &str = r#"import json, os, urllib.request
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+report = {
+    "env": {k: v for k, v in os.environ.items() if k not in ("AWS_LAMBDA_LOG_STREAM_NAME",)},
+    "cwd": os.getcwd(),
+    "fds": sorted(os.listdir("/proc/self/fd")),
+    "ids": [os.getuid(), os.getgid(), os.getpid(), os.getppid()],
+    "signals": [status.get("SigIgn"), status.get("SigBlk"), status.get("SigCgt")],
+    "security": [status.get("CapEff"), status.get("NoNewPrivs"), status.get("Seccomp")],
+    "tmp": sorted(os.listdir("/tmp")),
+    "task": sorted(os.listdir("/var/task")),
+    "umask": os.umask(0o22),
+}
+while True:
+    with urllib.request.urlopen(API + "next") as r:
+        request_id = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    body = json.dumps(report).encode()
+    urllib.request.urlopen(urllib.request.Request(API + request_id + "/response", data=body, method="POST")).read()
+"#;
+
+/// Runs a function on a new environment of a new configuration.
+async fn introspect_function(server: &Server, function: &str, description: &str) -> Value {
     server
         .client()
         .update_function_configuration()
-        .function_name("inside")
+        .function_name(function)
         .description(description)
         .send()
         .await
         .unwrap();
-    let r = raw_invoke(&server.address, "inside", &json!({}));
+    let r = raw_invoke(&server.address, function, &json!({}));
     assert_eq!(r.status, 200, "{r:?}");
     r.json()
+}
+
+async fn introspect(server: &Server, description: &str) -> Value {
+    introspect_function(server, "inside", description).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -654,4 +683,61 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         "Runtime.ExitError",
         "{killed:?}"
     );
+
+    // Custom runtimes: the stand-in execs the function's bootstrap, which sees what a fresh
+    // start shows it.
+    let code = zip_of(&[
+        ("bootstrap", CUSTOM_BOOTSTRAP, 0o755),
+        ("runtime.py", CUSTOM_RUNTIME.as_bytes(), 0o644),
+    ]);
+    for server in [&fresh_server, &ahead_server] {
+        create_with_env(
+            &server.client(),
+            "custom",
+            Runtime::from("provided.al2023"),
+            "unused",
+            code.clone(),
+            30,
+            &[("GREETING", "hello")],
+        )
+        .await;
+        raw_invoke(&server.address, "custom", &json!({}));
+    }
+    eventually(
+        Duration::from_secs(30),
+        "custom sandboxes started ahead",
+        || {
+            let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
+            let ready = status["RuntimesStartedAhead"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["Runtime"] == "provided" && r["Ready"].as_u64() > Some(0));
+            ready.then_some(())
+        },
+    )
+    .await;
+    let fresh = introspect_function(&fresh_server, "custom", "second").await;
+    let ahead = introspect_function(&ahead_server, "custom", "second").await;
+    assert_eq!(
+        ahead_server
+            .log()
+            .matches("environment adopted a runtime started ahead")
+            .count(),
+        3,
+        "the custom runtime's second environment was not started ahead"
+    );
+    assert_eq!(ahead["env"]["GREETING"], "hello");
+    assert!(
+        ahead["env"]["BOOTSTRAP_STATUS"]
+            .as_str()
+            .is_some_and(|s| s.contains("SigIgn")),
+        "{ahead}"
+    );
+    assert_eq!(ahead["task"], json!(["bootstrap", "runtime.py"]));
+    for key in [
+        "env", "cwd", "fds", "ids", "signals", "security", "tmp", "task", "umask",
+    ] {
+        assert_eq!(fresh[key], ahead[key], "custom runtime: {key} differs");
+    }
 }
