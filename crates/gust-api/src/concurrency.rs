@@ -10,10 +10,11 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::functions::{function_ref, page_document};
 use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body};
 
 fn function(name: &str, query: &Query) -> Result<FunctionRef, LambdaError> {
-    FunctionRef::parse(name, NameShape::Plain)?.with_query_qualifier(query.get("Qualifier"))
+    function_ref(name, NameShape::Plain, query)
 }
 
 pub async fn put_reserved(
@@ -135,15 +136,14 @@ pub fn list_provisioned(
     let page = app
         .control
         .list_provisioned(&r, query.get("Marker"), max_items)?;
-    let mut doc = json!({
-        "ProvisionedConcurrencyConfigs": page
-            .items
-            .iter()
-            .map(|c| provisioned_document(app, c, true))
-            .collect::<Vec<_>>(),
-    });
-    if let Some(marker) = page.next_marker {
-        doc["NextMarker"] = json!(marker);
-    }
-    Ok(json(StatusCode::OK, &doc, rid))
+    let items = page
+        .items
+        .iter()
+        .map(|c| provisioned_document(app, c, true))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &page_document("ProvisionedConcurrencyConfigs", items, page.next_marker),
+        rid,
+    ))
 }

@@ -15,7 +15,12 @@ use crate::App;
 use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body};
 use crate::wire::{View, function_configuration};
 
-fn function_ref(name: &str, shape: NameShape, query: &Query) -> Result<FunctionRef, LambdaError> {
+/// A function name or ARN from the path, with the `Qualifier` query member folded in.
+pub(crate) fn function_ref(
+    name: &str,
+    shape: NameShape,
+    query: &Query,
+) -> Result<FunctionRef, LambdaError> {
     FunctionRef::parse(name, shape)?.with_query_qualifier(query.get("Qualifier"))
 }
 

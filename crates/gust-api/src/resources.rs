@@ -112,7 +112,7 @@ pub fn list_aliases(
 }
 
 fn qualified(name: &str, query: &Query) -> Result<FunctionRef, LambdaError> {
-    FunctionRef::parse(name, NameShape::Namespaced)?.with_query_qualifier(query.get("Qualifier"))
+    crate::functions::function_ref(name, NameShape::Namespaced, query)
 }
 
 pub async fn add_permission(

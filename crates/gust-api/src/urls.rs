@@ -16,13 +16,14 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::functions::{function_ref, page_document};
 use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body, read_body_of};
 
 /// The path prefix of function URLs on Gust's API port.
 pub const URL_PREFIX: &str = "/lambda-url/";
 
 fn function(name: &str, query: &Query) -> Result<FunctionRef, LambdaError> {
-    FunctionRef::parse(name, NameShape::Plain)?.with_query_qualifier(query.get("Qualifier"))
+    function_ref(name, NameShape::Plain, query)
 }
 
 fn host(app: &App, req: &Request<Incoming>) -> String {
@@ -138,17 +139,16 @@ pub fn list(
         .control
         .list_url_configs(&r, query.get("Marker"), max_items)?;
     let host = host(app, req);
-    let mut doc = json!({
-        "FunctionUrlConfigs": page
-            .items
-            .iter()
-            .map(|c| document(app, c, &host, true))
-            .collect::<Vec<_>>(),
-    });
-    if let Some(marker) = page.next_marker {
-        doc["NextMarker"] = json!(marker);
-    }
-    Ok(json(StatusCode::OK, &doc, rid))
+    let items = page
+        .items
+        .iter()
+        .map(|c| document(app, c, &host, true))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &page_document("FunctionUrlConfigs", items, page.next_marker),
+        rid,
+    ))
 }
 
 /// The URL id and the path the function sees, if the request is addressed to a function URL.

@@ -72,6 +72,48 @@ struct RuntimeProcess {
     output: OutputReader,
 }
 
+impl RuntimeProcess {
+    /// Follows a started process: its output into `log`, its exit into `exited`. Returns it
+    /// with its pid.
+    fn watch(
+        spawned: gust_sandbox::Spawned,
+        log: &SharedLog,
+        name: &str,
+    ) -> std::io::Result<(Self, u32)> {
+        let output = OutputReader::start(spawned.output, log.clone(), name.to_string())?;
+        let mut child = spawned.child;
+        let pid = child.id().unwrap_or(0);
+        let (tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = child.wait().await.ok();
+            let _ = tx.send(status);
+        });
+        Ok((
+            Self {
+                exited,
+                started: Instant::now(),
+                output,
+            },
+            pid,
+        ))
+    }
+}
+
+/// Serves the Runtime API on the sandbox's listener.
+fn serve_runtime_api(
+    sandbox: &mut dyn Sandbox,
+) -> Result<(Arc<Link>, tokio::task::JoinHandle<()>), EnvironmentError> {
+    let listener = sandbox
+        .take_listener()
+        .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
+        .map_err(gust_sandbox::SandboxError::Setup)?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(gust_sandbox::SandboxError::Setup)?;
+    let link = Arc::new(Link::new());
+    let server = gust_runtime_api::spawn(listener, link.clone());
+    Ok((link, server))
+}
+
 /// How an environment came to be (`AWS_LAMBDA_INITIALIZATION_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitializationType {
@@ -267,14 +309,7 @@ impl Environment {
             },
             Err(e) => return Err(EnvironmentError::Runtime(e)),
         };
-        let listener = sandbox
-            .take_listener()
-            .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
-            .map_err(gust_sandbox::SandboxError::Setup)?;
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(gust_sandbox::SandboxError::Setup)?;
-        let link = Arc::new(Link::new());
-        let server = gust_runtime_api::spawn(listener, link.clone());
+        let (link, server) = serve_runtime_api(sandbox.as_mut())?;
         Ok(Self {
             id,
             config,
@@ -327,25 +362,14 @@ impl Environment {
                 format!("RequestId: {request_id} Error: {detail}"),
             )
         })?;
-        let output =
-            OutputReader::start(spawned.output, self.log.clone(), self.config.name.clone())
-                .map_err(|e| {
-                    error_body(
-                        "Runtime.Unknown",
-                        format!("RequestId: {request_id} Error: {e}"),
-                    )
-                })?;
-        let (tx, exited) = watch::channel(None);
-        let mut child = spawned.child;
-        tokio::spawn(async move {
-            let status = child.wait().await.ok();
-            let _ = tx.send(status);
-        });
-        self.runtime = Some(RuntimeProcess {
-            exited,
-            started: Instant::now(),
-            output,
-        });
+        let (process, _) =
+            RuntimeProcess::watch(spawned, &self.log, &self.config.name).map_err(|e| {
+                error_body(
+                    "Runtime.Unknown",
+                    format!("RequestId: {request_id} Error: {e}"),
+                )
+            })?;
+        self.runtime = Some(process);
         Ok(())
     }
 
@@ -727,14 +751,7 @@ impl Standby {
         };
         let env = standby_variables(sandbox.as_ref(), &command);
         sandbox.run_in_background();
-        let listener = sandbox
-            .take_listener()
-            .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
-            .map_err(gust_sandbox::SandboxError::Setup)?;
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(gust_sandbox::SandboxError::Setup)?;
-        let link = Arc::new(Link::new());
-        let server = gust_runtime_api::spawn(listener, link.clone());
+        let (link, server) = serve_runtime_api(sandbox.as_mut())?;
         let spawned = blocking(|| {
             sandbox.spawn(&ProcessSpec {
                 program: command.program.clone(),
@@ -750,15 +767,8 @@ impl Standby {
             }
         };
         let log = SharedLog::default();
-        let output = OutputReader::start(spawned.output, log.clone(), format!("standby {runtime}"))
+        let (process, pid) = RuntimeProcess::watch(spawned, &log, &format!("standby {runtime}"))
             .map_err(gust_sandbox::SandboxError::Setup)?;
-        let mut child = spawned.child;
-        let pid = child.id().unwrap_or(0);
-        let (tx, exited) = watch::channel(None);
-        tokio::spawn(async move {
-            let status = child.wait().await.ok();
-            let _ = tx.send(status);
-        });
         Ok(Self {
             id,
             runtime: runtime.to_string(),
@@ -766,11 +776,7 @@ impl Standby {
             sandbox,
             link,
             server,
-            process: RuntimeProcess {
-                exited,
-                started: Instant::now(),
-                output,
-            },
+            process,
             log,
             pid,
             _claim: claim,

@@ -9,6 +9,7 @@ pub mod code;
 pub mod intake;
 pub mod meta;
 pub mod queue;
+mod sqlite;
 pub mod triggers;
 
 pub use code::{CodeError, CodeStore};

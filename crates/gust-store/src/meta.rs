@@ -25,10 +25,8 @@ pub enum StoreError {
         name: String,
         source: serde_json::Error,
     },
-    #[error(
-        "metadata database has schema version {found}, newer than this Gust ({SCHEMA_VERSION})"
-    )]
-    NewerSchema { found: i64 },
+    #[error("database has schema version {found}, newer than this Gust understands ({supported})")]
+    NewerSchema { found: i64, supported: i64 },
     #[error("store i/o failure: {0}")]
     Io(String),
 }
@@ -57,15 +55,7 @@ pub struct MetaStore {
 
 impl MetaStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema { found });
-        }
+        let conn = crate::sqlite::open_versioned(path, SCHEMA_VERSION)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS functions (
                  name TEXT PRIMARY KEY,
@@ -113,7 +103,7 @@ impl MetaStore {
                  PRIMARY KEY (name, qualifier)
              );",
         )?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        crate::sqlite::set_version(&conn, SCHEMA_VERSION)?;
         Ok(Self { conn })
     }
 

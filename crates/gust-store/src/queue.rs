@@ -87,11 +87,7 @@ pub struct QueueStore {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
+    crate::sqlite::connection(path)
 }
 
 fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {

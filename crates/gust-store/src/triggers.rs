@@ -37,15 +37,7 @@ fn from_json<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T
 
 impl TriggerStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema { found });
-        }
+        let conn = crate::sqlite::open_versioned(path, SCHEMA_VERSION)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS rules (
                  name TEXT PRIMARY KEY,
@@ -63,7 +55,7 @@ impl TriggerStore {
                  doc TEXT NOT NULL
              );",
         )?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        crate::sqlite::set_version(&conn, SCHEMA_VERSION)?;
         Ok(Self { conn })
     }
 

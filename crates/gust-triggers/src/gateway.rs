@@ -47,6 +47,69 @@ struct Source<'a> {
     url_id: Option<&'a str>,
 }
 
+/// How a front answers when the function produced no response: function URLs answer as
+/// Lambda's do, routes as API Gateway HTTP APIs do.
+struct Answers {
+    throttled: (u16, &'static str, &'static str),
+    too_large: (u16, &'static str, &'static str),
+    failed: (u16, &'static str, &'static str),
+    /// What the log calls a request of this front.
+    what: &'static str,
+}
+
+const FUNCTION_URL_ANSWERS: Answers = Answers {
+    throttled: (429, "application/json", r#"{"Message":"Rate Exceeded."}"#),
+    too_large: (
+        413,
+        "application/json",
+        r#"{"Message":"Request Entity Too Large"}"#,
+    ),
+    failed: (502, "text/plain", "Internal Server Error"),
+    what: "function URL request",
+};
+
+const ROUTE_ANSWERS: Answers = Answers {
+    throttled: (
+        429,
+        "application/json",
+        r#"{"message":"Too Many Requests"}"#,
+    ),
+    too_large: (
+        413,
+        "application/json",
+        r#"{"message":"Request Entity Too Large"}"#,
+    ),
+    failed: (
+        500,
+        "application/json",
+        r#"{"message":"Internal Server Error"}"#,
+    ),
+    what: "route request",
+};
+
+/// The HTTP response for an invocation's outcome; `target` names the URL or route in logs.
+fn answer(
+    outcome: Result<HttpResult, Failure>,
+    answers: &Answers,
+    target: &str,
+    rid: &str,
+) -> HttpResponse {
+    let (status, content_type, body) = match outcome {
+        Ok(result) => return from_result(result, rid),
+        Err(Failure::Throttled) => answers.throttled,
+        Err(Failure::TooLarge) => answers.too_large,
+        Err(Failure::Function(detail)) => {
+            tracing::debug!(%target, %detail, "{} failed in the function", answers.what);
+            answers.failed
+        }
+        Err(Failure::Platform(e)) => {
+            tracing::warn!(%target, error = %e, "{} failed", answers.what);
+            answers.failed
+        }
+    };
+    respond(status, content_type, body, rid)
+}
+
 /// Why a request produced no function response.
 enum Failure {
     Throttled,
@@ -288,48 +351,25 @@ impl Gateway {
     }
 
     async fn serve_url(&self, config: &FunctionUrlConfig, call: &HttpCall<'_>) -> HttpResponse {
-        let rid = call.request_id;
         let function = FunctionRef {
             name: config.function.clone(),
             qualifier: config.qualifier.clone(),
             region: None,
             account: None,
         };
-        match self
-            .run(
-                function,
-                call,
-                Source {
-                    route_key: "$default",
-                    path_parameters: None,
-                    account_id: "anonymous",
-                    url_id: Some(&config.url_id),
-                },
-            )
-            .await
-        {
-            Ok(result) => from_result(result, rid),
-            Err(Failure::Throttled) => respond(
-                429,
-                "application/json",
-                r#"{"Message":"Rate Exceeded."}"#,
-                rid,
-            ),
-            Err(Failure::TooLarge) => respond(
-                413,
-                "application/json",
-                r#"{"Message":"Request Entity Too Large"}"#,
-                rid,
-            ),
-            Err(Failure::Function(detail)) => {
-                tracing::debug!(url = %config.url_id, %detail, "function URL request failed in the function");
-                respond(502, "text/plain", "Internal Server Error", rid)
-            }
-            Err(Failure::Platform(e)) => {
-                tracing::warn!(url = %config.url_id, error = %e, "function URL request failed");
-                respond(502, "text/plain", "Internal Server Error", rid)
-            }
-        }
+        let source = Source {
+            route_key: "$default",
+            path_parameters: None,
+            account_id: "anonymous",
+            url_id: Some(&config.url_id),
+        };
+        let outcome = self.run(function, call, source).await;
+        answer(
+            outcome,
+            &FUNCTION_URL_ANSWERS,
+            &config.url_id,
+            call.request_id,
+        )
     }
 
     /// Serves a request on the route gateway.
@@ -339,50 +379,13 @@ impl Gateway {
             return respond(404, "application/json", r#"{"message":"Not Found"}"#, rid);
         };
         let account = self.control.arns().account.clone();
-        match self
-            .run(
-                matched.function,
-                &call,
-                Source {
-                    route_key: &matched.route_key,
-                    path_parameters: matched.path_parameters.as_ref(),
-                    account_id: &account,
-                    url_id: None,
-                },
-            )
-            .await
-        {
-            Ok(result) => from_result(result, rid),
-            Err(Failure::Throttled) => respond(
-                429,
-                "application/json",
-                r#"{"message":"Too Many Requests"}"#,
-                rid,
-            ),
-            Err(Failure::TooLarge) => respond(
-                413,
-                "application/json",
-                r#"{"message":"Request Entity Too Large"}"#,
-                rid,
-            ),
-            Err(Failure::Function(detail)) => {
-                tracing::debug!(route = %matched.route_key, %detail, "route request failed in the function");
-                respond(
-                    500,
-                    "application/json",
-                    r#"{"message":"Internal Server Error"}"#,
-                    rid,
-                )
-            }
-            Err(Failure::Platform(e)) => {
-                tracing::warn!(route = %matched.route_key, error = %e, "route request failed");
-                respond(
-                    500,
-                    "application/json",
-                    r#"{"message":"Internal Server Error"}"#,
-                    rid,
-                )
-            }
-        }
+        let source = Source {
+            route_key: &matched.route_key,
+            path_parameters: matched.path_parameters.as_ref(),
+            account_id: &account,
+            url_id: None,
+        };
+        let outcome = self.run(matched.function.clone(), &call, source).await;
+        answer(outcome, &ROUTE_ANSWERS, &matched.route_key, rid)
     }
 }
