@@ -3,6 +3,8 @@
 //! the same hello world started as a plain child process.
 
 use std::io::Read;
+
+use anyhow::Context;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,91 @@ async fn time_launcher(
         tokio::time::sleep(pause).await;
     }
     Ok((Stats::new(samples), Stats::new(creates)))
+}
+
+/// The request-path cost of a sandbox started ahead (as Gust keeps them for custom
+/// runtimes): sandbox, Runtime API and stand-in are ready before the clock starts; timed is
+/// handing it the code, the memory limit and the program (`/bin/echo hello`), up to the
+/// program's exit. Returns `None` where the stand-in cannot run (no system Python).
+async fn time_started_ahead(
+    launcher: &dyn Launcher,
+    dir: &Path,
+    runs: usize,
+    pause: Duration,
+) -> anyhow::Result<Option<Stats>> {
+    if !Path::new(gust_runtimes::STANDBY_INTERPRETER).is_file() {
+        return Ok(None);
+    }
+    let runtime_dir = dir.join("runtime");
+    let placeholder = dir.join("placeholder");
+    std::fs::create_dir_all(runtime_dir.join("standby"))?;
+    std::fs::create_dir_all(&placeholder)?;
+    std::fs::write(
+        runtime_dir.join(gust_runtimes::STANDBY_EXEC_PATH),
+        gust_runtimes::STANDBY_EXEC,
+    )?;
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs + 5 {
+        let mut sandbox = launcher.create(&SandboxSpec {
+            environment_id: format!("ahead{i}"),
+            code_dir: placeholder.clone(),
+            runtime_dir: runtime_dir.clone(),
+            memory_mb: 128,
+            ephemeral_storage_mb: 512,
+            read_only_paths: Vec::new(),
+            egress: false,
+        })?;
+        sandbox.run_in_background();
+        let listener = sandbox
+            .take_listener()
+            .context("the sandbox has no Runtime API listener")?;
+        let link = std::sync::Arc::new(gust_runtime_api::Link::new());
+        let server =
+            gust_runtime_api::spawn(tokio::net::TcpListener::from_std(listener)?, link.clone());
+        let stand_in = ProcessSpec {
+            program: gust_runtimes::STANDBY_INTERPRETER.into(),
+            args: vec![
+                sandbox
+                    .runtime_dir()
+                    .join(gust_runtimes::STANDBY_EXEC_PATH)
+                    .into(),
+            ],
+            env: vec![(
+                "AWS_LAMBDA_RUNTIME_API".into(),
+                sandbox.runtime_api_address().to_string(),
+            )],
+        };
+        let spawned = sandbox.spawn(&stand_in)?;
+        let mut child = spawned.child;
+        let pid = child.id().context("the stand-in has no pid")?;
+        tokio::time::timeout(Duration::from_secs(10), link.standing_by())
+            .await
+            .context("the stand-in did not get ready")?;
+        let started = Instant::now();
+        sandbox.assign(dir, 128, pid)?;
+        link.claim_standby(
+            serde_json::json!({
+                "Environment": {"PATH": "/usr/bin:/bin", "LAMBDA_TASK_ROOT": "/var/task"},
+                "Exec": {"Program": "/bin/echo", "Args": ["hello"]},
+            })
+            .to_string(),
+        );
+        let status = child.wait().await?;
+        let elapsed = started.elapsed();
+        let mut output = String::new();
+        std::fs::File::from(spawned.output).read_to_string(&mut output)?;
+        anyhow::ensure!(
+            status.success() && output == "hello\n",
+            "the hello world failed: {status} {output:?}"
+        );
+        server.abort();
+        sandbox.destroy();
+        if i >= 5 {
+            samples.push(elapsed);
+        }
+        tokio::time::sleep(pause).await;
+    }
+    Ok(Some(Stats::new(samples)))
 }
 
 /// Sandboxes created, used for a hello world and torn down per second, by `concurrency`
@@ -149,6 +236,13 @@ pub async fn setup(report: &mut Report, runs: usize) -> anyhow::Result<()> {
     let (stats, create) = time_launcher(&pooled, &code, runs, pause).await?;
     report.measure("sandbox setup + hello world, with pools", stats, FLOOR);
     report.measure("… of which creating the sandbox, with pools", create, FLOOR);
+    if let Some(stats) = time_started_ahead(&pooled, temp.path(), runs, pause).await? {
+        report.measure(
+            "sandbox setup + hello world, from a sandbox started ahead",
+            stats,
+            FLOOR,
+        );
+    }
     drop(pooled);
     let unpooled = LinuxLauncher::with_ready_namespaces(temp.path().join("unpooled"), 0)?;
     let (stats, create) = time_launcher(&unpooled, &code, runs, pause).await?;

@@ -18,7 +18,8 @@ pub use ids::{Family, RuntimeId, Support, support};
 pub use resolve::Interpreter;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
-const STANDBY_EXEC: &str = include_str!("../bootstrap/standby/exec.py");
+/// The stand-in a custom runtime's sandbox started ahead runs until adopted.
+pub const STANDBY_EXEC: &str = include_str!("../bootstrap/standby/exec.py");
 
 /// The interpreter that runs [`STANDBY_EXEC`]: the system's, under `/usr`, which every sandbox
 /// shows anyway (another would add a mount a fresh environment does not have).

@@ -17,17 +17,28 @@ def wait_for_adoption(address):
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     try:
         sock.connect((host, int(port)))
-        request = "GET /2018-06-01/runtime/gust/standby HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+        request = "GET /2018-06-01/runtime/gust/standby HTTP/1.1\r\nHost: %s\r\n\r\n"
         sock.sendall((request % address).encode("ascii"))
         data = b""
-        while True:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SystemExit("gust standby: the Runtime API closed the connection")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        # Read exactly the body: waiting for the server to close costs a round of scheduling.
+        while len(body) < length:
             chunk = sock.recv(65536)
             if not chunk:
                 break
-            data += chunk
+            body += chunk
     finally:
         sock.close()
-    head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
         raise SystemExit("gust standby: the Runtime API ended the standby")
     return json.loads(body)
