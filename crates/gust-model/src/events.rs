@@ -40,6 +40,9 @@ pub struct Target {
     /// JSONPath selecting the part of the event that is sent.
     #[serde(default)]
     pub input_path: Option<String>,
+    /// `InputTransformer` as the request gave it (`InputPathsMap`, `InputTemplate`).
+    #[serde(default)]
+    pub input_transformer: Option<serde_json::Value>,
     #[serde(default)]
     pub role_arn: Option<String>,
 }

@@ -192,6 +192,7 @@ mod tests {
             arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
             input: Some("{}".into()),
             input_path: None,
+            input_transformer: None,
             role_arn: None,
         };
         {

@@ -12,6 +12,7 @@ pub mod route_table;
 pub mod routes;
 pub mod rules;
 pub mod schedule;
+pub mod transform;
 
 pub use clock::Clock;
 pub use gateway::Gateway;

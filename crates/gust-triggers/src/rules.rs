@@ -2,8 +2,8 @@
 //! ListRules, ListTargetsByRule, ListRuleNamesByTarget, DescribeRule, EnableRule,
 //! DisableRule, DeleteRule) and the scheduler that fires them.
 //!
-//! A firing sends the scheduled-event payload (or the target's Input / InputPath selection)
-//! as an asynchronous invocation. Each rule's last firing is stored before its events are
+//! A firing sends the scheduled-event payload (or the target's Input, InputPath selection or
+//! InputTransformer result) as an asynchronous invocation. Each rule's last firing is stored before its events are
 //! queued, and after a restart only ticks after the restart fire: a tick is never sent twice
 //! and ticks missed while Gust was down are not backfilled.
 
@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::jsonpath::JsonPath;
 use crate::schedule::Schedule;
+use crate::transform::InputTransformer;
 
 const DEFAULT_BUS: &str = "default";
 const NAME_PATTERN: &str = r"[\.\-_A-Za-z0-9]+";
@@ -581,10 +582,18 @@ impl Schedules {
                 "ErrorMessage": message,
             })))
         };
-        if input.input_transformer.is_some() {
-            return failed(
-                "Gust does not support InputTransformer yet; use Input or InputPath.".into(),
-            );
+        if let Some(doc) = &input.input_transformer {
+            let transformer: InputTransformer =
+                serde_json::from_value(doc.clone()).map_err(|e| {
+                    EventsError::validation(format!(
+                        "InputTransformer for target {id} is invalid: {e}."
+                    ))
+                })?;
+            transformer.check().map_err(|e| {
+                EventsError::validation(format!(
+                    "InputTransformer for target {id} is invalid: {e}."
+                ))
+            })?;
         }
         let is_lambda = arn.split(':').nth(2) == Some("lambda");
         let function = FunctionRef::parse(&arn, NameShape::Namespaced)
@@ -600,6 +609,7 @@ impl Schedules {
             arn,
             input: input.input,
             input_path: input.input_path,
+            input_transformer: input.input_transformer,
             role_arn: input.role_arn,
         }))
     }
@@ -696,6 +706,9 @@ impl Schedules {
                 if let Some(p) = &t.input_path {
                     doc["InputPath"] = p.clone().into();
                 }
+                if let Some(transformer) = &t.input_transformer {
+                    doc["InputTransformer"] = transformer.clone();
+                }
                 if let Some(r) = &t.role_arn {
                     doc["RoleArn"] = r.clone().into();
                 }
@@ -776,6 +789,15 @@ impl Schedules {
             "resources": [self.rule_arn(rule)],
             "detail": {},
         });
+        if let Some(doc) = &target.input_transformer {
+            let transformer: InputTransformer = serde_json::from_value(doc.clone()).ok()?;
+            let text = transformer.apply(&event, &self.rule_arn(rule), rule);
+            // Lambda takes JSON: text that is not a JSON document goes as a JSON string.
+            if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
+                return Some(Bytes::from(text));
+            }
+            return Some(Bytes::from(serde_json::to_vec(&Value::String(text)).ok()?));
+        }
         let selected = match &target.input_path {
             Some(path) => JsonPath::parse(path).ok()?.select(&event)?.clone(),
             None => event,

@@ -641,6 +641,7 @@ async fn scheduled_rules_fire_their_targets_once_per_tick() {
     let args = ["--isolation", "process", "--clock-start", start.as_str()];
     let server = Server::start_with(&args);
     create_recorder(&server.client(), "tick", false, records_dir.path()).await;
+    create_recorder(&server.client(), "shape", false, records_dir.path()).await;
 
     // Validation, with EventBridge's error shapes.
     events_error(
@@ -680,6 +681,33 @@ async fn scheduled_rules_fire_their_targets_once_per_tick() {
     );
     let rule_arn = "arn:aws:events:us-east-1:123456789012:rule/every-minute";
     assert_eq!(put["RuleArn"], rule_arn);
+    events_ok(
+        &server,
+        "PutRule",
+        json!({"Name": "shaped", "ScheduleExpression": "rate(1 minute)"}),
+    );
+    let shaped_target = events_ok(
+        &server,
+        "PutTargets",
+        json!({"Rule": "shaped", "Targets": [{
+            "Id": "t", "Arn": "arn:aws:lambda:us-east-1:123456789012:function:shape",
+            "InputTransformer": {
+                "InputPathsMap": {"source": "$.source", "when": "$.time", "gone": "$.detail.nothing"},
+                "InputTemplate": "{\"source\": <source>, \"when\": <when>, \"rule\": \"<aws.events.rule-name>\", \"line\": \"<aws.events.rule-name> fired at <when>\", \"missing\": <gone>}"
+            }
+        }]}),
+    );
+    assert_eq!(shaped_target["FailedEntryCount"], 0, "{shaped_target}");
+    events_error(
+        &server,
+        "PutTargets",
+        json!({"Rule": "shaped", "Targets": [{
+            "Id": "bad", "Arn": FUNCTION_ARN,
+            "InputTransformer": {"InputPathsMap": {"x": "no-dollar"}, "InputTemplate": "<x>"}
+        }]}),
+        "ValidationException",
+        "InputTransformer for target bad is invalid",
+    );
     let targets = events_ok(
         &server,
         "PutTargets",
@@ -739,6 +767,22 @@ async fn scheduled_rules_fire_their_targets_once_per_tick() {
     );
     assert!(delivered.contains(&json!({"custom": 1})), "{delivered:?}");
     assert!(delivered.contains(&json!([rule_arn])), "{delivered:?}");
+    // The other rule's target shapes its input with an InputTransformer.
+    let shaped = eventually(Duration::from_secs(30), "the shaped event", || {
+        records(records_dir.path(), "shape").into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        shaped["event"],
+        json!({
+            "source": "aws.events",
+            "when": tick_time,
+            "rule": "shaped",
+            "line": format!("shaped fired at {tick_time}"),
+            "missing": null,
+        }),
+        "{shaped}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(records(records_dir.path(), "tick").len(), 3, "fired twice");
 
@@ -821,5 +865,6 @@ async fn scheduled_rules_fire_their_targets_once_per_tick() {
         json!({"Name": "every-minute", "Force": true}),
     );
     let rules = events_ok(&server, "ListRules", json!({}));
-    assert_eq!(rules["Rules"], json!([]));
+    assert_eq!(rules["Rules"].as_array().unwrap().len(), 1, "{rules}");
+    assert_eq!(rules["Rules"][0]["Name"], "shaped");
 }
