@@ -311,13 +311,15 @@ pub async fn function_url(
 /// Cold starts one at a time, 200 ms apart: sandboxes started ahead refill in between, as
 /// they do between a function's cold starts in use. Each kind is measured from a sandbox
 /// started ahead and from a fresh one (a configuration Gust never starts ahead for: a larger
-/// /tmp for the custom runtime, a variable the interpreter reads for Python).
+/// /tmp for the custom runtime, a variable the interpreter reads for Python and Node.js).
 pub async fn cold(report: &mut Report, address: &str, runs: usize) -> anyhow::Result<()> {
     let pause = Duration::from_millis(200);
     let ahead = serde_json::json!({});
     let custom_fresh = serde_json::json!({ "EphemeralStorage": { "Size": 1024 } });
     let python_fresh =
         serde_json::json!({ "Environment": { "Variables": { "PYTHONDONTWRITEBYTECODE": "1" } } });
+    let node_fresh =
+        serde_json::json!({ "Environment": { "Variables": { "NODE_NO_WARNINGS": "1" } } });
     for (function, label, floor, config) in [
         (
             ECHO,
@@ -343,7 +345,8 @@ pub async fn cold(report: &mut Report, address: &str, runs: usize) -> anyhow::Re
             "python3 -c pass",
             &python_fresh,
         ),
-        (NODE, "Node.js", "node -e 0", &ahead),
+        (NODE, "Node.js, runtime started ahead", "node -e 0", &ahead),
+        (NODE, "Node.js, fresh start", "node -e 0", &node_fresh),
     ] {
         let mut conn = Connection::open(address).await?;
         let mut times = Vec::with_capacity(runs);

@@ -713,6 +713,9 @@ impl Standby {
     ) -> Result<Self, EnvironmentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let custom = runtime == crate::standbys::CUSTOM;
+        // Node.js pools are per memory size: the heap limit is set when it starts.
+        let (runtime_id, memory_mb) = crate::standbys::node_kind(runtime)
+            .unwrap_or((runtime, gust_model::limits::DEFAULT_MEMORY_MB));
         let mut sandbox = platform.launcher.create(&SandboxSpec {
             environment_id: id.clone(),
             code_dir: placeholder.to_path_buf(),
@@ -721,7 +724,7 @@ impl Standby {
             ephemeral_storage_mb: gust_model::limits::DEFAULT_EPHEMERAL_MB,
             read_only_paths: platform
                 .runtimes
-                .install_prefix(runtime)
+                .install_prefix(runtime_id)
                 .into_iter()
                 .collect(),
             egress: false,
@@ -746,7 +749,7 @@ impl Standby {
             };
             platform
                 .runtimes
-                .command(runtime, placement, gust_model::limits::DEFAULT_MEMORY_MB)
+                .command(runtime_id, placement, memory_mb)
                 .map_err(EnvironmentError::Runtime)?
         };
         let env = standby_variables(sandbox.as_ref(), &command);

@@ -1,9 +1,9 @@
 //! Sandboxes started ahead of demand, for cold starts that skip the sandbox's and the
 //! interpreter's start-up.
 //!
-//! Setting up a sandbox costs a few milliseconds, and starting Python with Gust's bootstrap
-//! most of a Python cold start; none of it depends on the function. So after a cold start,
-//! Gust keeps a few sandboxes of that kind started and waiting: for a Python runtime, with
+//! Setting up a sandbox costs a few milliseconds, and starting Python or Node.js with Gust's
+//! bootstrap most of a cold start; none of it depends on the function. So after a cold start,
+//! Gust keeps a few sandboxes of that kind started and waiting: for Python and Node.js, with
 //! the interpreter and the bootstrap loaded; for custom runtimes, with a stand-in that execs
 //! the function's `bootstrap` when adopted. The next cold start adopts one (its function's
 //! code is mounted in, its memory limit set, its variables handed over) instead of starting
@@ -18,9 +18,9 @@ use gust_model::{FunctionConfig, Network};
 
 use crate::environment::Standby;
 
-/// Variables (or prefixes, ending in `*`) the interpreter or the dynamic loader reads when a
-/// process starts: a function that sets one gets a fresh start.
-const READ_AT_START: &[&str] = &[
+/// Variables (or prefixes, ending in `*`) Python or the dynamic loader reads when a process
+/// starts: a function that sets one gets a fresh start.
+const PYTHON_READS_AT_START: &[&str] = &[
     "PYTHON*",
     "LD_*",
     "LANG",
@@ -29,6 +29,36 @@ const READ_AT_START: &[&str] = &[
     "GLIBC_TUNABLES",
     "MALLOC_*",
 ];
+
+/// The same for Node.js (and the OpenSSL and libuv it initialises as it starts).
+const NODE_READS_AT_START: &[&str] = &[
+    "NODE_*",
+    "UV_*",
+    "OPENSSL_*",
+    "SSL_CERT_*",
+    "LD_*",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "GLIBC_TUNABLES",
+    "MALLOC_*",
+];
+
+fn sets_any(config: &FunctionConfig, variables: &[&str]) -> bool {
+    config.environment.iter().flatten().any(|(key, _)| {
+        variables.iter().any(|v| match v.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => key == v,
+        })
+    })
+}
+
+/// The runtime id and memory size (MB) of a Node.js pool: Node.js sizes its heap from the
+/// memory at start-up, so its pools are per memory size (`nodejs20.x/512`).
+pub fn node_kind(kind: &str) -> Option<(&str, u32)> {
+    let (runtime, memory) = kind.split_once('/')?;
+    Some((runtime, memory.parse().ok()?))
+}
 
 #[derive(Default)]
 struct Pool {
@@ -76,13 +106,12 @@ impl Standbys {
             // The bootstrap is exec'd with the function's variables: nothing is read early.
             return self.custom.then(|| CUSTOM.to_string());
         }
-        let reads_at_start = config.environment.iter().flatten().any(|(key, _)| {
-            READ_AT_START.iter().any(|v| match v.strip_suffix('*') {
-                Some(prefix) => key.starts_with(prefix),
-                None => key == v,
-            })
-        });
-        (runtime.starts_with("python") && !reads_at_start).then(|| runtime.to_string())
+        if runtime.starts_with("nodejs") {
+            return (!sets_any(config, NODE_READS_AT_START))
+                .then(|| format!("{runtime}/{}", config.memory_size));
+        }
+        (runtime.starts_with("python") && !sets_any(config, PYTHON_READS_AT_START))
+            .then(|| runtime.to_string())
     }
 
     /// Returns a sandbox that could not be adopted for a reason of its function's.

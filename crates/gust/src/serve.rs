@@ -57,8 +57,8 @@ pub struct ServeArgs {
     /// Seconds an idle execution environment is kept warm.
     #[arg(long, default_value_t = 300)]
     keep_alive: u64,
-    /// Sandboxes kept started ahead of demand per Python runtime id and for custom runtimes,
-    /// for fast cold starts (0 turns this off).
+    /// Sandboxes kept started ahead of demand per kind (Python runtime, Node.js runtime and
+    /// memory size, custom runtimes), for fast cold starts (0 turns this off).
     #[arg(long, default_value_t = 2)]
     standby_runtimes: usize,
     /// Total MemorySize (MB) of execution environments beyond which idle ones retire, least

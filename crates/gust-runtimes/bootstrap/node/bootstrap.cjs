@@ -87,9 +87,15 @@ function serialise(value) {
 
 let currentRequestId = undefined;
 let currentTenantId = undefined;
-const jsonLogs = process.env.AWS_LAMBDA_LOG_FORMAT === 'JSON';
 const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
-const minLevel = LEVELS[(process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase()] || LEVELS.TRACE;
+// Read when the runtime starts serving its function (see main).
+let jsonLogs = false;
+let minLevel = LEVELS.TRACE;
+
+function configureLogging() {
+  jsonLogs = process.env.AWS_LAMBDA_LOG_FORMAT === 'JSON';
+  minLevel = LEVELS[(process.env.AWS_LAMBDA_LOG_LEVEL || '').toUpperCase()] || LEVELS.TRACE;
+}
 
 function writeLog(level, args) {
   if (LEVELS[level] < minLevel) return;
@@ -369,7 +375,21 @@ async function serve(handler) {
   }
 }
 
+// Gust started this runtime ahead of demand, before its function was known: wait for the
+// function's environment, then carry on exactly as a runtime started with it. (Gust starts
+// ahead only functions whose variables Node.js does not read at start-up.)
+async function adoptEnvironment() {
+  const res = await call('GET', `${PREFIX}/gust/standby`);
+  if (res.status !== 200) throw new Error(`the Runtime API ended the standby (${res.status})`);
+  const environment = JSON.parse(res.body.toString('utf8')).Environment;
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  Object.assign(process.env, environment);
+  process.chdir(process.env.LAMBDA_TASK_ROOT || '/var/task');
+}
+
 async function main() {
+  if (process.env._GUST_STANDBY === '1') await adoptEnvironment();
+  configureLogging();
   patchConsole();
   const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
   let handler;

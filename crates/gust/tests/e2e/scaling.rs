@@ -570,6 +570,35 @@ while True:
     urllib.request.urlopen(urllib.request.Request(API + request_id + "/response", data=body, method="POST")).read()
 "#;
 
+/// The Node.js counterpart of [`INTROSPECT`].
+const NODE_INTROSPECT: &str = r#"const fs = require('fs');
+let invocations = 0;
+exports.handler = async () => {
+  invocations += 1;
+  const status = Object.fromEntries(fs.readFileSync('/proc/self/status', 'utf8').split('\n')
+    .filter((l) => l.includes(':\t')).map((l) => l.split(':\t')));
+  const env = Object.assign({}, process.env);
+  delete env.AWS_LAMBDA_LOG_STREAM_NAME;
+  delete env._X_AMZN_TRACE_ID;
+  return {
+    invocations,
+    env,
+    execArgv: process.execArgv,
+    argv: process.argv,
+    cwd: process.cwd(),
+    modules: Object.keys(require.cache).sort(),
+    tmp: fs.readdirSync('/tmp').sort(),
+    task: fs.readdirSync('/var/task').sort(),
+    ids: [process.getuid(), process.getgid(), process.pid],
+    fds: fs.readdirSync('/proc/self/fd').sort(),
+    security: [status.CapEff, status.NoNewPrivs, status.Seccomp, status.SigIgn, status.SigBlk],
+    umask: process.umask(),
+    zone: [Intl.DateTimeFormat().resolvedOptions().timeZone, new Date(0).getTimezoneOffset()],
+    heapLimit: require('v8').getHeapStatistics().heap_size_limit,
+  };
+};
+"#;
+
 /// Runs a function on a new environment of a new configuration.
 async fn introspect_function(server: &Server, function: &str, description: &str) -> Value {
     server
@@ -739,5 +768,65 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         "env", "cwd", "fds", "ids", "signals", "security", "tmp", "task", "umask",
     ] {
         assert_eq!(fresh[key], ahead[key], "custom runtime: {key} differs");
+    }
+
+    // Node.js: pools per memory size, the bootstrap loaded ahead.
+    for server in [&fresh_server, &ahead_server] {
+        create_with_env(
+            &server.client(),
+            "node",
+            Runtime::from("nodejs20.x"),
+            "index.handler",
+            zip_of(&[("index.js", NODE_INTROSPECT.as_bytes(), 0o644)]),
+            30,
+            &[("GREETING", "hello")],
+        )
+        .await;
+        raw_invoke(&server.address, "node", &json!({}));
+    }
+    eventually(
+        Duration::from_secs(60),
+        "Node.js runtimes started ahead",
+        || {
+            let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
+            let ready = status["RuntimesStartedAhead"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["Runtime"] == "nodejs20.x/128" && r["Ready"].as_u64() > Some(0));
+            ready.then_some(())
+        },
+    )
+    .await;
+    let fresh = introspect_function(&fresh_server, "node", "second").await;
+    let ahead = introspect_function(&ahead_server, "node", "second").await;
+    assert_eq!(
+        ahead_server
+            .log()
+            .matches("environment adopted a runtime started ahead")
+            .count(),
+        4,
+        "the Node.js function's second environment was not started ahead"
+    );
+    assert_eq!(ahead["env"]["GREETING"], "hello");
+    assert!(ahead["env"].get("_GUST_STANDBY").is_none());
+    assert_eq!(ahead["invocations"], 1);
+    for key in [
+        "invocations",
+        "env",
+        "execArgv",
+        "argv",
+        "cwd",
+        "modules",
+        "tmp",
+        "task",
+        "ids",
+        "fds",
+        "security",
+        "umask",
+        "zone",
+        "heapLimit",
+    ] {
+        assert_eq!(fresh[key], ahead[key], "Node.js: {key} differs");
     }
 }
