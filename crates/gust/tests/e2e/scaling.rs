@@ -614,55 +614,77 @@ async fn introspect_function(server: &Server, function: &str, description: &str)
     r.json()
 }
 
-async fn introspect(server: &Server, description: &str) -> Value {
-    introspect_function(server, "inside", description).await
+const ADOPTED: &str = "environment adopted a runtime started ahead";
+
+/// Deploys `function` on both servers and cold-starts it once (the first cold start of a kind
+/// is always fresh; it starts sandboxes ahead of the next), then starts a second environment
+/// on each: returns what they report, `(fresh, adopted)`.
+async fn fresh_and_adopted(
+    fresh_server: &Server,
+    ahead_server: &Server,
+    function: &str,
+    (runtime, handler, code): (&str, &str, Vec<u8>),
+    pool: &str,
+) -> (Value, Value) {
+    for server in [fresh_server, ahead_server] {
+        create_with_env(
+            &server.client(),
+            function,
+            Runtime::from(runtime),
+            handler,
+            code.clone(),
+            30,
+            &[("GREETING", "hello")],
+        )
+        .await;
+        raw_invoke(&server.address, function, &json!({}));
+    }
+    eventually(Duration::from_secs(60), "sandboxes started ahead", || {
+        let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
+        let ready = status["RuntimesStartedAhead"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["Runtime"] == pool && r["Ready"].as_u64() > Some(0));
+        ready.then_some(())
+    })
+    .await;
+    let adopted_before = ahead_server.log().matches(ADOPTED).count();
+    let fresh = introspect_function(fresh_server, function, "second").await;
+    let ahead = introspect_function(ahead_server, function, "second").await;
+    assert_eq!(
+        ahead_server.log().matches(ADOPTED).count(),
+        adopted_before + 1,
+        "{function}: the second environment was not started ahead"
+    );
+    assert_eq!(ahead["env"]["GREETING"], "hello");
+    assert!(ahead["env"].get("_GUST_STANDBY").is_none());
+    (fresh, ahead)
+}
+
+fn assert_same(fresh: &Value, ahead: &Value, keys: &[&str], what: &str) {
+    for key in keys {
+        assert_eq!(fresh[key], ahead[key], "{what}: {key} differs");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
     let fresh_server = Server::start_with(&["--standby-runtimes", "0"]);
     let ahead_server = Server::start();
-    for server in [&fresh_server, &ahead_server] {
-        create_with_env(
-            &server.client(),
-            "inside",
-            Runtime::from("python3.12"),
-            "app.handler",
-            python_zip(INTROSPECT),
-            30,
-            &[("GREETING", "hello")],
-        )
-        .await;
-        // The first cold start of a runtime is always fresh; it starts runtimes ahead.
-        raw_invoke(&server.address, "inside", &json!({}));
-    }
-    let started_ahead = eventually(Duration::from_secs(30), "runtimes started ahead", || {
-        let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
-        (status["RuntimesStartedAhead"][0]["Ready"].as_u64() > Some(0)).then_some(())
-    });
-    started_ahead.await;
-    let fresh = introspect(&fresh_server, "second").await;
-    let ahead = introspect(&ahead_server, "second").await;
+
+    let python = ("python3.12", "app.handler", python_zip(INTROSPECT));
+    let (fresh, ahead) =
+        fresh_and_adopted(&fresh_server, &ahead_server, "inside", python, "python3.12").await;
     assert!(
-        ahead_server
-            .log()
-            .contains("environment adopted a runtime started ahead"),
-        "the second environment was not started ahead:\n{}",
-        ahead_server.log()
-    );
-    assert!(
-        !fresh_server
-            .log()
-            .contains("adopted a runtime started ahead"),
+        !fresh_server.log().contains(ADOPTED),
         "--standby-runtimes 0 still started ahead"
     );
-    assert_eq!(ahead["env"]["GREETING"], "hello");
     assert_eq!(ahead["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
-    assert!(ahead["env"].get("_GUST_STANDBY").is_none());
     assert_eq!(ahead["task"], json!(["app.py"]));
     assert_eq!(ahead["task_writable"], false);
     assert_eq!(ahead["invocations"], 1);
-    for key in [
+    let python_keys = [
         "invocations",
         "env",
         "path",
@@ -679,9 +701,8 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         "security",
         "umask",
         "memory_mb",
-    ] {
-        assert_eq!(fresh[key], ahead[key], "{key} differs");
-    }
+    ];
+    assert_same(&fresh, &ahead, &python_keys, "Python");
 
     // The function's memory limit applies to an adopted environment.
     ahead_server
@@ -692,17 +713,15 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         .send()
         .await
         .unwrap();
+    let adopted_before = ahead_server.log().matches(ADOPTED).count();
     let killed = raw_invoke(
         &ahead_server.address,
         "inside",
         &json!({"allocate_mb": 400}),
     );
     assert_eq!(
-        ahead_server
-            .log()
-            .matches("environment adopted a runtime started ahead")
-            .count(),
-        2,
+        ahead_server.log().matches(ADOPTED).count(),
+        adopted_before + 1,
         "the 128 MB environment was not started ahead"
     );
     assert_eq!(killed.status, 200);
@@ -714,49 +733,14 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
     );
 
     // Custom runtimes: the stand-in execs the function's bootstrap, which sees what a fresh
-    // start shows it.
+    // start shows it, down to the signal state it inherits.
     let code = zip_of(&[
         ("bootstrap", CUSTOM_BOOTSTRAP, 0o755),
         ("runtime.py", CUSTOM_RUNTIME.as_bytes(), 0o644),
     ]);
-    for server in [&fresh_server, &ahead_server] {
-        create_with_env(
-            &server.client(),
-            "custom",
-            Runtime::from("provided.al2023"),
-            "unused",
-            code.clone(),
-            30,
-            &[("GREETING", "hello")],
-        )
-        .await;
-        raw_invoke(&server.address, "custom", &json!({}));
-    }
-    eventually(
-        Duration::from_secs(30),
-        "custom sandboxes started ahead",
-        || {
-            let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
-            let ready = status["RuntimesStartedAhead"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["Runtime"] == "provided" && r["Ready"].as_u64() > Some(0));
-            ready.then_some(())
-        },
-    )
-    .await;
-    let fresh = introspect_function(&fresh_server, "custom", "second").await;
-    let ahead = introspect_function(&ahead_server, "custom", "second").await;
-    assert_eq!(
-        ahead_server
-            .log()
-            .matches("environment adopted a runtime started ahead")
-            .count(),
-        3,
-        "the custom runtime's second environment was not started ahead"
-    );
-    assert_eq!(ahead["env"]["GREETING"], "hello");
+    let custom = ("provided.al2023", "unused", code);
+    let (fresh, ahead) =
+        fresh_and_adopted(&fresh_server, &ahead_server, "custom", custom, "provided").await;
     assert!(
         ahead["env"]["BOOTSTRAP_STATUS"]
             .as_str()
@@ -764,54 +748,21 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         "{ahead}"
     );
     assert_eq!(ahead["task"], json!(["bootstrap", "runtime.py"]));
-    for key in [
+    let custom_keys = [
         "env", "cwd", "fds", "ids", "signals", "security", "tmp", "task", "umask",
-    ] {
-        assert_eq!(fresh[key], ahead[key], "custom runtime: {key} differs");
-    }
+    ];
+    assert_same(&fresh, &ahead, &custom_keys, "custom runtime");
 
     // Node.js: pools per memory size, the bootstrap loaded ahead.
-    for server in [&fresh_server, &ahead_server] {
-        create_with_env(
-            &server.client(),
-            "node",
-            Runtime::from("nodejs20.x"),
-            "index.handler",
-            zip_of(&[("index.js", NODE_INTROSPECT.as_bytes(), 0o644)]),
-            30,
-            &[("GREETING", "hello")],
-        )
-        .await;
-        raw_invoke(&server.address, "node", &json!({}));
-    }
-    eventually(
-        Duration::from_secs(60),
-        "Node.js runtimes started ahead",
-        || {
-            let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
-            let ready = status["RuntimesStartedAhead"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|r| r["Runtime"] == "nodejs20.x/128" && r["Ready"].as_u64() > Some(0));
-            ready.then_some(())
-        },
-    )
-    .await;
-    let fresh = introspect_function(&fresh_server, "node", "second").await;
-    let ahead = introspect_function(&ahead_server, "node", "second").await;
-    assert_eq!(
-        ahead_server
-            .log()
-            .matches("environment adopted a runtime started ahead")
-            .count(),
-        4,
-        "the Node.js function's second environment was not started ahead"
+    let node = (
+        "nodejs20.x",
+        "index.handler",
+        zip_of(&[("index.js", NODE_INTROSPECT.as_bytes(), 0o644)]),
     );
-    assert_eq!(ahead["env"]["GREETING"], "hello");
-    assert!(ahead["env"].get("_GUST_STANDBY").is_none());
+    let (fresh, ahead) =
+        fresh_and_adopted(&fresh_server, &ahead_server, "node", node, "nodejs20.x/128").await;
     assert_eq!(ahead["invocations"], 1);
-    for key in [
+    let node_keys = [
         "invocations",
         "env",
         "execArgv",
@@ -826,7 +777,6 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         "umask",
         "zone",
         "heapLimit",
-    ] {
-        assert_eq!(fresh[key], ahead[key], "Node.js: {key} differs");
-    }
+    ];
+    assert_same(&fresh, &ahead, &node_keys, "Node.js");
 }
