@@ -795,16 +795,6 @@ impl Standby {
         self.process.exited.borrow().is_none()
     }
 
-    /// Waits (at most `limit`) until the runtime has loaded and waits to be adopted.
-    pub async fn wait_ready(&self, limit: Duration) -> bool {
-        let mut exited = self.process.exited.clone();
-        tokio::select! {
-            _ = self.link.standing_by() => self.is_ready(),
-            _ = exit_of(&mut exited) => false,
-            _ = tokio::time::sleep(limit) => false,
-        }
-    }
-
     pub fn destroy(mut self) {
         self.link.close();
         self.server.abort();

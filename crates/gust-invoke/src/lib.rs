@@ -49,9 +49,6 @@ pub struct Settings {
     pub standby_task_root: std::path::PathBuf,
 }
 
-/// How long a runtime started ahead may take to load before it is given up.
-const STANDBY_START_LIMIT: Duration = Duration::from_secs(30);
-
 /// Provisioned environments may take this long to initialise (Lambda does not hold them to
 /// the 10-second on-demand limit).
 const PROVISIONED_INIT_LIMIT: Duration = Duration::from_secs(900);
@@ -317,19 +314,17 @@ impl Invoker {
                     &invoker.settings.standby_task_root,
                     claim,
                 );
+                // In the pool as soon as it is spawned: a cold start that comes while its
+                // interpreter is still loading adopts it and waits for the rest, which is
+                // never longer than starting afresh.
+                drop(setup);
                 let standby = match started {
-                    Ok(standby) if standby.wait_ready(STANDBY_START_LIMIT).await => Some(standby),
-                    Ok(standby) => {
-                        tracing::warn!(%runtime, "a runtime started ahead did not get ready");
-                        retire_standbys(vec![standby]);
-                        None
-                    }
+                    Ok(standby) => Some(standby),
                     Err(e) => {
                         tracing::warn!(%runtime, error = %e, "could not start a runtime ahead");
                         None
                     }
                 };
-                drop(setup);
                 if let Some(extra) = invoker.standbys.started(&runtime, standby) {
                     retire_standbys(vec![extra]);
                 }

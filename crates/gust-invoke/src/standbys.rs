@@ -121,7 +121,8 @@ impl Standbys {
         pool.ready.push(standby);
     }
 
-    /// A ready runtime of `runtime`, if one waits. Dead ones are handed back for teardown.
+    /// A runtime of `runtime` started ahead, if one is there. Dead ones are handed back for
+    /// teardown.
     pub fn take(&self, runtime: &str) -> (Option<Standby>, Vec<Standby>) {
         let mut pools = self.lock();
         let Some(pool) = pools.get_mut(runtime) else {
@@ -130,10 +131,13 @@ impl Standbys {
         let (alive, dead): (Vec<Standby>, Vec<Standby>) =
             pool.ready.drain(..).partition(Standby::is_alive);
         pool.ready = alive;
+        // A ready one if there is one, else one still loading (the rest of its start is
+        // shorter than a whole fresh start).
         let taken = pool
             .ready
             .iter()
             .position(Standby::is_ready)
+            .or_else(|| (!pool.ready.is_empty()).then_some(0))
             .map(|i| pool.ready.remove(i));
         (taken, dead)
     }
