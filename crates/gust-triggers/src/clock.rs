@@ -23,7 +23,7 @@ impl Clock {
     /// A clock that reads `start_ms` now and then runs at real speed; it can be set again.
     pub fn starting_at(start_ms: i64) -> Self {
         Self {
-            offset_ms: AtomicI64::new(start_ms - system_ms()),
+            offset_ms: AtomicI64::new(start_ms.saturating_sub(system_ms())),
             adjustable: true,
         }
     }
@@ -33,7 +33,7 @@ impl Clock {
     }
 
     pub fn now_ms(&self) -> i64 {
-        system_ms() + self.offset_ms.load(Ordering::Relaxed)
+        system_ms().saturating_add(self.offset_ms.load(Ordering::Relaxed))
     }
 
     pub fn now_secs(&self) -> i64 {
@@ -46,7 +46,7 @@ impl Clock {
             return false;
         }
         self.offset_ms
-            .store(now_ms - system_ms(), Ordering::Relaxed);
+            .store(now_ms.saturating_sub(system_ms()), Ordering::Relaxed);
         true
     }
 }
@@ -63,5 +63,10 @@ mod tests {
         assert!(clock.set_ms(5_000_000));
         assert!(clock.now_ms() >= 5_000_000);
         assert!(!Clock::system().set_ms(0));
+        // Absurd times from the network saturate instead of overflowing.
+        assert!(clock.set_ms(i64::MIN));
+        assert!(clock.now_ms() < 0);
+        assert!(clock.set_ms(i64::MAX));
+        assert!(clock.now_secs() > 0);
     }
 }

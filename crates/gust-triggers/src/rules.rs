@@ -849,7 +849,11 @@ impl Schedules {
                 }
                 // Sleep to the next tick, but look again every second: the clock can be set.
                 let wait_ms = next
-                    .map(|t| (t * 1000 - this.clock.now_ms()).clamp(10, 1000))
+                    .map(|t| {
+                        t.saturating_mul(1000)
+                            .saturating_sub(this.clock.now_ms())
+                            .clamp(10, 1000)
+                    })
                     .unwrap_or(1000);
                 let notified = this.wake.notified();
                 tokio::select! {

@@ -73,9 +73,10 @@ impl Schedule {
         match self {
             Self::Rate { seconds } => {
                 if after < anchor {
-                    return Some(anchor + seconds);
+                    return anchor.checked_add(*seconds);
                 }
-                Some(anchor + ((after - anchor) / seconds + 1) * seconds)
+                let periods = after.checked_sub(anchor)? / seconds + 1;
+                anchor.checked_add(periods.checked_mul(*seconds)?)
             }
             Self::Cron(cron) => cron.next_after(after),
         }
