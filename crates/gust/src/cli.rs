@@ -441,6 +441,20 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     println!("functions:          {}", doc["FunctionCount"]);
     println!("idle environments:  {}", doc["IdleEnvironments"]);
+    println!("running:            {}", doc["RunningInvocations"]);
+    println!(
+        "environment memory: {} of {} MB",
+        doc["EnvironmentMemoryMB"], doc["MemoryBudgetMB"]
+    );
+    let ahead: Vec<String> = doc["RuntimesStartedAhead"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| format!("{} {}", r["Runtime"].as_str().unwrap_or("-"), r["Ready"]))
+        .collect();
+    if !ahead.is_empty() {
+        println!("started ahead:      {}", ahead.join(", "));
+    }
     let queues = doc["AsyncQueues"].as_array().cloned().unwrap_or_default();
     if queues.is_empty() {
         println!("asynchronous queues: empty");

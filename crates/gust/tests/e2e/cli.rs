@@ -113,6 +113,13 @@ async fn deploy_invoke_list_and_remove() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["Functions"][0]["FunctionName"], "clifn");
 
+    let out = gust(&server, &["status"]);
+    let status = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(status.contains("isolation:          linux"), "{status}");
+    assert!(status.contains("idle environments:  "), "{status}");
+    assert!(status.contains("environment memory: "), "{status}");
+
     let out = gust(&server, &["runtimes", "--json"]);
     let runtimes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let python = runtimes["Runtimes"]
