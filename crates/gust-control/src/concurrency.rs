@@ -12,7 +12,7 @@ use gust_model::timefmt::last_modified;
 use gust_model::{ErrorCode, FunctionRef, LATEST, LambdaError, ProvisionedConfig};
 
 use crate::requests::{PutFunctionConcurrency, PutProvisionedConcurrency};
-use crate::{Control, Page, paginate};
+use crate::{Control, FunctionState, Page, paginate};
 
 fn provisioned_missing() -> LambdaError {
     LambdaError::new(
@@ -282,18 +282,37 @@ impl Control {
         &self,
     ) -> Vec<(Arc<ProvisionedConfig>, Arc<gust_model::FunctionConfig>)> {
         let registry = self.read();
-        let mut out = Vec::new();
-        for state in registry.values() {
-            for p in state.provisioned.values() {
-                let version = match state.aliases.get(&p.qualifier) {
-                    Some(alias) => alias.function_version.clone(),
-                    None => p.qualifier.clone(),
-                };
-                if let Some(config) = state.version(&version) {
-                    out.push((p.clone(), config.clone()));
-                }
-            }
-        }
-        out
+        registry
+            .values()
+            .flat_map(|state| {
+                state
+                    .provisioned
+                    .values()
+                    .filter_map(|p| provisioned_version(state, p).map(|config| (p.clone(), config)))
+            })
+            .collect()
     }
+
+    /// The version `function:qualifier`'s provisioned configuration serves now, if it has one.
+    pub fn provisioned_version(
+        &self,
+        function: &str,
+        qualifier: &str,
+    ) -> Option<Arc<gust_model::FunctionConfig>> {
+        let registry = self.read();
+        let state = registry.get(function)?;
+        provisioned_version(state, state.provisioned.get(qualifier)?)
+    }
+}
+
+/// The version a provisioned configuration serves: its own, or its alias's.
+fn provisioned_version(
+    state: &FunctionState,
+    p: &ProvisionedConfig,
+) -> Option<Arc<gust_model::FunctionConfig>> {
+    let version = match state.aliases.get(&p.qualifier) {
+        Some(alias) => alias.function_version.as_str(),
+        None => p.qualifier.as_str(),
+    };
+    state.version(version).cloned()
 }

@@ -541,13 +541,8 @@ impl Invoker {
             return false;
         };
         self.control
-            .provisioned_targets()
-            .iter()
-            .any(|(p, config)| {
-                (p.function.as_str(), p.qualifier.as_str())
-                    == (tag.target.0.as_str(), tag.target.1.as_str())
-                    && PoolKey::of(config) == PoolKey::of(&env.config)
-            })
+            .provisioned_version(&tag.target.0, &tag.target.1)
+            .is_some_and(|config| PoolKey::of(&config) == PoolKey::of(&env.config))
     }
 
     /// Returns an environment to the pool after an invocation.
