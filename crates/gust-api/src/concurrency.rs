@@ -132,7 +132,7 @@ pub fn list_provisioned(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = FunctionRef::parse(name, NameShape::Plain)?;
-    let max_items = crate::functions::max_items(query)?.min(50);
+    let max_items = crate::functions::max_items(query)?;
     let page = app
         .control
         .list_provisioned(&r, query.get("Marker"), max_items)?;

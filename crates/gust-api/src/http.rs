@@ -123,6 +123,16 @@ impl Query {
     }
 }
 
+/// `host:port` the client addressed (its `Host` header), else `fallback`: for URLs Gust
+/// hands back.
+pub fn request_host<B>(req: &Request<B>, fallback: &str) -> String {
+    req.headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(fallback)
+        .to_string()
+}
+
 fn with_request_id(mut response: HttpResponse, request_id: &str) -> HttpResponse {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(REQUEST_ID, v);

@@ -25,7 +25,6 @@ use gust_invoke::{AsyncQueue, Invoker};
 use gust_model::LambdaError;
 use gust_runtimes::RuntimeTable;
 use hyper::body::Incoming;
-use hyper::header::HOST;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
@@ -181,12 +180,7 @@ async fn dispatch(
         "CreateFunction" => functions::create(app, req, rid).await,
         "ListFunctions" => functions::list(app, &query, rid),
         "GetFunction" => {
-            let host = req
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or(&app.public_address)
-                .to_string();
+            let host = http::request_host(&req, &app.public_address);
             functions::get(app, param(0), &query, &host, rid)
         }
         "GetFunctionConfiguration" => functions::get_configuration(app, param(0), &query, rid),

@@ -27,11 +27,7 @@ fn function(name: &str, query: &Query) -> Result<FunctionRef, LambdaError> {
 }
 
 fn host(app: &App, req: &Request<Incoming>) -> String {
-    req.headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or(&app.public_address)
-        .to_string()
+    crate::http::request_host(req, &app.public_address)
 }
 
 /// The URL clients call; it keeps AWS's trailing slash.
@@ -134,7 +130,7 @@ pub fn list(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = FunctionRef::parse(name, NameShape::Plain)?;
-    let max_items = crate::functions::max_items(query)?.min(50);
+    let max_items = crate::functions::max_items(query)?;
     let page = app
         .control
         .list_url_configs(&r, query.get("Marker"), max_items)?;

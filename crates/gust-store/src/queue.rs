@@ -86,10 +86,6 @@ pub struct QueueStore {
     reader: Arc<Mutex<Connection>>,
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    crate::sqlite::connection(path)
-}
-
 fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
     Ok(QueuedEvent {
         id: r.get(0)?,
@@ -124,7 +120,7 @@ const DEAD_COLUMNS: &str =
 impl QueueStore {
     /// Opens (creating) the queue database and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let writer = open_connection(path)?;
+        let writer = crate::sqlite::connection(path)?;
         writer.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -150,7 +146,7 @@ impl QueueStore {
              );
              CREATE INDEX IF NOT EXISTS dead_letters_by_function ON dead_letters (function);",
         )?;
-        let reader = open_connection(path)?;
+        let reader = crate::sqlite::connection(path)?;
         let (commands, rx) = mpsc::channel();
         thread::Builder::new()
             .name("gust-queue-writer".into())
