@@ -106,14 +106,10 @@ async fn time_started_ahead(
         let link = std::sync::Arc::new(gust_runtime_api::Link::new());
         let server =
             gust_runtime_api::spawn(tokio::net::TcpListener::from_std(listener)?, link.clone());
+        let command = gust_runtimes::standby_command(sandbox.runtime_dir());
         let stand_in = ProcessSpec {
-            program: gust_runtimes::STANDBY_INTERPRETER.into(),
-            args: vec![
-                sandbox
-                    .runtime_dir()
-                    .join(gust_runtimes::STANDBY_EXEC_PATH)
-                    .into(),
-            ],
+            program: command.program,
+            args: command.args,
             env: vec![(
                 "AWS_LAMBDA_RUNTIME_API".into(),
                 sandbox.runtime_api_address().to_string(),

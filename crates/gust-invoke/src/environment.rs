@@ -731,16 +731,7 @@ impl Standby {
         })?;
         let command = if custom {
             // A stand-in that execs the function's own bootstrap once adopted.
-            gust_runtimes::RuntimeCommand {
-                program: gust_runtimes::STANDBY_INTERPRETER.into(),
-                args: vec![
-                    sandbox
-                        .runtime_dir()
-                        .join(gust_runtimes::STANDBY_EXEC_PATH)
-                        .into(),
-                ],
-                env: Vec::new(),
-            }
+            gust_runtimes::standby_command(sandbox.runtime_dir())
         } else {
             let placement = Placement {
                 host_task_root: placeholder,

@@ -18,38 +18,26 @@ use gust_model::{FunctionConfig, Network};
 
 use crate::environment::Standby;
 
-/// Variables (or prefixes, ending in `*`) Python or the dynamic loader reads when a process
-/// starts: a function that sets one gets a fresh start.
-const PYTHON_READS_AT_START: &[&str] = &[
-    "PYTHON*",
-    "LD_*",
-    "LANG",
-    "LC_*",
-    "TZ",
-    "GLIBC_TUNABLES",
-    "MALLOC_*",
-];
+/// Variables (or prefixes, ending in `*`) the dynamic loader, the C library and the locale
+/// read when any process starts: a function that sets one gets a fresh start.
+const READ_AT_EXEC: &[&str] = &["LD_*", "LANG", "LC_*", "TZ", "GLIBC_TUNABLES", "MALLOC_*"];
 
-/// The same for Node.js (and the OpenSSL and libuv it initialises as it starts).
-const NODE_READS_AT_START: &[&str] = &[
-    "NODE_*",
-    "UV_*",
-    "OPENSSL_*",
-    "SSL_CERT_*",
-    "LD_*",
-    "LANG",
-    "LC_*",
-    "TZ",
-    "GLIBC_TUNABLES",
-    "MALLOC_*",
-];
+/// What Python reads as it starts, besides [`READ_AT_EXEC`].
+const PYTHON_READS_AT_START: &[&str] = &["PYTHON*"];
 
+/// What Node.js (and the OpenSSL and libuv it initialises) reads as it starts.
+const NODE_READS_AT_START: &[&str] = &["NODE_*", "UV_*", "OPENSSL_*", "SSL_CERT_*"];
+
+/// Whether the function sets one of `variables` or of [`READ_AT_EXEC`].
 fn sets_any(config: &FunctionConfig, variables: &[&str]) -> bool {
     config.environment.iter().flatten().any(|(key, _)| {
-        variables.iter().any(|v| match v.strip_suffix('*') {
-            Some(prefix) => key.starts_with(prefix),
-            None => key == v,
-        })
+        variables
+            .iter()
+            .chain(READ_AT_EXEC)
+            .any(|v| match v.strip_suffix('*') {
+                Some(prefix) => key.starts_with(prefix),
+                None => key == v,
+            })
     })
 }
 

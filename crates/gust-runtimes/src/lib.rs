@@ -27,6 +27,15 @@ pub const STANDBY_INTERPRETER: &str = "/usr/bin/python3";
 
 /// Where [`STANDBY_EXEC`] is, relative to the runtime directory.
 pub const STANDBY_EXEC_PATH: &str = "standby/exec.py";
+
+/// The command of the stand-in, for a sandbox whose runtime directory is at `runtime_dir`.
+pub fn standby_command(runtime_dir: &Path) -> RuntimeCommand {
+    RuntimeCommand {
+        program: STANDBY_INTERPRETER.into(),
+        args: vec![runtime_dir.join(STANDBY_EXEC_PATH).into()],
+        env: Vec::new(),
+    }
+}
 const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.cjs");
 
 /// Where a custom runtime's bootstrap is looked for, in Lambda's order (after the task root).
