@@ -437,10 +437,9 @@ impl Environment {
                 _ = tokio::time::sleep(timeout) => true,
             };
         }
-        if adopted && !self.is_warm() {
-            // The pre-started runtime died before it could be used: start a fresh one.
-            self.reset();
-        } else if cold && self.runtime.is_some() && !adopted {
+        // A cold start replaces the runtime, except one started ahead that is alive and now
+        // initialising for this function.
+        if cold && self.runtime.is_some() && !(adopted && self.is_warm()) {
             self.reset();
         }
         let before = logs::lock(&self.log).take();
