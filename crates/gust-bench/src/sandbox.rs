@@ -16,6 +16,19 @@ use crate::report::{Report, Stats};
 /// The floor's name in the report.
 const FLOOR: &str = "hello world as a plain child (create+spawn+wait)";
 
+/// A 128 MB sandbox with Lambda's default /tmp and no network, as the hello worlds use.
+fn hello_spec(environment_id: String, code_dir: &Path, runtime_dir: &Path) -> SandboxSpec {
+    SandboxSpec {
+        environment_id,
+        code_dir: code_dir.to_path_buf(),
+        runtime_dir: runtime_dir.to_path_buf(),
+        memory_mb: 128,
+        ephemeral_storage_mb: 512,
+        read_only_paths: Vec::new(),
+        egress: false,
+    }
+}
+
 /// Runs `hello` in a new sandbox of `launcher` `runs` times; returns the time from creating
 /// the sandbox to the program's exit (teardown, which Gust does off the invoke path, excluded)
 /// and, of that, the time `create` took (cgroups, /tmp, namespaces; the rest is starting the
@@ -34,15 +47,7 @@ async fn time_launcher(
     let mut samples = Vec::with_capacity(runs);
     let mut creates = Vec::with_capacity(runs);
     for i in 0..runs + 5 {
-        let spec = SandboxSpec {
-            environment_id: format!("bench{i}"),
-            code_dir: dir.to_path_buf(),
-            runtime_dir: dir.to_path_buf(),
-            memory_mb: 128,
-            ephemeral_storage_mb: 512,
-            read_only_paths: Vec::new(),
-            egress: false,
-        };
+        let spec = hello_spec(format!("bench{i}"), dir, dir);
         let started = Instant::now();
         let mut sandbox = launcher.create(&spec)?;
         let created = started.elapsed();
@@ -90,15 +95,8 @@ async fn time_started_ahead(
     )?;
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs + 5 {
-        let mut sandbox = launcher.create(&SandboxSpec {
-            environment_id: format!("ahead{i}"),
-            code_dir: placeholder.clone(),
-            runtime_dir: runtime_dir.clone(),
-            memory_mb: 128,
-            ephemeral_storage_mb: 512,
-            read_only_paths: Vec::new(),
-            egress: false,
-        })?;
+        let mut sandbox =
+            launcher.create(&hello_spec(format!("ahead{i}"), &placeholder, &runtime_dir))?;
         sandbox.run_in_background();
         let listener = sandbox
             .take_listener()
@@ -169,15 +167,7 @@ async fn creation_rate(
             };
             let mut i = 0;
             while Instant::now() < deadline {
-                let spec = SandboxSpec {
-                    environment_id: format!("rate{w}-{i}"),
-                    code_dir: dir.clone(),
-                    runtime_dir: dir.clone(),
-                    memory_mb: 128,
-                    ephemeral_storage_mb: 512,
-                    read_only_paths: Vec::new(),
-                    egress: false,
-                };
+                let spec = hello_spec(format!("rate{w}-{i}"), &dir, &dir);
                 i += 1;
                 let mut sandbox = launcher.create(&spec)?;
                 let spawned = sandbox.spawn(&hello)?;
