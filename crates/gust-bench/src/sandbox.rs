@@ -75,24 +75,17 @@ async fn time_launcher(
 /// The request-path cost of a sandbox started ahead (as Gust keeps them for custom
 /// runtimes): sandbox, Runtime API and stand-in are ready before the clock starts; timed is
 /// handing it the code, the memory limit and the program (`/bin/echo hello`), up to the
-/// program's exit. Returns `None` where the stand-in cannot run (no system Python).
+/// program's exit.
 async fn time_started_ahead(
     launcher: &dyn Launcher,
     dir: &Path,
     runs: usize,
     pause: Duration,
-) -> anyhow::Result<Option<Stats>> {
-    if !Path::new(gust_runtimes::STANDBY_INTERPRETER).is_file() {
-        return Ok(None);
-    }
+) -> anyhow::Result<Stats> {
     let runtime_dir = dir.join("runtime");
     let placeholder = dir.join("placeholder");
-    std::fs::create_dir_all(runtime_dir.join("standby"))?;
     std::fs::create_dir_all(&placeholder)?;
-    std::fs::write(
-        runtime_dir.join(gust_runtimes::STANDBY_EXEC_PATH),
-        gust_runtimes::STANDBY_EXEC,
-    )?;
+    gust_runtimes::install_standby(&runtime_dir)?;
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs + 5 {
         let mut sandbox =
@@ -143,7 +136,7 @@ async fn time_started_ahead(
         }
         tokio::time::sleep(pause).await;
     }
-    Ok(Some(Stats::new(samples)))
+    Ok(Stats::new(samples))
 }
 
 /// Sandboxes created, used for a hello world and torn down per second, by `concurrency`
@@ -222,13 +215,12 @@ pub async fn setup(report: &mut Report, runs: usize) -> anyhow::Result<()> {
     let (stats, create) = time_launcher(&pooled, &code, runs, pause).await?;
     report.measure("sandbox setup + hello world, with pools", stats, FLOOR);
     report.measure("… of which creating the sandbox, with pools", create, FLOOR);
-    if let Some(stats) = time_started_ahead(&pooled, temp.path(), runs, pause).await? {
-        report.measure(
-            "sandbox setup + hello world, from a sandbox started ahead",
-            stats,
-            FLOOR,
-        );
-    }
+    let stats = time_started_ahead(&pooled, temp.path(), runs, pause).await?;
+    report.measure(
+        "sandbox setup + hello world, from a sandbox started ahead",
+        stats,
+        FLOOR,
+    );
     drop(pooled);
     let unpooled = LinuxLauncher::with_ready_namespaces(temp.path().join("unpooled"), 0)?;
     let (stats, create) = time_launcher(&unpooled, &code, runs, pause).await?;

@@ -63,8 +63,6 @@ pub const CUSTOM: &str = "provided";
 #[derive(Default)]
 pub struct Standbys {
     per_runtime: usize,
-    /// Whether the stand-in that custom runtimes need can run here.
-    custom: bool,
     pools: Mutex<HashMap<String, Pool>>,
 }
 
@@ -72,7 +70,6 @@ impl Standbys {
     pub fn new(per_runtime: usize) -> Self {
         Self {
             per_runtime,
-            custom: std::path::Path::new(gust_runtimes::STANDBY_INTERPRETER).is_file(),
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -92,7 +89,7 @@ impl Standbys {
         let runtime = config.runtime.as_deref()?;
         if runtime.starts_with("provided") {
             // The bootstrap is exec'd with the function's variables: nothing is read early.
-            return self.custom.then(|| CUSTOM.to_string());
+            return Some(CUSTOM.to_string());
         }
         if runtime.starts_with("nodejs") {
             return (!sets_any(config, NODE_READS_AT_START))

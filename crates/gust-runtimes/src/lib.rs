@@ -18,24 +18,28 @@ pub use ids::{Family, RuntimeId, Support, support};
 pub use resolve::Interpreter;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
-/// The stand-in a custom runtime's sandbox started ahead runs until adopted.
-pub const STANDBY_EXEC: &str = include_str!("../bootstrap/standby/exec.py");
-
-/// The interpreter that runs [`STANDBY_EXEC`]: the system's, under `/usr`, which every sandbox
-/// shows anyway (another would add a mount a fresh environment does not have).
-pub const STANDBY_INTERPRETER: &str = "/usr/bin/python3";
+/// The stand-in a custom runtime's sandbox started ahead runs until adopted: a small program
+/// of its own (see `bootstrap/standby/exec.rs`), built with this crate.
+pub const STANDBY_EXEC: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/standby-exec"));
 
 /// Where [`STANDBY_EXEC`] is, relative to the runtime directory.
-pub const STANDBY_EXEC_PATH: &str = "standby/exec.py";
+pub const STANDBY_EXEC_PATH: &str = "standby/exec";
 
 /// The command of the stand-in, for a sandbox whose runtime directory is at `runtime_dir`.
 pub fn standby_command(runtime_dir: &Path) -> RuntimeCommand {
     RuntimeCommand {
-        program: STANDBY_INTERPRETER.into(),
-        args: vec![runtime_dir.join(STANDBY_EXEC_PATH).into()],
+        program: runtime_dir.join(STANDBY_EXEC_PATH),
+        args: Vec::new(),
         env: Vec::new(),
     }
 }
+
+/// Writes the stand-in, executable, into `runtime_dir` (what [`RuntimeTable::install`] does
+/// for it; the benchmark uses it on its own).
+pub fn install_standby(runtime_dir: &Path) -> io::Result<()> {
+    install(runtime_dir, STANDBY_EXEC_PATH, STANDBY_EXEC, 0o755)
+}
+
 const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.cjs");
 
 /// Where a custom runtime's bootstrap is looked for, in Lambda's order (after the task root).
@@ -153,9 +157,19 @@ impl RuntimeTable {
 
     /// Writes Gust's bootstraps into the runtime directory.
     pub fn install(&self) -> io::Result<()> {
-        install(&self.runtime_dir, "python/bootstrap.py", PYTHON_BOOTSTRAP)?;
-        install(&self.runtime_dir, STANDBY_EXEC_PATH, STANDBY_EXEC)?;
-        install(&self.runtime_dir, "node/bootstrap.cjs", NODE_BOOTSTRAP)
+        install(
+            &self.runtime_dir,
+            "python/bootstrap.py",
+            PYTHON_BOOTSTRAP.as_bytes(),
+            0o644,
+        )?;
+        install_standby(&self.runtime_dir)?;
+        install(
+            &self.runtime_dir,
+            "node/bootstrap.cjs",
+            NODE_BOOTSTRAP.as_bytes(),
+            0o644,
+        )
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -317,19 +331,29 @@ impl RuntimeTable {
     }
 }
 
-/// Writes a bootstrap file unless it already has the right content.
-fn install(dir: &Path, relative: &str, content: &str) -> io::Result<()> {
+/// Writes a bootstrap file with `mode` unless it already has the right content and mode.
+fn install(dir: &Path, relative: &str, content: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(relative);
-    if fs::read_to_string(&path).is_ok_and(|existing| existing == content) {
+    let current = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o777 == mode)
+        && fs::read(&path).is_ok_and(|existing| existing == content);
+    if current {
         return Ok(());
     }
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension("tmp");
+    let tmp = dir.join(format!("{relative}.tmp"));
     fs::write(&tmp, content)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, &path)
 }
+
+/// The stand-in's source, compiled here too so that its parser is tested.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../bootstrap/standby/exec.rs"]
+mod standby_exec;
 
 #[cfg(test)]
 mod tests {
@@ -390,5 +414,55 @@ mod tests {
             "AWS_EXECUTION_ENV".to_string(),
             "AWS_Lambda_python3.12".to_string()
         )));
+    }
+
+    #[test]
+    fn the_stand_in_reads_what_gust_sends() {
+        let environment = serde_json::json!({
+            "PATH": "/usr/bin:/bin",
+            "QUOTES": "a \"b\" \\ c/d",
+            "CONTROL": "tab\tline\n\u{1}\u{1f}",
+            "UNICODE": "é ü 中文 🎉",
+            "EMPTY": "",
+        });
+        let document = serde_json::json!({
+            "Environment": environment,
+            "Exec": {
+                "Program": "/var/task/bootstrap",
+                "Args": ["--x", "ü", ""],
+                "Extra": [1, {"a": null}],
+            },
+            "Other": {"nested": [true, false, 1.5e3, "s"]},
+        })
+        .to_string();
+        let adoption = standby_exec::parse_adoption(&document).unwrap();
+        assert_eq!(adoption.program, "/var/task/bootstrap");
+        assert_eq!(adoption.args, ["--x", "ü", ""]);
+        let expected: BTreeMap<String, String> = serde_json::from_value(environment).unwrap();
+        assert_eq!(adoption.environment, expected);
+        // Escapes serde_json itself never writes, but JSON allows.
+        let escaped =
+            r#"{"Environment":{"K":"\u00e9\ud83c\udf89\/"},"Exec":{"Program":"p","Args":[]}}"#;
+        let adoption = standby_exec::parse_adoption(escaped).unwrap();
+        assert_eq!(adoption.environment["K"], "é🎉/");
+    }
+
+    #[test]
+    fn the_stand_in_refuses_a_broken_adoption() {
+        for broken in [
+            "",
+            "{",
+            r#"{"Exec":{"Program":"p","Args":[]}} x"#,
+            r#"{"Exec":{"Args":[]}}"#,
+            r#"{"Exec":{"Program":"p","Args":["a"}}"#,
+            r#"{"Environment":{"K":"\ud800"},"Exec":{"Program":"p"}}"#,
+            r#"{"Environment":{"K":"\q"},"Exec":{"Program":"p"}}"#,
+            r#"{"Environment":{"K":1},"Exec":{"Program":"p"}}"#,
+        ] {
+            assert!(
+                standby_exec::parse_adoption(broken).is_err(),
+                "accepted {broken:?}"
+            );
+        }
     }
 }
