@@ -711,25 +711,25 @@ impl Standby {
         claim: MemoryClaim,
     ) -> Result<Self, EnvironmentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let custom = runtime == crate::standbys::CUSTOM;
+        let stand_in = crate::standbys::stand_in_prefix(runtime);
         // Node.js pools are per memory size: the heap limit is set when it starts.
         let (runtime_id, memory_mb) = crate::standbys::node_kind(runtime)
             .unwrap_or((runtime, gust_model::limits::DEFAULT_MEMORY_MB));
+        let read_only_paths = match &stand_in {
+            Some(prefix) => prefix.clone(),
+            None => platform.runtimes.install_prefix(runtime_id),
+        };
         let mut sandbox = platform.launcher.create(&SandboxSpec {
             environment_id: id.clone(),
             code_dir: placeholder.to_path_buf(),
             runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
             memory_mb: gust_model::limits::DEFAULT_MEMORY_MB,
             ephemeral_storage_mb: gust_model::limits::DEFAULT_EPHEMERAL_MB,
-            read_only_paths: platform
-                .runtimes
-                .install_prefix(runtime_id)
-                .into_iter()
-                .collect(),
+            read_only_paths: read_only_paths.into_iter().collect(),
             egress: false,
         })?;
-        let command = if custom {
-            // A stand-in that execs the function's own bootstrap once adopted.
+        let command = if stand_in.is_some() {
+            // A stand-in that execs the function's runtime command once adopted.
             gust_runtimes::standby_command(sandbox.runtime_dir())
         } else {
             let placement = Placement {
@@ -838,9 +838,12 @@ impl Environment {
             }
         }
         if let Err(e) = blocking(|| {
-            standby
-                .sandbox
-                .assign(&code_dir, config.memory_size, standby.pid)
+            standby.sandbox.assign(
+                &code_dir,
+                config.memory_size,
+                config.ephemeral_storage,
+                standby.pid,
+            )
         }) {
             return Err(Box::new((standby, e.into())));
         }

@@ -265,7 +265,7 @@ impl Invoker {
 
     /// An environment for `config` made from a runtime started ahead, if one is ready.
     fn adopt_standby(&self, config: &Arc<FunctionConfig>) -> Option<Environment> {
-        let kind = self.standbys.kind(config)?;
+        let kind = self.standbys.kind(config, &self.platform.runtimes)?;
         let (standby, dead) = self.standbys.take(&kind);
         retire_standbys(dead);
         let standby = standby?;
@@ -293,7 +293,7 @@ impl Invoker {
 
     /// After a cold start of `config`'s runtime: starts runtimes ahead for the next ones.
     fn refill_standbys(self: &Arc<Self>, config: &FunctionConfig) {
-        let Some(runtime) = self.standbys.kind(config) else {
+        let Some(runtime) = self.standbys.kind(config, &self.platform.runtimes) else {
             return;
         };
         for _ in 0..self.standbys.wanted(&runtime) {

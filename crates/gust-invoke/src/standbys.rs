@@ -4,17 +4,22 @@
 //! Setting up a sandbox costs a few milliseconds, and starting Python or Node.js with Gust's
 //! bootstrap most of a cold start; none of it depends on the function. So after a cold start,
 //! Gust keeps a few sandboxes of that kind started and waiting: for Python and Node.js, with
-//! the interpreter and the bootstrap loaded; for custom runtimes, with a stand-in that execs
-//! the function's `bootstrap` when adopted. The next cold start adopts one (its function's
-//! code is mounted in, its memory limit set, its variables handed over) instead of starting
-//! from nothing. Each is used by one environment only, and only where an adopted environment
-//! cannot be told from a fresh one. Those nobody has needed for a keep-alive retire.
+//! the interpreter and the bootstrap loaded; for custom runtimes, and for Python and Node.js
+//! functions that set a variable their interpreter reads as it starts, with a stand-in that
+//! execs the function's runtime command when adopted. The next cold start adopts one (its
+//! function's code is mounted in, its memory limit and /tmp size set, its variables handed
+//! over) instead of starting from nothing. Each is used by one environment only, and only
+//! where an adopted environment cannot be told from a fresh one. Those nobody has needed for a
+//! keep-alive retire.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::path::{Path, PathBuf};
+
 use gust_model::{FunctionConfig, Network};
+use gust_runtimes::RuntimeTable;
 
 use crate::environment::Standby;
 
@@ -60,6 +65,25 @@ struct Pool {
 /// exec'd at adoption, so one kind serves them all.
 pub const CUSTOM: &str = "provided";
 
+/// The kind of sandboxes whose stand-in execs a runtime command at adoption; `prefix` is the
+/// interpreter's installation a sandbox must show for it (none for custom runtimes), as a
+/// fresh sandbox for that runtime would.
+pub fn stand_in_kind(prefix: Option<&Path>) -> String {
+    match prefix {
+        None => CUSTOM.to_string(),
+        Some(prefix) => format!("{CUSTOM}:{}", prefix.display()),
+    }
+}
+
+/// For a kind of [`stand_in_kind`], the installation its sandboxes show.
+pub fn stand_in_prefix(kind: &str) -> Option<Option<PathBuf>> {
+    if kind == CUSTOM {
+        return Some(None);
+    }
+    let prefix = kind.strip_prefix(CUSTOM)?.strip_prefix(':')?;
+    Some(Some(PathBuf::from(prefix)))
+}
+
 #[derive(Default)]
 pub struct Standbys {
     per_runtime: usize,
@@ -79,11 +103,9 @@ impl Standbys {
     }
 
     /// The pool whose sandboxes an environment of `config` may adopt, if any.
-    pub fn kind(&self, config: &FunctionConfig) -> Option<String> {
-        if self.per_runtime == 0
-            || config.ephemeral_storage != gust_model::limits::DEFAULT_EPHEMERAL_MB
-            || config.network() != Network::None
-        {
+    pub fn kind(&self, config: &FunctionConfig, runtimes: &RuntimeTable) -> Option<String> {
+        // Egress attaches the network namespace to the host's when the sandbox is made.
+        if self.per_runtime == 0 || config.network() != Network::None {
             return None;
         }
         let runtime = config.runtime.as_deref()?;
@@ -91,12 +113,22 @@ impl Standbys {
             // The bootstrap is exec'd with the function's variables: nothing is read early.
             return Some(CUSTOM.to_string());
         }
-        if runtime.starts_with("nodejs") {
-            return (!sets_any(config, NODE_READS_AT_START))
-                .then(|| format!("{runtime}/{}", config.memory_size));
+        let reads_at_start = if runtime.starts_with("nodejs") {
+            NODE_READS_AT_START
+        } else if runtime.starts_with("python") {
+            PYTHON_READS_AT_START
+        } else {
+            return None;
+        };
+        if sets_any(config, reads_at_start) {
+            // The interpreter must start with them: the stand-in execs it at adoption.
+            let prefix = runtimes.install_prefix(runtime);
+            return Some(stand_in_kind(prefix.as_deref()));
         }
-        (runtime.starts_with("python") && !sets_any(config, PYTHON_READS_AT_START))
-            .then(|| runtime.to_string())
+        if runtime.starts_with("nodejs") {
+            return Some(format!("{runtime}/{}", config.memory_size));
+        }
+        Some(runtime.to_string())
     }
 
     /// Returns a sandbox that could not be adopted for a reason of its function's.

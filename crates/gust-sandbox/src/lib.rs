@@ -143,13 +143,14 @@ pub trait Sandbox: Send + Sync {
         false
     }
     /// Hands a sandbox whose runtime was started ahead of demand (before its function was
-    /// known) to a function: its code appears at the task root, its memory limit applies, and
-    /// later starts of the runtime use the same code. `runtime_pid` is the process
-    /// [`Sandbox::spawn`] started.
+    /// known) to a function: its code appears at the task root, its memory limit and its /tmp
+    /// size apply, and later starts of the runtime use the same code. `runtime_pid` is the
+    /// process [`Sandbox::spawn`] started.
     fn assign(
         &mut self,
         _code_dir: &Path,
         _memory_mb: u32,
+        _ephemeral_storage_mb: u32,
         _runtime_pid: u32,
     ) -> Result<(), SandboxError> {
         Err(SandboxError::Setup(std::io::Error::new(

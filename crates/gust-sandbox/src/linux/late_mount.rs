@@ -1,5 +1,5 @@
-//! Mounting a function's code into a sandbox that is already running (one whose runtime was
-//! started before its function was known).
+//! Fitting a sandbox that is already running (one whose runtime was started before its
+//! function was known) to its function: its code at `/var/task`, its /tmp size.
 //!
 //! The code directory is cloned as a detached, read-only mount in Gust's own mount namespace
 //! (where its host path resolves), and a short-lived thread that has unshared its filesystem
@@ -9,7 +9,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -80,31 +80,69 @@ pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
     if set < 0 {
         return Err(io::Error::last_os_error());
     }
+    in_mount_namespace(namespace.as_fd(), || {
+        // SAFETY: move_mount(2) attaches our detached tree in this thread's mount namespace;
+        // the strings are NUL-terminated.
+        let moved = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                c"/var/task".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if moved < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    })
+}
+
+/// Sets the size of the tmpfs mounted at `tmp` in the environment's mount `namespace` (the
+/// sandbox's /tmp is the same filesystem).
+pub fn resize_tmp(namespace: &OwnedFd, tmp: &Path, size_mb: u32) -> io::Result<()> {
+    let target = CString::new(tmp.as_os_str().as_bytes())?;
+    let options = CString::new(format!("size={size_mb}m"))?;
+    in_mount_namespace(namespace.as_fd(), || {
+        // SAFETY: mount(2) remounting a tmpfs of this thread's mount namespace; the strings
+        // are NUL-terminated and outlive the call.
+        let remounted = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            )
+        };
+        if remounted != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    })
+}
+
+/// Runs `work` on a short-lived thread that has entered the mount `namespace` (a thread,
+/// since entering one changes the caller's view of the filesystem).
+fn in_mount_namespace<T: Send>(
+    namespace: BorrowedFd<'_>,
+    work: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 // SAFETY: unshare(2) and setns(2) change only this thread's filesystem context
-                // and mount namespace (the thread ends right after); move_mount(2) attaches our
-                // detached tree there. All strings are NUL-terminated.
+                // and mount namespace, and the thread ends right after `work`.
                 unsafe {
                     if libc::unshare(libc::CLONE_FS) != 0
                         || libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) != 0
                     {
                         return Err(io::Error::last_os_error());
                     }
-                    if libc::syscall(
-                        libc::SYS_move_mount,
-                        tree.as_raw_fd(),
-                        c"".as_ptr(),
-                        libc::AT_FDCWD,
-                        c"/var/task".as_ptr(),
-                        MOVE_MOUNT_F_EMPTY_PATH,
-                    ) < 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
                 }
-                Ok(())
+                work()
             })
             .join()
             .map_err(|_| io::Error::other("the mount thread panicked"))?

@@ -447,6 +447,7 @@ impl Launcher for LinuxLauncher {
         };
         let mut sandbox = LinuxSandbox {
             dir,
+            tmp_mb: spec.ephemeral_storage_mb,
             group: None,
             egress: None,
             namespaces: None,
@@ -503,6 +504,8 @@ struct Namespaces {
 
 struct LinuxSandbox {
     dir: PathBuf,
+    /// The size of its /tmp (MB).
+    tmp_mb: u32,
     group: Option<EnvironmentGroup>,
     egress: Option<(Arc<egress::Egress>, egress::Link)>,
     namespaces: Option<Namespaces>,
@@ -549,6 +552,7 @@ impl Sandbox for LinuxSandbox {
         &mut self,
         code_dir: &Path,
         memory_mb: u32,
+        ephemeral_storage_mb: u32,
         runtime_pid: u32,
     ) -> Result<(), SandboxError> {
         let plan = self
@@ -567,6 +571,18 @@ impl Sandbox for LinuxSandbox {
         }
         if let Some(group) = &self.group {
             group.set_memory(memory_mb)?;
+        }
+        if ephemeral_storage_mb != self.tmp_mb {
+            let namespace = self
+                .namespaces
+                .as_ref()
+                .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
+            late_mount::resize_tmp(
+                &namespace._mount,
+                &self.dir.join("tmp"),
+                ephemeral_storage_mb,
+            )?;
+            self.tmp_mb = ephemeral_storage_mb;
         }
         late_mount::mount_task_root(runtime_pid, code_dir)?;
         self.plan = Some(Arc::new(assigned));

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::types::Runtime;
+use aws_sdk_lambda::types::{EphemeralStorage, Runtime};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -560,6 +560,7 @@ report = {
     "signals": [status.get("SigIgn"), status.get("SigBlk"), status.get("SigCgt")],
     "security": [status.get("CapEff"), status.get("NoNewPrivs"), status.get("Seccomp")],
     "tmp": sorted(os.listdir("/tmp")),
+    "tmp_mb": os.statvfs("/tmp").f_blocks * os.statvfs("/tmp").f_frsize // (1024 * 1024),
     "task": sorted(os.listdir("/var/task")),
     "umask": os.umask(0o22),
 }
@@ -595,6 +596,7 @@ exports.handler = async () => {
     umask: process.umask(),
     zone: [Intl.DateTimeFormat().resolvedOptions().timeZone, new Date(0).getTimezoneOffset()],
     heapLimit: require('v8').getHeapStatistics().heap_size_limit,
+    noDeprecation: process.noDeprecation === true,
   };
 };
 "#;
@@ -616,16 +618,32 @@ async fn introspect_function(server: &Server, function: &str, description: &str)
 
 const ADOPTED: &str = "environment adopted a runtime started ahead";
 
+/// A function as deployed for [`fresh_and_adopted`]: runtime, handler, code, its variables
+/// besides `GREETING`, and its /tmp size (MB) if not the default.
+type Deployment<'a> = (
+    &'a str,
+    &'a str,
+    Vec<u8>,
+    &'a [(&'a str, &'a str)],
+    Option<i32>,
+);
+
 /// Deploys `function` on both servers and cold-starts it once (the first cold start of a kind
 /// is always fresh; it starts sandboxes ahead of the next), then starts a second environment
-/// on each: returns what they report, `(fresh, adopted)`.
+/// on each: returns what they report, `(fresh, adopted)`. `pool` names the kind of sandboxes
+/// started ahead that the second start adopts (a name ending in `:` stands for any name that
+/// starts with it).
 async fn fresh_and_adopted(
     fresh_server: &Server,
     ahead_server: &Server,
     function: &str,
-    (runtime, handler, code): (&str, &str, Vec<u8>),
+    (runtime, handler, code, vars, tmp_mb): Deployment<'_>,
     pool: &str,
 ) -> (Value, Value) {
+    let vars: Vec<(&str, &str)> = [("GREETING", "hello")]
+        .into_iter()
+        .chain(vars.iter().copied())
+        .collect();
     for server in [fresh_server, ahead_server] {
         create_with_env(
             &server.client(),
@@ -634,18 +652,32 @@ async fn fresh_and_adopted(
             handler,
             code.clone(),
             30,
-            &[("GREETING", "hello")],
+            &vars,
         )
         .await;
+        if let Some(mb) = tmp_mb {
+            server
+                .client()
+                .update_function_configuration()
+                .function_name(function)
+                .ephemeral_storage(EphemeralStorage::builder().size(mb).build().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
         raw_invoke(&server.address, function, &json!({}));
     }
+    let matches = |name: &str| match pool.strip_suffix(':') {
+        Some(_) => name.starts_with(pool),
+        None => name == pool,
+    };
     eventually(Duration::from_secs(60), "sandboxes started ahead", || {
         let status = ahead_server.raw("GET", "/gust/status", &[], b"").json();
         let ready = status["RuntimesStartedAhead"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["Runtime"] == pool && r["Ready"].as_u64() > Some(0));
+            .any(|r| r["Runtime"].as_str().is_some_and(matches) && r["Ready"].as_u64() > Some(0));
         ready.then_some(())
     })
     .await;
@@ -673,7 +705,13 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
     let fresh_server = Server::start_with(&["--standby-runtimes", "0"]);
     let ahead_server = Server::start();
 
-    let python = ("python3.12", "app.handler", python_zip(INTROSPECT));
+    let python = (
+        "python3.12",
+        "app.handler",
+        python_zip(INTROSPECT),
+        &[][..],
+        None,
+    );
     let (fresh, ahead) =
         fresh_and_adopted(&fresh_server, &ahead_server, "inside", python, "python3.12").await;
     assert!(
@@ -738,7 +776,7 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         ("bootstrap", CUSTOM_BOOTSTRAP, 0o755),
         ("runtime.py", CUSTOM_RUNTIME.as_bytes(), 0o644),
     ]);
-    let custom = ("provided.al2023", "unused", code);
+    let custom = ("provided.al2023", "unused", code.clone(), &[][..], None);
     let (fresh, ahead) =
         fresh_and_adopted(&fresh_server, &ahead_server, "custom", custom, "provided").await;
     assert!(
@@ -754,10 +792,13 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
     assert_same(&fresh, &ahead, &custom_keys, "custom runtime");
 
     // Node.js: pools per memory size, the bootstrap loaded ahead.
+    let node_code = zip_of(&[("index.js", NODE_INTROSPECT.as_bytes(), 0o644)]);
     let node = (
         "nodejs20.x",
         "index.handler",
-        zip_of(&[("index.js", NODE_INTROSPECT.as_bytes(), 0o644)]),
+        node_code.clone(),
+        &[][..],
+        None,
     );
     let (fresh, ahead) =
         fresh_and_adopted(&fresh_server, &ahead_server, "node", node, "nodejs20.x/128").await;
@@ -777,6 +818,63 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         "umask",
         "zone",
         "heapLimit",
+        "noDeprecation",
     ];
     assert_same(&fresh, &ahead, &node_keys, "Node.js");
+
+    // A larger /tmp: the sandbox started ahead grows its /tmp when adopted.
+    let big_tmp = ("provided.al2023", "unused", code, &[][..], Some(1024));
+    let (fresh, ahead) = fresh_and_adopted(
+        &fresh_server,
+        &ahead_server,
+        "custom-tmp",
+        big_tmp,
+        "provided",
+    )
+    .await;
+    assert_eq!(ahead["tmp_mb"], 1024, "{ahead}");
+    assert_same(&fresh, &ahead, &["tmp_mb"], "custom runtime, /tmp of 1 GB");
+    assert_same(&fresh, &ahead, &custom_keys, "custom runtime, /tmp of 1 GB");
+
+    // Variables the interpreter reads as it starts: a sandbox started ahead whose stand-in
+    // starts the interpreter with them.
+    let python = (
+        "python3.12",
+        "app.handler",
+        python_zip(INTROSPECT),
+        &[("PYTHONDONTWRITEBYTECODE", "1")][..],
+        None,
+    );
+    let (fresh, ahead) = fresh_and_adopted(
+        &fresh_server,
+        &ahead_server,
+        "python-vars",
+        python,
+        "provided:",
+    )
+    .await;
+    assert!(
+        ahead["flags"]
+            .as_str()
+            .is_some_and(|f| f.contains("dont_write_bytecode=1")),
+        "{ahead}"
+    );
+    assert_same(
+        &fresh,
+        &ahead,
+        &python_keys,
+        "Python with PYTHONDONTWRITEBYTECODE",
+    );
+    let node = (
+        "nodejs20.x",
+        "index.handler",
+        node_code,
+        &[("NODE_OPTIONS", "--no-deprecation")][..],
+        None,
+    );
+    let (fresh, ahead) =
+        fresh_and_adopted(&fresh_server, &ahead_server, "node-vars", node, "provided:").await;
+    // Only a Node.js started with NODE_OPTIONS has applied it.
+    assert_eq!(ahead["noDeprecation"], true, "{ahead}");
+    assert_same(&fresh, &ahead, &node_keys, "Node.js with NODE_OPTIONS");
 }
