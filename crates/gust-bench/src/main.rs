@@ -112,7 +112,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("function URLs…");
     measure::function_url(&mut report, &address, args.samples, duration).await?;
     eprintln!("cold starts…");
-    measure::cold(&mut report, &address, args.cold_starts).await?;
+    {
+        let mut fresh_args = args.serve_args.clone();
+        fresh_args.extend(["--standby-runtimes".to_string(), "0".to_string()]);
+        let fresh = server::Server::start(&gust, &fresh_args)
+            .context("starting gust serve --standby-runtimes 0")?;
+        measure::deploy(&fresh.address, &echo).await?;
+        measure::cold(&mut report, &address, &fresh.address, args.cold_starts).await?;
+    }
     eprintln!("asynchronous invocations…");
     measure::asynchronous(&mut report, &address, duration).await?;
     measure::memory(&mut report, &server).await?;

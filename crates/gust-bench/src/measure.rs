@@ -310,43 +310,72 @@ pub async fn function_url(
 
 /// Cold starts one at a time, 200 ms apart: sandboxes started ahead refill in between, as
 /// they do between a function's cold starts in use. Each kind is measured from a sandbox
-/// started ahead and from a fresh one (a configuration Gust never starts ahead for: a larger
-/// /tmp for the custom runtime, a variable the interpreter reads for Python and Node.js).
-pub async fn cold(report: &mut Report, address: &str, runs: usize) -> anyhow::Result<()> {
+/// started ahead (`ahead`, a server that starts them) and fresh (`fresh`, a server started
+/// with `--standby-runtimes 0`); Python and Node.js also with a variable their interpreter
+/// reads as it starts, which a sandbox started ahead serves by starting the interpreter then.
+pub async fn cold(
+    report: &mut Report,
+    ahead: &str,
+    fresh: &str,
+    runs: usize,
+) -> anyhow::Result<()> {
     let pause = Duration::from_millis(200);
-    let ahead = serde_json::json!({});
-    let custom_fresh = serde_json::json!({ "EphemeralStorage": { "Size": 1024 } });
-    let python_fresh =
+    let default = serde_json::json!({});
+    let python_variable =
         serde_json::json!({ "Environment": { "Variables": { "PYTHONDONTWRITEBYTECODE": "1" } } });
-    let node_fresh =
+    let node_variable =
         serde_json::json!({ "Environment": { "Variables": { "NODE_NO_WARNINGS": "1" } } });
-    for (function, label, floor, config) in [
+    for (address, function, label, floor, config) in [
         (
+            ahead,
             ECHO,
             "custom runtime, sandbox started ahead",
             "fork+exec /bin/true",
-            &ahead,
+            &default,
         ),
         (
+            fresh,
             ECHO,
             "custom runtime, fresh sandbox",
             "fork+exec /bin/true",
-            &custom_fresh,
+            &default,
         ),
         (
+            ahead,
             PYTHON,
             "Python, runtime started ahead",
             "python3 -c pass",
-            &ahead,
+            &default,
         ),
         (
+            ahead,
+            PYTHON,
+            "Python with PYTHONDONTWRITEBYTECODE, sandbox started ahead",
+            "python3 -c pass",
+            &python_variable,
+        ),
+        (
+            fresh,
             PYTHON,
             "Python, fresh start",
             "python3 -c pass",
-            &python_fresh,
+            &default,
         ),
-        (NODE, "Node.js, runtime started ahead", "node -e 0", &ahead),
-        (NODE, "Node.js, fresh start", "node -e 0", &node_fresh),
+        (
+            ahead,
+            NODE,
+            "Node.js, runtime started ahead",
+            "node -e 0",
+            &default,
+        ),
+        (
+            ahead,
+            NODE,
+            "Node.js with NODE_NO_WARNINGS, sandbox started ahead",
+            "node -e 0",
+            &node_variable,
+        ),
+        (fresh, NODE, "Node.js, fresh start", "node -e 0", &default),
     ] {
         let mut conn = Connection::open(address).await?;
         let mut times = Vec::with_capacity(runs);

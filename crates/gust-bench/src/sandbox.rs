@@ -113,7 +113,7 @@ async fn time_started_ahead(
             .await
             .context("the stand-in did not get ready")?;
         let started = Instant::now();
-        sandbox.assign(dir, 128, pid)?;
+        sandbox.assign(dir, 128, 512, pid)?;
         link.claim_standby(
             serde_json::json!({
                 "Environment": {"PATH": "/usr/bin:/bin", "LAMBDA_TASK_ROOT": "/var/task"},
