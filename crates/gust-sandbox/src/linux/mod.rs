@@ -83,7 +83,9 @@ enum SystemDir {
 
 /// Launches environments in Linux sandboxes. Needs root (or equivalent capabilities).
 pub struct LinuxLauncher {
-    environments_dir: PathBuf,
+    /// Where each environment mounts its /tmp in its own mount namespace (one directory for
+    /// all: nothing is created or removed on the host's filesystem per environment).
+    tmp_mount_point: PathBuf,
     cgroups: Cgroups,
     network: NetworkFactory,
     landlock_abi: i64,
@@ -326,6 +328,8 @@ impl LinuxLauncher {
         // namespace, so the root's paths are the same for all and prepared once.
         let root = environments_dir.join("root");
         fs::create_dir_all(&root)?;
+        let tmp_mount_point = environments_dir.join("tmp");
+        fs::create_dir_all(&tmp_mount_point)?;
         let lifeline = {
             let (read, write) = io::pipe()?;
             (OwnedFd::from(read), OwnedFd::from(write))
@@ -347,7 +351,7 @@ impl LinuxLauncher {
             seccomp: seccomp::programs().map_err(io_error)?,
         });
         Ok(Self {
-            environments_dir,
+            tmp_mount_point,
             cgroups,
             network,
             landlock_abi: spawn::landlock_abi(),
@@ -435,18 +439,11 @@ impl Launcher for LinuxLauncher {
     }
 
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
-        let dir = self.environments_dir.join(&spec.environment_id);
-        let tmp = dir.join("tmp");
-        fs::create_dir_all(&tmp)?;
-        let mount_namespace = match environment_mount_namespace(&tmp, spec.ephemeral_storage_mb) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let _ = fs::remove_dir_all(&dir);
-                return Err(SandboxError::Setup(e));
-            }
-        };
+        let tmp = &self.tmp_mount_point;
+        let mount_namespace = environment_mount_namespace(tmp, spec.ephemeral_storage_mb)
+            .map_err(SandboxError::Setup)?;
         let mut sandbox = LinuxSandbox {
-            dir,
+            tmp: tmp.clone(),
             tmp_mb: spec.ephemeral_storage_mb,
             group: None,
             egress: None,
@@ -480,7 +477,7 @@ impl Launcher for LinuxLauncher {
             host_gid: host_id,
             uid_map: format!("{SANDBOX_UID} {host_id} 1\n").into_bytes(),
             gid_map: format!("{SANDBOX_GID} {host_id} 1\n").into_bytes(),
-            ops: self.environment_ops(spec, &tmp),
+            ops: self.environment_ops(spec, tmp),
         };
         sandbox.group = Some(group);
         sandbox.listener = Some(slot.listener);
@@ -503,7 +500,8 @@ struct Namespaces {
 }
 
 struct LinuxSandbox {
-    dir: PathBuf,
+    /// Where its /tmp is mounted in the environment's mount namespace.
+    tmp: PathBuf,
     /// The size of its /tmp (MB).
     tmp_mb: u32,
     group: Option<EnvironmentGroup>,
@@ -577,11 +575,7 @@ impl Sandbox for LinuxSandbox {
                 .namespaces
                 .as_ref()
                 .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
-            late_mount::resize_tmp(
-                &namespace._mount,
-                &self.dir.join("tmp"),
-                ephemeral_storage_mb,
-            )?;
+            late_mount::resize_tmp(&namespace._mount, &self.tmp, ephemeral_storage_mb)?;
             self.tmp_mb = ephemeral_storage_mb;
         }
         late_mount::mount_task_root(runtime_pid, code_dir)?;
@@ -621,7 +615,6 @@ impl Sandbox for LinuxSandbox {
         }
         self.namespaces = None;
         self.listener = None;
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
