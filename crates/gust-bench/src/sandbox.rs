@@ -140,7 +140,8 @@ async fn time_started_ahead(
 }
 
 /// Sandboxes created, used for a hello world and torn down per second, by `concurrency`
-/// creators at once for `duration`.
+/// creators at once for `duration`. As in Gust, a creator hands the teardown to a blocking
+/// thread and goes on; the clock stops when every teardown has finished.
 async fn creation_rate(
     launcher: std::sync::Arc<dyn Launcher>,
     dir: &Path,
@@ -159,6 +160,7 @@ async fn creation_rate(
                 env: vec![],
             };
             let mut i = 0;
+            let mut teardowns = Vec::new();
             while Instant::now() < deadline {
                 let spec = hello_spec(format!("rate{w}-{i}"), &dir, &dir);
                 i += 1;
@@ -167,8 +169,11 @@ async fn creation_rate(
                 let mut child = spawned.child;
                 anyhow::ensure!(child.wait().await?.success(), "the hello world failed");
                 drop(spawned.output);
-                tokio::task::spawn_blocking(move || sandbox.destroy()).await?;
+                teardowns.push(tokio::task::spawn_blocking(move || sandbox.destroy()));
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            for teardown in teardowns {
+                teardown.await?;
             }
             anyhow::Ok(())
         }));
