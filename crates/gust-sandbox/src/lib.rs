@@ -31,6 +31,25 @@ pub struct SandboxSpec {
     pub read_only_paths: Vec<PathBuf>,
     /// Outbound network through NAT (otherwise only the Runtime API is reachable).
     pub egress: bool,
+    /// A SnapStart snapshot process: it runs its function's init once and forks each new
+    /// environment, which confines itself (see [`Confinement`]). It may therefore create
+    /// namespaces and mount in them, and has no Landlock domain (which forbids mounting).
+    pub zygote: bool,
+}
+
+/// How an environment forked from a snapshot process confines itself once it has its own
+/// namespaces: the same Landlock rules and seccomp filters a sandbox's runtime gets.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// The uid and gid the runtime runs as inside its sandbox.
+    pub uid: u32,
+    pub gid: u32,
+    /// The Landlock rights this kernel handles (0: none).
+    pub landlock_handled: u64,
+    /// Paths and the rights granted beneath them.
+    pub landlock_rules: Vec<(PathBuf, u64)>,
+    /// Seccomp programs, in the order they are installed: `(code, jt, jf, k)` instructions.
+    pub seccomp: Vec<Vec<(u16, u8, u8, u32)>>,
 }
 
 /// A process to start in the sandbox.
@@ -117,20 +136,55 @@ pub trait Launcher: Send + Sync + 'static {
         false
     }
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError>;
+    /// What a process forked from a snapshot process (a sandbox of `spec.zygote`) applies to
+    /// itself; `None` where the launcher has no snapshot processes.
+    fn confinement(&self) -> Option<Confinement> {
+        None
+    }
+    /// Makes the sandbox of an environment forked from a snapshot process: `pid` (a host
+    /// pid) has made its own namespaces and waits. Returns the sandbox (its cgroup holds
+    /// `pid`, its Runtime API listener is inside `pid`'s network namespace) and a second
+    /// listener there, at [`LOG_SINK_ADDRESS`], that the process sends its output to.
+    fn adopt_fork(
+        &self,
+        _pid: u32,
+        _spec: &SandboxSpec,
+    ) -> Result<(Box<dyn Sandbox>, std::net::TcpListener), SandboxError> {
+        Err(SandboxError::Setup(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this launcher has no snapshot processes",
+        )))
+    }
 }
+
+/// Where the Runtime API listens inside every sandbox with its own network namespace.
+pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
+
+/// Where an environment forked from a snapshot process sends its stdout and stderr.
+pub const LOG_SINK_ADDRESS: &str = "127.0.0.1:9002";
 
 /// One execution environment's sandbox.
 pub trait Sandbox: Send + Sync {
     /// The Runtime API listener for this environment (taken once).
     fn take_listener(&mut self) -> Option<std::net::TcpListener>;
     /// `AWS_LAMBDA_RUNTIME_API` as the runtime must use it: `host:port`, no scheme.
-    fn runtime_api_address(&self) -> &str;
-    /// The function's code as the runtime sees it (`LAMBDA_TASK_ROOT`).
-    fn task_root(&self) -> &Path;
+    /// (Sandboxes with their own network namespace serve it at Lambda's fixed address.)
+    fn runtime_api_address(&self) -> &str {
+        RUNTIME_API_ADDRESS
+    }
+    /// The function's code as the runtime sees it (`LAMBDA_TASK_ROOT`); Lambda's path in a
+    /// sandbox with its own root.
+    fn task_root(&self) -> &Path {
+        Path::new("/var/task")
+    }
     /// Gust's bootstraps as the runtime sees them (`LAMBDA_RUNTIME_DIR`).
-    fn runtime_dir(&self) -> &Path;
+    fn runtime_dir(&self) -> &Path {
+        Path::new("/var/runtime")
+    }
     /// The environment's writable scratch directory as the runtime sees it.
-    fn tmp_dir(&self) -> &Path;
+    fn tmp_dir(&self) -> &Path {
+        Path::new("/tmp")
+    }
     /// Starts a process with its working directory at the task root.
     fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError>;
     /// Kills every process started in the sandbox, including their descendants.

@@ -147,6 +147,7 @@ mod tests {
                 ephemeral_storage_mb: 512,
                 read_only_paths: Vec::new(),
                 egress: false,
+                zygote: false,
             })
             .unwrap();
         assert!(sandbox.runtime_api_address().starts_with("127.0.0.1:"));

@@ -41,6 +41,7 @@ fn sandbox_with(memory_mb: u32, egress: bool) -> Fixture {
             ephemeral_storage_mb: 16,
             read_only_paths: Vec::new(),
             egress,
+            zygote: false,
         })
         .unwrap();
     Fixture {

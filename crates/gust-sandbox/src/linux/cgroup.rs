@@ -284,6 +284,14 @@ impl EnvironmentGroup {
         write(&self.dirs[2].join("cpu.shares"), &shares.to_string())
     }
 
+    /// Moves process `pid` (and so everything it starts afterwards) into the group.
+    pub fn attach(&self, pid: u32) -> io::Result<()> {
+        for dir in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
     /// `cgroup.procs` of each controller, opened for the child to join with a single write.
     pub fn procs_files(&self) -> io::Result<Vec<OwnedFd>> {
         self.dirs

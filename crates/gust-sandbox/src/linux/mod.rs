@@ -19,9 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{Isolation, Launcher, ProcessSpec, Sandbox, SandboxError, SandboxSpec, Spawned};
+use crate::RUNTIME_API_ADDRESS;
+use crate::{
+    Confinement, Isolation, Launcher, ProcessSpec, Sandbox, SandboxError, SandboxSpec, Spawned,
+};
 use cgroup::{Cgroups, EnvironmentGroup, Limits};
-use netns::{NetworkFactory, RUNTIME_API_ADDRESS};
+use netns::NetworkFactory;
 use spawn::{LandlockRule, Op, Plan, Template};
 
 /// The user and group a function runs as inside its sandbox (Lambda's `sbx_user1051`).
@@ -92,6 +95,8 @@ pub struct LinuxLauncher {
     system_dirs: Vec<SystemDir>,
     /// What every sandbox's start shares, prepared once.
     template: Arc<Template>,
+    /// The same for SnapStart snapshot processes (see [`SandboxSpec::zygote`]).
+    snapshot_template: Arc<Template>,
     egress: Arc<egress::Egress>,
     /// A pipe whose write end only this process holds: sandboxes die with Gust.
     _lifeline: (OwnedFd, OwnedFd),
@@ -334,7 +339,7 @@ impl LinuxLauncher {
             let (read, write) = io::pipe()?;
             (OwnedFd::from(read), OwnedFd::from(write))
         };
-        let template = Arc::new(Template {
+        let template = |landlock, seccomp| Template {
             lifeline: lifeline.0.as_raw_fd(),
             root: cstring(&root),
             root_options: c"mode=755,size=2m".to_owned(),
@@ -347,9 +352,17 @@ impl LinuxLauncher {
                 (libc::RLIMIT_NOFILE, MAX_FILES),
                 (libc::RLIMIT_NPROC, MAX_PROCESSES as u64),
             ],
-            landlock: landlock_rules(),
-            seccomp: seccomp::programs().map_err(io_error)?,
-        });
+            landlock,
+            seccomp,
+        };
+        let snapshot_template = Arc::new(template(
+            Vec::new(),
+            seccomp::snapshot_programs().map_err(io_error)?,
+        ));
+        let template = Arc::new(template(
+            landlock_rules(),
+            seccomp::programs().map_err(io_error)?,
+        ));
         Ok(Self {
             tmp_mount_point,
             cgroups,
@@ -357,6 +370,7 @@ impl LinuxLauncher {
             landlock_abi: spawn::landlock_abi(),
             system_dirs,
             template,
+            snapshot_template,
             egress: Arc::new(egress::Egress::new()),
             _lifeline: lifeline,
         })
@@ -438,6 +452,61 @@ impl Launcher for LinuxLauncher {
         true
     }
 
+    fn confinement(&self) -> Option<Confinement> {
+        let seccomp = self
+            .template
+            .seccomp
+            .iter()
+            .map(|program| program.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
+            .collect();
+        Some(Confinement {
+            uid: SANDBOX_UID,
+            gid: SANDBOX_GID,
+            landlock_handled: spawn::landlock_handled(self.landlock_abi),
+            landlock_rules: self
+                .template
+                .landlock
+                .iter()
+                .map(|rule| {
+                    let path = Path::new(OsStr::from_bytes(rule.path.as_bytes()));
+                    (path.to_path_buf(), rule.access)
+                })
+                .collect(),
+            seccomp,
+        })
+    }
+
+    fn adopt_fork(
+        &self,
+        pid: u32,
+        spec: &SandboxSpec,
+    ) -> Result<(Box<dyn Sandbox>, std::net::TcpListener), SandboxError> {
+        let group = self.cgroups.create(
+            &format!("env-{}", spec.environment_id),
+            Limits {
+                memory_mb: spec.memory_mb,
+                pids: MAX_PROCESSES,
+            },
+        )?;
+        let mut sandbox = ForkedSandbox {
+            group: Some(group),
+            netns: None,
+            listener: None,
+        };
+        if let Some(group) = &sandbox.group {
+            group.set_memory(spec.memory_mb)?;
+            group.attach(pid)?;
+        }
+        let (netns, mut listeners) =
+            netns::listeners_in(pid, &[RUNTIME_API_ADDRESS, crate::LOG_SINK_ADDRESS])?;
+        let log_sink = listeners
+            .pop()
+            .ok_or_else(|| io::Error::other("no log listener"))?;
+        sandbox.listener = listeners.pop();
+        sandbox.netns = Some(netns);
+        Ok((Box::new(sandbox), log_sink))
+    }
+
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
         let tmp = &self.tmp_mount_point;
         let mount_namespace = environment_mount_namespace(tmp, spec.ephemeral_storage_mb)
@@ -468,8 +537,13 @@ impl Launcher for LinuxLauncher {
             + block * HOST_ID_SPAN
             + NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed) % HOST_ID_SPAN;
         let procs = group.procs_files()?;
+        let template = if spec.zygote {
+            &self.snapshot_template
+        } else {
+            &self.template
+        };
         let plan = Plan {
-            template: self.template.clone(),
+            template: template.clone(),
             netns: slot.netns.as_raw_fd(),
             mount_namespace: mount_namespace.as_raw_fd(),
             cgroup_procs: procs.iter().map(|fd| fd.as_raw_fd()).collect(),
@@ -514,22 +588,6 @@ struct LinuxSandbox {
 impl Sandbox for LinuxSandbox {
     fn take_listener(&mut self) -> Option<std::net::TcpListener> {
         self.listener.take()
-    }
-
-    fn runtime_api_address(&self) -> &str {
-        RUNTIME_API_ADDRESS
-    }
-
-    fn task_root(&self) -> &Path {
-        Path::new("/var/task")
-    }
-
-    fn runtime_dir(&self) -> &Path {
-        Path::new("/var/runtime")
-    }
-
-    fn tmp_dir(&self) -> &Path {
-        Path::new("/tmp")
     }
 
     fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError> {
@@ -615,6 +673,60 @@ impl Sandbox for LinuxSandbox {
         }
         self.namespaces = None;
         self.listener = None;
+    }
+}
+
+/// The sandbox of an environment forked from a SnapStart snapshot process: its namespaces
+/// are its own (it made them), Gust adds its cgroup and its Runtime API listener. Its runtime
+/// cannot be started again: the snapshot lives in the snapshot process.
+struct ForkedSandbox {
+    group: Option<EnvironmentGroup>,
+    /// Kept open while the sandbox lives.
+    netns: Option<OwnedFd>,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl Sandbox for ForkedSandbox {
+    fn take_listener(&mut self) -> Option<std::net::TcpListener> {
+        self.listener.take()
+    }
+
+    fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError> {
+        Err(SandboxError::Spawn {
+            program: process.program.clone(),
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an environment restored from a snapshot is restored again, not restarted",
+            ),
+        })
+    }
+
+    fn kill_all(&mut self) {
+        if let Some(group) = &self.group {
+            group.kill_all();
+        }
+    }
+
+    fn peak_memory(&self) -> Option<u64> {
+        self.group.as_ref()?.peak_memory()
+    }
+
+    fn out_of_memory(&self) -> bool {
+        self.group.as_ref().is_some_and(|g| g.oom_kills() > 0)
+    }
+
+    fn destroy(&mut self) {
+        if let Some(group) = self.group.take() {
+            group.remove();
+        }
+        self.netns = None;
+        self.listener = None;
+    }
+}
+
+impl Drop for ForkedSandbox {
+    fn drop(&mut self) {
+        self.destroy();
     }
 }
 

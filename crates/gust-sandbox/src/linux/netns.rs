@@ -12,8 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::thread;
 
-/// Where the Runtime API listens inside every sandbox.
-pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
+use crate::RUNTIME_API_ADDRESS;
 
 /// A network namespace and the listener bound inside it.
 pub struct NetworkSlot {
@@ -86,6 +85,32 @@ fn create(home: &OwnedFd) -> io::Result<NetworkSlot> {
     // SAFETY: `home` is a namespace descriptor this thread opened before unsharing.
     check(unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) })?;
     made
+}
+
+/// Brings up loopback in the network namespace of process `pid` and binds a listener at each
+/// of `addresses` there. Returns the namespace and the listeners.
+pub fn listeners_in(pid: u32, addresses: &[&str]) -> io::Result<(OwnedFd, Vec<TcpListener>)> {
+    let netns = OwnedFd::from(File::open(format!("/proc/{pid}/ns/net"))?);
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns(2) moves only this thread, which ends right after.
+                check(unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+                loopback_up()?;
+                let listeners = addresses
+                    .iter()
+                    .map(|address| {
+                        let listener = TcpListener::bind(address)?;
+                        listener.set_nonblocking(true)?;
+                        Ok(listener)
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                Ok(listeners)
+            })
+            .join()
+            .map_err(|_| io::Error::other("the namespace thread panicked"))?
+    })
+    .map(|listeners| (netns, listeners))
 }
 
 impl NetworkFactory {

@@ -88,10 +88,29 @@ fn arch() -> TargetArch {
     }
 }
 
+/// What a SnapStart snapshot process may do beyond a runtime: each environment it forks
+/// makes its own namespaces (`unshare`) and mounts its own /proc, /tmp and /dev/shm in them,
+/// before it installs [`programs`] on top of these.
+const SNAPSHOT_ALLOWED: &[i64] = &[libc::SYS_unshare, libc::SYS_mount];
+
 /// The compiled filters, in the order they are installed.
 pub fn programs() -> Result<Vec<Vec<libc::sock_filter>>, seccompiler::Error> {
+    compile(DENIED)
+}
+
+/// The filters of a snapshot process.
+pub fn snapshot_programs() -> Result<Vec<Vec<libc::sock_filter>>, seccompiler::Error> {
+    let denied: Vec<i64> = DENIED
+        .iter()
+        .copied()
+        .filter(|nr| !SNAPSHOT_ALLOWED.contains(nr))
+        .collect();
+    compile(&denied)
+}
+
+fn compile(denied_calls: &[i64]) -> Result<Vec<Vec<libc::sock_filter>>, seccompiler::Error> {
     let mut denied: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|nr| (*nr, Vec::new())).collect();
+        denied_calls.iter().map(|nr| (*nr, Vec::new())).collect();
     let clone_rules = NAMESPACE_FLAGS
         .iter()
         .map(|flag| {
@@ -140,5 +159,8 @@ mod tests {
         let programs = super::programs().unwrap();
         assert_eq!(programs.len(), 2);
         assert!(programs.iter().all(|p| !p.is_empty()));
+        let snapshot = super::snapshot_programs().unwrap();
+        assert_eq!(snapshot.len(), 2);
+        assert!(snapshot[0].len() < programs[0].len());
     }
 }
