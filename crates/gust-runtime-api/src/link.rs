@@ -88,6 +88,12 @@ struct State {
     /// when the environment is handed over.
     standby_waiting: bool,
     standby_claim: Option<String>,
+    /// A snapshot process reported the process it forked; the invoke path answers it.
+    fork_report: Option<String>,
+    fork_answer: Option<String>,
+    /// How the runtime of an environment forked from a snapshot process ended (a wait
+    /// status), as its sandbox's first process reports it.
+    exit_status: Option<i32>,
 }
 
 /// Shared state of one environment's Runtime API.
@@ -99,6 +105,7 @@ pub struct Link {
     wake_idle: Notify,
     wake_standby: Notify,
     standby_ready: Notify,
+    wake_fork: Notify,
 }
 
 /// What `next` hands the runtime.
@@ -207,9 +214,68 @@ impl Link {
         self.wake_standby.notify_waiters();
     }
 
+    /// A snapshot process reports the process it forked for the environment it was asked
+    /// for (see [`Link::claim_standby`]); resolves with the invoke path's answer, once it has
+    /// made that process's sandbox.
+    pub async fn report_fork(&self, report: String) -> Result<String, Refusal> {
+        {
+            let mut st = self.lock();
+            st.fork_answer = None;
+            st.fork_report = Some(report);
+        }
+        self.wake_fork.notify_waiters();
+        loop {
+            let notified = self.wake_fork.notified();
+            {
+                let mut st = self.lock();
+                if st.closed {
+                    return Err(Refusal::Closed);
+                }
+                if let Some(answer) = st.fork_answer.take() {
+                    return Ok(answer);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for a snapshot process's report of its fork.
+    pub async fn fork_reported(&self) -> Result<String, Refusal> {
+        loop {
+            let notified = self.wake_fork.notified();
+            {
+                let mut st = self.lock();
+                if st.closed {
+                    return Err(Refusal::Closed);
+                }
+                if let Some(report) = st.fork_report.take() {
+                    return Ok(report);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Answers a snapshot process's report of its fork.
+    pub fn answer_fork(&self, answer: String) {
+        self.lock().fork_answer = Some(answer);
+        self.wake_fork.notify_waiters();
+    }
+
+    /// Records how the runtime ended (a wait status).
+    pub fn report_exit(&self, status: i32) {
+        self.lock().exit_status = Some(status);
+    }
+
+    /// How the runtime ended, if it was reported.
+    pub fn reported_exit(&self) -> Option<i32> {
+        self.lock().exit_status
+    }
+
     /// Makes every pending and future `next` fail: the environment is going away.
     pub fn close(&self) {
         self.lock().closed = true;
+        self.wake_fork.notify_waiters();
         self.wake_standby.notify_waiters();
         self.standby_ready.notify_waiters();
         self.wake_next.notify_waiters();

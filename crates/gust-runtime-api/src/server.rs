@@ -217,6 +217,34 @@ async fn route(link: &Link, req: Request<Incoming>) -> Response<Full<Bytes>> {
             Ok(environment) => json(StatusCode::OK, environment),
             Err(r) => refusal(r),
         },
+        // A SnapStart snapshot process reports each process it forked, and waits for its
+        // sandbox to be ready.
+        (Method::POST, ["gust", "forked"]) => match read_body(req, MAX_ERROR_BODY).await {
+            Some(body) => match link
+                .report_fork(String::from_utf8_lossy(&body).into_owned())
+                .await
+            {
+                Ok(answer) => json(StatusCode::OK, answer),
+                Err(r) => refusal(r),
+            },
+            None => too_large(),
+        },
+        // The first process of an environment forked from a snapshot process reports how its
+        // runtime ended (a wait status), as Gust is not its parent.
+        (Method::POST, ["gust", "exited"]) => match read_body(req, MAX_ERROR_BODY).await {
+            Some(body) => match String::from_utf8_lossy(&body).trim().parse::<i32>() {
+                Ok(status) => {
+                    link.report_exit(status);
+                    accepted()
+                }
+                Err(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidStatus",
+                    "not a wait status",
+                ),
+            },
+            None => too_large(),
+        },
         (Method::GET, ["restore", "next"]) => json(StatusCode::OK, "{}".into()),
         (Method::POST, ["restore", "error"]) => accepted(),
         _ => error(
