@@ -18,6 +18,10 @@ pub use ids::{Family, RuntimeId, Support, support};
 pub use resolve::Interpreter;
 
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
+/// The Python runtime's SnapStart side (the snapshot process and the restored environments).
+const PYTHON_SNAPSHOT: &str = include_str!("../bootstrap/python/_gust_snapshot.py");
+/// SnapStart's runtime hooks module, which Lambda's Python runtimes provide to every function.
+const PYTHON_RUNTIME_HOOKS: &str = include_str!("../bootstrap/python/lib/snapshot_restore_py.py");
 /// The stand-in a custom runtime's sandbox started ahead runs until adopted: a small program
 /// of its own (see `bootstrap/standby/exec.rs`), built with this crate.
 pub const STANDBY_EXEC: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/standby-exec"));
@@ -157,12 +161,13 @@ impl RuntimeTable {
 
     /// Writes Gust's bootstraps into the runtime directory.
     pub fn install(&self) -> io::Result<()> {
-        install(
-            &self.runtime_dir,
-            "python/bootstrap.py",
-            PYTHON_BOOTSTRAP.as_bytes(),
-            0o644,
-        )?;
+        for (path, content) in [
+            ("python/bootstrap.py", PYTHON_BOOTSTRAP),
+            ("python/_gust_snapshot.py", PYTHON_SNAPSHOT),
+            ("python/lib/snapshot_restore_py.py", PYTHON_RUNTIME_HOOKS),
+        ] {
+            install(&self.runtime_dir, path, content.as_bytes(), 0o644)?;
+        }
         install_standby(&self.runtime_dir)?;
         install(
             &self.runtime_dir,

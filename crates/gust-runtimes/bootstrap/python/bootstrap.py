@@ -528,7 +528,9 @@ def handle(api, handler, headers, body):
         api.respond(request_id, payload, content_type)
 
 
-def main():
+def initialise():
+    """Loads the function's handler, as every runtime start does. On an init error it reports
+    it and exits, as Lambda's runtime does. Returns the Runtime API client and the handler."""
     if "logging" in sys.modules:
         configure_logging(sys.modules["logging"])
     else:
@@ -536,12 +538,14 @@ def main():
 
     api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
-    # The runtime's own directory must not shadow the function's modules.
+    # The runtime's own directory must not shadow the function's modules; the libraries
+    # Lambda's Python runtime ships (snapshot_restore_py) come after the function's.
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     version = "%d.%d" % sys.version_info[:2]
     extra = ["/opt/python/lib/python%s/site-packages" % version, "/opt/python"]
     sys.path[0:0] = [task_root] + [p for p in extra if os.path.isdir(p)]
+    sys.path.append(os.path.join(here, "lib"))
 
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
@@ -556,10 +560,17 @@ def main():
         flush()
         api.init_error(error)
         sys.exit(1)
+    return api, handler
 
+
+def serve(api, handler):
     while True:
         headers, body = api.next()
         handle(api, handler, headers, body)
+
+
+def main():
+    serve(*initialise())
 
 
 def adopt_environment():
@@ -578,8 +589,24 @@ def adopt_environment():
     os.chdir(os.environ.get("LAMBDA_TASK_ROOT") or "/var/task")
 
 
+def run_snapshot():
+    """SnapStart: this process is its function version's snapshot. It runs the function's init
+    once, then forks every environment of the version, each of which confines itself in
+    namespaces of its own and carries on from the initialised state (see _gust_snapshot.py)."""
+    os.environ.pop("_GUST_SNAPSHOT", None)
+    api, handler = initialise()
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    import _gust_snapshot
+
+    sys.path.remove(here)
+    _gust_snapshot.run(api, handler, serve)
+
+
 if __name__ == "__main__":
     try:
+        if os.environ.get("_GUST_SNAPSHOT") == "1":
+            run_snapshot()
         if os.environ.get("_GUST_STANDBY") == "1":
             adopt_environment()
         main()

@@ -1,0 +1,370 @@
+"""SnapStart for Gust's Python runtime.
+
+A function version that uses SnapStart gets one snapshot process: it runs the function's init
+once (and the before-snapshot hooks), then waits on the Runtime API for Gust to ask for an
+environment. For each, it forks. The fork (C) makes namespaces of its own (user, mount, network,
+PID, IPC, UTS; unprivileged, since a new user namespace grants them) and tells Gust, which puts
+it in the environment's cgroup and binds its Runtime API and log listeners inside its network
+namespace. C then forks the environment's PID 1 (G), which mounts the environment's own /proc,
+/tmp (with what init left there) and /dev/shm, enters a cgroup namespace, and confines itself
+exactly as every sandboxed runtime is confined (no capabilities, Landlock, seccomp) before it
+forks the runtime (R): R runs the after-restore hooks and serves the Runtime API from the
+initialised state. CPython re-seeds `random` in every forked child.
+"""
+
+import ctypes
+import os
+import signal
+import sys
+
+import _socket
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAPABILITY_VERSION_3 = 0x20080522
+SYS_LANDLOCK_CREATE_RULESET = 444
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_RULE_PATH_BENEATH = 1
+LOG_SINK = ("127.0.0.1", 9002)
+RUNTIME_PREFIX = "/2018-06-01/runtime"
+
+
+class SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+class PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+class Kernel:
+    """The few C library calls the restore needs."""
+
+    def __init__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.syscall.restype = ctypes.c_long
+
+    def check(self, result, what):
+        if result < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, "%s: %s" % (what, os.strerror(errno)))
+        return result
+
+    def unshare(self, flags, what):
+        self.check(self.libc.unshare(ctypes.c_int(flags)), what)
+
+    def mount(self, source, target, fstype, flags, data):
+        self.check(
+            self.libc.mount(
+                source.encode(),
+                target.encode(),
+                fstype.encode(),
+                ctypes.c_ulong(flags),
+                data.encode() if data is not None else None,
+            ),
+            "mounting %s" % target,
+        )
+
+    def prctl(self, option, arg):
+        return self.libc.prctl(
+            ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        )
+
+
+def write_file(path, data):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+
+
+def read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def run(api, handler, serve):
+    main = sys.modules["__main__"]
+    runtime_dir = os.environ.get("LAMBDA_RUNTIME_DIR") or "/var/runtime"
+    with open(os.path.join(runtime_dir, "gust", "confinement.json"), "rb") as f:
+        confinement = main.from_json(f.read())
+    kernel = Kernel()
+    import snapshot_restore_py
+
+    try:
+        for func, args, kwargs in reversed(snapshot_restore_py.get_before_snapshot()):
+            func(*args, **kwargs)
+    except Exception:
+        error = main.error_from_exception(sys.exc_info())
+        main.log_error(error)
+        main.flush()
+        api.init_error(error)
+        sys.exit(1)
+    main.flush()
+    # Environments are reaped as they end; Gust learns how from each one itself.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        status, _, body = api.request("GET", RUNTIME_PREFIX + "/gust/standby")
+        if status != 200:
+            sys.exit(0)
+        request = main.from_json(body)
+        made_r, made_w = os.pipe()
+        go_r, go_w = os.pipe()
+        main.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(made_r)
+                os.close(go_w)
+                api.close()
+                restore(kernel, confinement, request, made_w, go_r, handler, serve, main)
+            except BaseException as e:
+                os.write(2, ("gust snapshot: restoring failed: %s\n" % e).encode())
+            os._exit(1)
+        os.close(made_w)
+        os.close(go_r)
+        made = os.read(made_r, 1)
+        os.close(made_r)
+        report = str(pid) if made == b"1" else "failed"
+        status, _, answer = api.request("POST", RUNTIME_PREFIX + "/gust/forked", report.encode())
+        try:
+            if status == 200 and made == b"1":
+                os.write(go_w, answer)
+        except OSError:
+            pass
+        os.close(go_w)
+
+
+def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
+    """C: the environment's namespaces; then its PID 1, and how it ended for Gust."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    uid, gid = os.getuid(), os.getgid()
+    kernel.unshare(
+        CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID,
+        "creating the environment's namespaces",
+    )
+    write_file("/proc/self/setgroups", "deny")
+    write_file("/proc/self/uid_map", "%d %d 1\n" % (uid, uid))
+    write_file("/proc/self/gid_map", "%d %d 1\n" % (gid, gid))
+    os.write(made_w, b"1")
+    os.close(made_w)
+    answer = read_all(go_r)
+    os.close(go_r)
+    if not answer:
+        os._exit(1)
+    answer = main.from_json(answer)
+    sink = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    sink.connect(LOG_SINK)
+    main.flush()
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    sink.close()
+    status_r, status_w = os.pipe()
+    init = os.fork()
+    if init == 0:
+        os.close(status_r)
+        try:
+            become_init(kernel, confinement, request, answer, status_w, handler, serve, main)
+        except BaseException as e:
+            os.write(2, ("gust snapshot: restoring failed: %s\n" % e).encode())
+        os._exit(1)
+    os.close(status_w)
+    reported = read_all(status_r)
+    os.close(status_r)
+    try:
+        os.waitpid(init, 0)
+    except ChildProcessError:
+        pass
+    # Killed, unless the environment's PID 1 said otherwise.
+    status = reported.decode() if reported else str(signal.SIGKILL)
+    try:
+        report_exit(status)
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def report_exit(status):
+    address = os.environ["AWS_LAMBDA_RUNTIME_API"]
+    host, _, port = address.rpartition(":")
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        sock.connect((host, int(port)))
+        body = status.encode()
+        sock.sendall(
+            b"POST " + RUNTIME_PREFIX.encode() + b"/gust/exited HTTP/1.1\r\nHost: "
+            + address.encode() + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+            + body
+        )
+        sock.recv(4096)
+    finally:
+        sock.close()
+
+
+def copy_tree(source_fd, target):
+    """Copies what init left in the snapshot's /tmp into the environment's own."""
+    for entry in os.scandir(source_fd):
+        path = os.path.join(target, entry.name)
+        stat = entry.stat(follow_symlinks=False)
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.name, dir_fd=source_fd), path)
+        elif entry.is_dir(follow_symlinks=False):
+            os.mkdir(path, stat.st_mode & 0o7777)
+            sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=source_fd)
+            try:
+                copy_tree(sub, path)
+            finally:
+                os.close(sub)
+        elif entry.is_file(follow_symlinks=False):
+            src = os.open(entry.name, os.O_RDONLY, dir_fd=source_fd)
+            dst = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.st_mode & 0o7777)
+            try:
+                while True:
+                    chunk = os.read(src, 1 << 20)
+                    if not chunk:
+                        break
+                    os.write(dst, chunk)
+            finally:
+                os.close(src)
+                os.close(dst)
+
+
+def become_init(kernel, confinement, request, answer, status_w, handler, serve, main):
+    """G: PID 1 of the environment. Its own /proc, /tmp and /dev/shm, then confinement, then the
+    runtime; it reaps orphans until the runtime ends and reports how."""
+    kernel.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    tmp_mb = int(request.get("TmpMB") or 512)
+    snapshot_tmp = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY)
+    kernel.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
+    try:
+        copy_tree(snapshot_tmp, "/tmp")
+    finally:
+        os.close(snapshot_tmp)
+    shm_mb = min(tmp_mb, 512)
+    kernel.mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % shm_mb)
+    kernel.unshare(CLONE_NEWCGROUP, "entering the environment's cgroup namespace")
+    confine(kernel, confinement)
+    runtime = os.fork()
+    if runtime == 0:
+        os.close(status_w)
+        try:
+            become_runtime(answer, handler, serve, main)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            main.flush()
+            os._exit(code)
+        except BaseException:
+            main.flush()
+            os._exit(1)
+        os._exit(0)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            status = signal.SIGKILL
+            break
+        if pid == runtime:
+            break
+    os.write(status_w, str(status).encode())
+    os._exit(0)
+
+
+def confine(kernel, confinement):
+    """What every sandboxed runtime gets: no capabilities, Landlock, seccomp (no_new_privs is
+    inherited)."""
+    libc = kernel.libc
+    for cap in range(64):
+        kernel.prctl(PR_CAPBSET_DROP, cap)
+    kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    kernel.check(libc.capset(header, data), "dropping capabilities")
+    handled = int(confinement.get("LandlockHandled") or 0)
+    if handled:
+        attr = ctypes.c_uint64(handled)
+        ruleset = kernel.check(
+            libc.syscall(
+                ctypes.c_long(SYS_LANDLOCK_CREATE_RULESET), ctypes.byref(attr),
+                ctypes.c_size_t(8), ctypes.c_uint32(0),
+            ),
+            "creating the Landlock ruleset",
+        )
+        for path, access in confinement.get("LandlockRules") or []:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            rule = PathBeneath(int(access) & handled, fd)
+            added = libc.syscall(
+                ctypes.c_long(SYS_LANDLOCK_ADD_RULE), ctypes.c_int(ruleset),
+                ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0),
+            )
+            os.close(fd)
+            kernel.check(added, "adding a Landlock rule")
+        kernel.check(
+            libc.syscall(
+                ctypes.c_long(SYS_LANDLOCK_RESTRICT_SELF), ctypes.c_int(ruleset), ctypes.c_uint32(0)
+            ),
+            "applying Landlock",
+        )
+        os.close(ruleset)
+    for program in confinement.get("Seccomp") or []:
+        filters = (SockFilter * len(program))(*[SockFilter(*i) for i in program])
+        fprog = SockFprog(len(program), filters)
+        kernel.check(
+            libc.prctl(
+                ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                ctypes.byref(fprog), ctypes.c_ulong(0), ctypes.c_ulong(0),
+            ),
+            "installing the seccomp filter",
+        )
+
+
+def become_runtime(answer, handler, serve, main):
+    """R: the environment's own variables, the after-restore hooks, then events."""
+    os.environ.clear()
+    os.environ.update(answer["Environment"])
+    import snapshot_restore_py
+
+    api = main.RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    try:
+        for func, args, kwargs in snapshot_restore_py.get_after_restore():
+            func(*args, **kwargs)
+    except Exception:
+        error = main.error_from_exception(sys.exc_info())
+        error["errorType"] = "Runtime.AfterRestoreError"
+        main.log_error(error)
+        main.flush()
+        api.init_error(error)
+        sys.exit(1)
+    serve(api, handler)
