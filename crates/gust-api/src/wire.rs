@@ -95,7 +95,10 @@ pub fn function_configuration(
     );
     doc.insert(
         "SnapStart".into(),
-        json!({ "ApplyOn": config.snap_start_apply_on, "OptimizationStatus": "Off" }),
+        json!({
+            "ApplyOn": config.snap_start_apply_on,
+            "OptimizationStatus": if config.snap_start_on() { "On" } else { "Off" },
+        }),
     );
     if let Some(runtime) = &config.runtime {
         doc.insert(

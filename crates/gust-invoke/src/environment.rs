@@ -4,6 +4,7 @@
 //! timeout, a crash or an init failure the process is killed and the next invocation starts a
 //! fresh one in the same sandbox (the same `/tmp`), as Lambda resets an environment.
 
+use std::os::fd::OwnedFd;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -66,16 +67,16 @@ pub enum EnvironmentError {
     Runtime(CommandError),
 }
 
-struct RuntimeProcess {
-    exited: watch::Receiver<Option<ExitStatus>>,
-    started: Instant,
-    output: OutputReader,
+pub(crate) struct RuntimeProcess {
+    pub(crate) exited: watch::Receiver<Option<ExitStatus>>,
+    pub(crate) started: Instant,
+    pub(crate) output: OutputReader,
 }
 
 impl RuntimeProcess {
     /// Follows a started process: its output into `log`, its exit into `exited`. Returns it
     /// with its pid.
-    fn watch(
+    pub(crate) fn watch(
         spawned: gust_sandbox::Spawned,
         log: &SharedLog,
         name: &str,
@@ -99,8 +100,94 @@ impl RuntimeProcess {
     }
 }
 
+impl RuntimeProcess {
+    /// Follows an environment forked from a SnapStart snapshot process: `pid` (a host pid,
+    /// not Gust's child) is its first process, which reports how the runtime ended on `link`
+    /// before it exits; `output` carries the runtime's stdout and stderr.
+    fn follow(
+        pid: u32,
+        link: Arc<Link>,
+        output: OwnedFd,
+        log: &SharedLog,
+        name: &str,
+    ) -> std::io::Result<Self> {
+        use std::os::unix::process::ExitStatusExt;
+        let output = OutputReader::start(output, log.clone(), name.to_string())?;
+        let pid = rustix::process::Pid::from_raw(pid as i32)
+            .ok_or_else(|| std::io::Error::other("no such process"))?;
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK)?;
+        // SAFETY: the AsyncFd owns the pidfd, which stays open and the same until dropped.
+        let exit = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+        }
+        .map_err(std::io::Error::from)?;
+        let (tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            // A pidfd turns readable when its process has exited.
+            let _ = exit.readable().await;
+            let status = link.reported_exit().unwrap_or(KILLED);
+            let _ = tx.send(Some(ExitStatus::from_raw(status)));
+        });
+        Ok(Self {
+            exited,
+            started: Instant::now(),
+            output,
+        })
+    }
+}
+
+/// The wait status of a process killed by SIGKILL.
+const KILLED: i32 = 9;
+
+/// A runtime started before it has anything to do (ahead of demand, or a snapshot's), with
+/// its Runtime API.
+pub(crate) struct Waiting {
+    pub(crate) link: Arc<Link>,
+    pub(crate) server: tokio::task::JoinHandle<()>,
+    pub(crate) process: RuntimeProcess,
+    pub(crate) log: SharedLog,
+    /// The process Gust started.
+    pub(crate) pid: u32,
+}
+
+impl Waiting {
+    /// Serves the sandbox's Runtime API and starts `command` in it with `env`.
+    pub(crate) fn start(
+        sandbox: &mut dyn Sandbox,
+        command: &gust_runtimes::RuntimeCommand,
+        env: Vec<(String, String)>,
+        name: &str,
+    ) -> Result<Self, EnvironmentError> {
+        let (link, server) = serve_runtime_api(sandbox)?;
+        let spawned = blocking(|| {
+            sandbox.spawn(&ProcessSpec {
+                program: command.program.clone(),
+                args: command.args.clone(),
+                env,
+            })
+        });
+        let spawned = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                server.abort();
+                return Err(e.into());
+            }
+        };
+        let log = SharedLog::default();
+        let (process, pid) = RuntimeProcess::watch(spawned, &log, name)
+            .map_err(gust_sandbox::SandboxError::Setup)?;
+        Ok(Self {
+            link,
+            server,
+            process,
+            log,
+            pid,
+        })
+    }
+}
+
 /// Serves the Runtime API on the sandbox's listener.
-fn serve_runtime_api(
+pub(crate) fn serve_runtime_api(
     sandbox: &mut dyn Sandbox,
 ) -> Result<(Arc<Link>, tokio::task::JoinHandle<()>), EnvironmentError> {
     let listener = sandbox
@@ -181,6 +268,12 @@ pub struct Environment {
     /// The runtime was started ahead of demand and is initialising for this function now:
     /// the next invocation is a cold start that does not start the runtime again.
     pending_init: bool,
+    /// Restored from a SnapStart snapshot: its first invocation reports a Restore Duration,
+    /// and its runtime is never started again (the environment retires instead).
+    restored: bool,
+    /// The snapshot it was restored from, kept while it lives: its processes are in the
+    /// snapshot process's PID namespace and end with it.
+    _snapshot: Option<Arc<crate::snapshot::Snapshot>>,
 }
 
 fn error_body(error_type: &str, message: String) -> Bytes {
@@ -221,7 +314,7 @@ fn describe_exit(status: ExitStatus) -> Option<String> {
 /// Runs blocking sandbox work (starting a sandboxed process builds its filesystem before
 /// exec; killing one waits for its processes to go) without stalling the other tasks of a
 /// multi-threaded runtime.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_thread {
@@ -229,6 +322,69 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     } else {
         work()
     }
+}
+
+/// Where `config`'s extracted code is on the host.
+pub(crate) fn code_dir(platform: &Platform, config: &FunctionConfig) -> std::path::PathBuf {
+    platform
+        .code_root
+        .join(&config.code.digest_hex)
+        .join("task")
+}
+
+/// The sandbox an environment `id` of `config` runs in.
+pub(crate) fn sandbox_spec(platform: &Platform, config: &FunctionConfig, id: &str) -> SandboxSpec {
+    let runtime = config.runtime.clone().unwrap_or_default();
+    SandboxSpec {
+        environment_id: id.to_string(),
+        code_dir: code_dir(platform, config),
+        runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
+        memory_mb: config.memory_size,
+        ephemeral_storage_mb: config.ephemeral_storage,
+        read_only_paths: platform
+            .runtimes
+            .install_prefix(&runtime)
+            .into_iter()
+            .collect(),
+        egress: config.network() == gust_model::Network::Egress,
+        zygote: false,
+    }
+}
+
+/// The command that starts `config`'s runtime in `sandbox`.
+pub(crate) fn function_command(
+    platform: &Platform,
+    config: &FunctionConfig,
+    sandbox: &dyn Sandbox,
+) -> Result<gust_runtimes::RuntimeCommand, CommandError> {
+    let code_dir = code_dir(platform, config);
+    let placement = Placement {
+        host_task_root: &code_dir,
+        task_root: sandbox.task_root(),
+        runtime_dir: sandbox.runtime_dir(),
+    };
+    platform.runtimes.command(
+        config.runtime.as_deref().unwrap_or_default(),
+        placement,
+        config.memory_size,
+    )
+}
+
+/// `AWS_LAMBDA_LOG_STREAM_NAME` of environment `id`.
+fn log_stream(config: &FunctionConfig, id: &str) -> String {
+    format!(
+        "{}/[{}]{}",
+        log_stream_date(SystemTime::now()),
+        config.version,
+        id
+    )
+}
+
+/// Variables as the JSON object a runtime started ahead receives.
+fn variables_document(env: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    env.iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect()
 }
 
 impl Environment {
@@ -241,32 +397,10 @@ impl Environment {
         claim: MemoryClaim,
     ) -> Result<Self, EnvironmentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let code_dir = platform
-            .code_root
-            .join(&config.code.digest_hex)
-            .join("task");
-        let runtime = config.runtime.clone().unwrap_or_default();
-        let mut sandbox = platform.launcher.create(&SandboxSpec {
-            environment_id: id.clone(),
-            code_dir: code_dir.clone(),
-            runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
-            memory_mb: config.memory_size,
-            ephemeral_storage_mb: config.ephemeral_storage,
-            read_only_paths: platform
-                .runtimes
-                .install_prefix(&runtime)
-                .into_iter()
-                .collect(),
-            egress: config.network() == gust_model::Network::Egress,
-        })?;
-        let placement = Placement {
-            host_task_root: &code_dir,
-            task_root: sandbox.task_root(),
-            runtime_dir: sandbox.runtime_dir(),
-        };
-        let command = platform
-            .runtimes
-            .command(&runtime, placement, config.memory_size)
+        let mut sandbox = platform
+            .launcher
+            .create(&sandbox_spec(platform, &config, &id))?;
+        let command = function_command(platform, &config, sandbox.as_ref())
             .map_err(EnvironmentError::Runtime);
         // A missing bootstrap is the function's problem and is reported per invocation; a
         // missing interpreter is the platform's.
@@ -277,12 +411,7 @@ impl Environment {
             Err(e) => return Err(e),
             Ok(c) => Ok(c),
         };
-        let log_stream = format!(
-            "{}/[{}]{}",
-            log_stream_date(SystemTime::now()),
-            config.version,
-            id
-        );
+        let log_stream = log_stream(&config, &id);
         let mut env = variables(
             platform,
             &config,
@@ -323,6 +452,8 @@ impl Environment {
             log: SharedLog::default(),
             process,
             pending_init: false,
+            restored: false,
+            _snapshot: None,
         })
     }
 
@@ -606,11 +737,17 @@ impl Environment {
             self.reset();
         }
         self.last_used = Instant::now();
+        let (init_duration, restore_duration) = if self.restored {
+            (None, init_duration)
+        } else {
+            (init_duration, None)
+        };
         let report = Report {
             request_id: id.clone(),
             version: self.config.version.clone(),
             duration,
             init_duration,
+            restore_duration,
             memory_size_mb: self.config.memory_size,
             max_memory_used_mb: max_memory.div_ceil(1024 * 1024),
             status,
@@ -627,8 +764,10 @@ impl Environment {
 
     /// Whether the environment may serve another invocation. One whose memory ran out is
     /// retired: Lambda gives the next invocation a fresh environment.
+    /// (An environment restored from a snapshot whose runtime ended is retired too: the next
+    /// one is restored afresh.)
     pub fn is_reusable(&self) -> bool {
-        !self.sandbox.out_of_memory()
+        !self.sandbox.out_of_memory() && (!self.restored || self.is_warm())
     }
 
     /// Tears the environment down: kills its processes, stops its Runtime API, frees its
@@ -727,6 +866,7 @@ impl Standby {
             ephemeral_storage_mb: gust_model::limits::DEFAULT_EPHEMERAL_MB,
             read_only_paths: read_only_paths.into_iter().collect(),
             egress: false,
+            zygote: false,
         })?;
         let command = if stand_in.is_some() {
             // A stand-in that execs the function's runtime command once adopted.
@@ -744,34 +884,22 @@ impl Standby {
         };
         let env = standby_variables(sandbox.as_ref(), &command);
         sandbox.run_in_background();
-        let (link, server) = serve_runtime_api(sandbox.as_mut())?;
-        let spawned = blocking(|| {
-            sandbox.spawn(&ProcessSpec {
-                program: command.program.clone(),
-                args: command.args.clone(),
-                env,
-            })
-        });
-        let spawned = match spawned {
-            Ok(s) => s,
-            Err(e) => {
-                server.abort();
-                return Err(e.into());
-            }
-        };
-        let log = SharedLog::default();
-        let (process, pid) = RuntimeProcess::watch(spawned, &log, &format!("standby {runtime}"))
-            .map_err(gust_sandbox::SandboxError::Setup)?;
+        let waiting = Waiting::start(
+            sandbox.as_mut(),
+            &command,
+            env,
+            &format!("standby {runtime}"),
+        )?;
         Ok(Self {
             id,
             runtime: runtime.to_string(),
             created: Instant::now(),
             sandbox,
-            link,
-            server,
-            process,
-            log,
-            pid,
+            link: waiting.link,
+            server: waiting.server,
+            process: waiting.process,
+            log: waiting.log,
+            pid: waiting.pid,
             _claim: claim,
         })
     }
@@ -803,21 +931,8 @@ impl Environment {
         mut standby: Standby,
         claim: MemoryClaim,
     ) -> Result<Self, Box<(Standby, EnvironmentError)>> {
-        let code_dir = platform
-            .code_root
-            .join(&config.code.digest_hex)
-            .join("task");
-        let runtime = config.runtime.clone().unwrap_or_default();
-        let command = {
-            let placement = Placement {
-                host_task_root: &code_dir,
-                task_root: standby.sandbox.task_root(),
-                runtime_dir: standby.sandbox.runtime_dir(),
-            };
-            platform
-                .runtimes
-                .command(&runtime, placement, config.memory_size)
-        };
+        let code_dir = code_dir(platform, &config);
+        let command = function_command(platform, &config, standby.sandbox.as_ref());
         let command = match command {
             Ok(c) => c,
             Err(e) => return Err(Box::new((standby, EnvironmentError::Runtime(e)))),
@@ -847,12 +962,7 @@ impl Environment {
         }) {
             return Err(Box::new((standby, e.into())));
         }
-        let log_stream = format!(
-            "{}/[{}]{}",
-            log_stream_date(SystemTime::now()),
-            config.version,
-            standby.id
-        );
+        let log_stream = log_stream(&config, &standby.id);
         let env = variables(
             platform,
             &config,
@@ -860,10 +970,7 @@ impl Environment {
             &log_stream,
             Some(&command),
         );
-        let document: serde_json::Map<String, serde_json::Value> = env
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
+        let document = variables_document(&env);
         // What the runtime printed while it started is not this function's.
         logs::lock(&standby.log).take();
         let exec = serde_json::json!({
@@ -904,6 +1011,107 @@ impl Environment {
                 env,
             },
             pending_init: true,
+            restored: false,
+            _snapshot: None,
+        })
+    }
+}
+
+impl Environment {
+    /// Starts an environment of `config` from its version's SnapStart snapshot: the snapshot
+    /// process forks, the fork makes its own namespaces, Gust gives it its cgroup, Runtime API
+    /// and log listener, and the runtime carries on from the initialised state. Its first
+    /// invocation reports the time from here to its first `next` as its Restore Duration.
+    pub async fn restore(
+        platform: &Platform,
+        config: Arc<FunctionConfig>,
+        snapshot: &Arc<crate::snapshot::Snapshot>,
+        claim: MemoryClaim,
+    ) -> Result<Self, String> {
+        const STEP_LIMIT: Duration = Duration::from_secs(10);
+        let _one_at_a_time = snapshot.forking.lock().await;
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let log_stream = log_stream(&config, &id);
+        let command = function_command(platform, &config, snapshot.sandbox.as_ref())
+            .map_err(|e| e.to_string())?;
+        let mut env = variables(
+            platform,
+            &config,
+            snapshot.sandbox.as_ref(),
+            &log_stream,
+            Some(&command),
+        );
+        set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
+        snapshot
+            .link
+            .claim_standby(serde_json::json!({ "TmpMB": config.ephemeral_storage }).to_string());
+        let report = tokio::time::timeout(STEP_LIMIT, snapshot.link.fork_reported())
+            .await
+            .map_err(|_| "the snapshot process did not fork".to_string())?
+            .map_err(|_| "the snapshot process is gone".to_string())?;
+        let forked = report
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(|inside| snapshot.forked_pid(inside));
+        let Some(pid) = forked else {
+            // Without its answer the fork ends itself.
+            snapshot.link.answer_fork(String::new());
+            return Err(format!("the snapshot process could not fork ({report})"));
+        };
+        let spec = sandbox_spec(platform, &config, &id);
+        let adopted = blocking(|| platform.launcher.adopt_fork(pid, &spec));
+        let (mut sandbox, log_sink) = match adopted {
+            Ok(made) => made,
+            Err(e) => {
+                // Without its answer the fork ends itself.
+                snapshot.link.answer_fork(String::new());
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).expect("a live pid"),
+                    rustix::process::Signal::KILL,
+                );
+                return Err(e.to_string());
+            }
+        };
+        let document = variables_document(&env);
+        snapshot
+            .link
+            .answer_fork(serde_json::json!({ "Environment": document }).to_string());
+        let output = async {
+            let listener = tokio::net::TcpListener::from_std(log_sink)?;
+            let (stream, _) = listener.accept().await?;
+            stream.into_std().map(OwnedFd::from)
+        };
+        let output = tokio::time::timeout(STEP_LIMIT, output)
+            .await
+            .map_err(|_| "the restored environment did not connect its output".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (link, server) = serve_runtime_api(sandbox.as_mut()).map_err(|e| e.to_string())?;
+        let log = SharedLog::default();
+        let mut process = RuntimeProcess::follow(pid, link.clone(), output, &log, &config.name)
+            .map_err(|e| e.to_string())?;
+        process.started = started;
+        *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Ok(Self {
+            id,
+            config,
+            last_used: Instant::now(),
+            provision: None,
+            _claim: Some(claim),
+            sandbox,
+            link,
+            server,
+            runtime: Some(process),
+            log,
+            process: ProcessSpec {
+                program: command.program,
+                args: command.args,
+                env,
+            },
+            pending_init: true,
+            restored: true,
+            _snapshot: Some(snapshot.clone()),
         })
     }
 }
@@ -953,7 +1161,7 @@ fn trace_id() -> String {
 }
 
 /// The runtime's environment variables, as Lambda sets them.
-fn variables(
+pub(crate) fn variables(
     platform: &Platform,
     config: &FunctionConfig,
     sandbox: &dyn Sandbox,
@@ -1023,7 +1231,7 @@ fn variables(
     vars
 }
 
-fn set(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
+pub(crate) fn set(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
     match vars.iter_mut().find(|(k, _)| k == key) {
         Some(entry) => entry.1 = value.to_string(),
         None => vars.push((key.to_string(), value.to_string())),

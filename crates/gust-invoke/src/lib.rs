@@ -13,6 +13,7 @@ pub mod logs;
 pub mod pool;
 pub mod queue;
 pub mod report;
+pub mod snapshot;
 pub mod standbys;
 
 use std::collections::{HashMap, HashSet};
@@ -31,6 +32,7 @@ use environment::{
 };
 use pool::{Pool, PoolKey};
 pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
+use snapshot::Snapshot;
 use standbys::Standbys;
 
 /// Tunables of the invoke path.
@@ -117,7 +119,12 @@ pub struct Invoker {
     allocated: Arc<Mutex<HashMap<Target, usize>>>,
     provisioning: Mutex<HashMap<Target, Provisioning>>,
     standbys: Standbys,
+    /// SnapStart snapshot processes per `(function, version)`, started on the version's
+    /// first cold start (`None`: its init failed; retried after the next sweep).
+    snapshots: Mutex<HashMap<Target, SnapshotCell>>,
 }
+
+type SnapshotCell = Arc<tokio::sync::OnceCell<Option<Arc<Snapshot>>>>;
 
 /// Counts an environment's package as in use for as long as it lives.
 struct BusyCode<'a> {
@@ -188,12 +195,16 @@ impl Invoker {
             allocated: Arc::new(Mutex::new(HashMap::new())),
             provisioning: Mutex::new(HashMap::new()),
             standbys: Standbys::new(settings_standbys),
+            snapshots: Mutex::new(HashMap::new()),
         })
     }
 
     /// Starts the background work: retiring environments of changed functions as changes
     /// happen, and sweeping expired environments and unused packages.
     pub fn start(self: &Arc<Self>) {
+        if let Err(e) = snapshot::publish_confinement(&self.platform) {
+            tracing::warn!(error = %e, "could not publish the sandbox confinement; SnapStart environments will not start");
+        }
         let mut changes = self.control.subscribe();
         let invoker = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -234,8 +245,10 @@ impl Invoker {
     pub async fn sweep(self: &Arc<Self>) {
         teardown(self.pool.remove_expired(self.settings.keep_alive));
         retire_standbys(self.standbys.expired(self.settings.keep_alive));
+        self.retire_snapshots();
         self.reconcile_provisioned();
         let mut in_use: HashSet<String> = self.pool.code_in_use().into_iter().collect();
+        in_use.extend(self.snapshot_code());
         in_use.extend(
             self.busy_code
                 .lock()
@@ -256,11 +269,105 @@ impl Invoker {
         for standby in self.standbys.drain() {
             standby.destroy();
         }
+        // Snapshots go with the last environment restored from them.
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Runtimes started ahead and ready, per runtime id.
     pub fn standby_counts(&self) -> Vec<(String, usize)> {
         self.standbys.counts()
+    }
+
+    /// An environment for `config` restored from its version's SnapStart snapshot (started
+    /// now if it has none yet), where SnapStart applies.
+    async fn restore_snapshot(&self, config: &Arc<FunctionConfig>) -> Option<Environment> {
+        if !snapshot::applies(&self.platform, config) {
+            return None;
+        }
+        let key = (config.name.clone(), config.version.clone());
+        let cell = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let snapshot = cell
+            .get_or_init(|| async {
+                let mb = u64::from(config.memory_size);
+                self.make_room(mb);
+                let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+                match Snapshot::start(&self.platform, config.clone(), claim).await {
+                    Ok(snapshot) => {
+                        tracing::info!(function = %config.name, version = %config.version, "SnapStart snapshot initialised");
+                        Some(Arc::new(snapshot))
+                    }
+                    Err(e) => {
+                        tracing::warn!(function = %config.name, version = %config.version, error = %e, "could not make the SnapStart snapshot; starting environments on demand");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()?;
+        let mb = u64::from(config.memory_size);
+        self.make_room(mb);
+        let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+        match Environment::restore(&self.platform, config.clone(), &snapshot, claim).await {
+            Ok(env) => {
+                tracing::info!(function = %config.name, environment = %env.id, "environment restored from a SnapStart snapshot");
+                Some(env)
+            }
+            Err(e) => {
+                tracing::warn!(function = %config.name, error = %e, "could not restore from the SnapStart snapshot; starting on demand");
+                None
+            }
+        }
+    }
+
+    /// Drops snapshots of versions that are gone, that failed or died, or that no cold start
+    /// has needed for a keep-alive (a snapshot process ends when the last environment
+    /// restored from it does, as they live in its PID namespace).
+    fn retire_snapshots(&self) {
+        let keep_alive = self.settings.keep_alive;
+        let mut retired = Vec::new();
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, cell| {
+                let keep = match cell.get() {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(snapshot)) => {
+                        let last = *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner());
+                        snapshot.is_alive()
+                            && last.elapsed() <= keep_alive
+                            && self.control.is_current(&snapshot.config)
+                    }
+                };
+                if !keep {
+                    retired.push(cell.clone());
+                }
+                keep
+            });
+        if !retired.is_empty() {
+            // Killing a snapshot's sandbox waits for its processes to go.
+            tokio::task::spawn_blocking(move || drop(retired));
+        }
+    }
+
+    /// Packages snapshot processes run.
+    fn snapshot_code(&self) -> Vec<String> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|cell| cell.get().cloned().flatten())
+            .map(|snapshot| snapshot.config.code.digest_hex.clone())
+            .collect()
     }
 
     /// An environment for `config` made from a runtime started ahead, if one is ready.
@@ -597,7 +704,8 @@ impl Invoker {
             Some(env) => (env, None),
             None => {
                 let setup = self.setups.clone().acquire_owned().await.ok();
-                let env = match self.adopt_standby(&config) {
+                let restored = self.restore_snapshot(&config).await;
+                let env = match restored.or_else(|| self.adopt_standby(&config)) {
                     Some(env) => env,
                     None => self.new_environment(config.clone(), InitializationType::OnDemand)?,
                 };
@@ -617,7 +725,7 @@ impl Invoker {
             })
             .await;
         self.release(env);
-        if cold_start {
+        if cold_start && !snapshot::applies(&self.platform, &config) {
             // After the invocation, not during its init: starting ahead competes for the CPU.
             self.refill_standbys(&config);
         }

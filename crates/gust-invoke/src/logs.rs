@@ -3,12 +3,14 @@
 //! A reader task per runtime process appends output to the environment's buffer. When an
 //! invocation ends, the invoke path asks the reader to drain the pipe first: everything the
 //! function wrote before it posted its result is then in the buffer, so its log is complete.
+//! (An environment restored from a SnapStart snapshot writes to a loopback socket instead of
+//! a pipe; the reader treats both alike.)
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::unix::pipe;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
 /// Output kept per environment between two invocations' collection points.
@@ -52,9 +54,14 @@ pub struct OutputReader {
 }
 
 impl OutputReader {
-    /// Starts reading `fd` (the read end of the runtime's output pipe) into `log`.
+    /// Starts reading `fd` (the read end of the runtime's output pipe, or a connected
+    /// socket) into `log`.
     pub fn start(fd: OwnedFd, log: SharedLog, function: String) -> io::Result<Self> {
-        let receiver = pipe::Receiver::from_owned_fd(fd)?;
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        // SAFETY: the AsyncFd owns `fd`, which stays open and the same until it is dropped.
+        let receiver =
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                .map_err(io::Error::from)?;
         let (flush, requests) = mpsc::unbounded_channel();
         let task = tokio::spawn(read_loop(receiver, log, requests, function));
         Ok(Self { flush, task })
@@ -80,40 +87,23 @@ fn keep(log: &SharedLog, bytes: &[u8], function: &str) {
     lock(log).append(bytes);
 }
 
-/// Reads what the reactor reported readable. Returns false at end of output.
-fn drain_ready(
-    receiver: &pipe::Receiver,
-    chunk: &mut [u8],
-    log: &SharedLog,
-    function: &str,
-) -> bool {
+/// Reads everything the descriptor holds right now, asking the kernel directly (the reactor
+/// may not have reported bytes written a moment ago, and a flush must not miss them). Returns
+/// whether more may come, and whether it read to the point of blocking.
+fn drain(fd: &OwnedFd, chunk: &mut [u8], log: &SharedLog, function: &str) -> (bool, bool) {
     loop {
-        match receiver.try_read(chunk) {
-            Ok(0) => return false,
+        match rustix::io::read(fd, &mut *chunk) {
+            Ok(0) => return (false, false),
             Ok(n) => keep(log, &chunk[..n], function),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
-/// Reads everything the pipe holds right now, asking the kernel directly: the reactor may not
-/// have reported bytes written a moment ago, and a flush must not miss them.
-fn drain_now(receiver: &pipe::Receiver, chunk: &mut [u8], log: &SharedLog, function: &str) -> bool {
-    loop {
-        match rustix::io::read(receiver.as_fd(), &mut *chunk) {
-            Ok(0) => return false,
-            Ok(n) => keep(log, &chunk[..n], function),
-            Err(rustix::io::Errno::AGAIN) => return true,
+            Err(rustix::io::Errno::AGAIN) => return (true, true),
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false,
+            Err(_) => return (false, false),
         }
     }
 }
 
 async fn read_loop(
-    receiver: pipe::Receiver,
+    receiver: AsyncFd<OwnedFd>,
     log: SharedLog,
     mut requests: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
     function: String,
@@ -123,12 +113,20 @@ async fn read_loop(
     loop {
         tokio::select! {
             ready = receiver.readable(), if open => {
-                open = ready.is_ok() && drain_ready(&receiver, &mut chunk, &log, &function);
+                let Ok(mut guard) = ready else {
+                    open = false;
+                    continue;
+                };
+                let (more, blocked) = drain(receiver.get_ref(), &mut chunk, &log, &function);
+                open = more;
+                if blocked {
+                    guard.clear_ready();
+                }
             }
             request = requests.recv() => {
                 let Some(ack) = request else { return };
                 if open {
-                    open = drain_now(&receiver, &mut chunk, &log, &function);
+                    open = drain(receiver.get_ref(), &mut chunk, &log, &function).0;
                 }
                 let _ = ack.send(());
             }

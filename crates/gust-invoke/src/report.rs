@@ -20,6 +20,9 @@ pub struct Report {
     pub version: String,
     pub duration: Duration,
     pub init_duration: Option<Duration>,
+    /// The first invocation of an environment restored from a SnapStart snapshot: how long
+    /// the restore took (billed on its own line, as Lambda does).
+    pub restore_duration: Option<Duration>,
     pub memory_size_mb: u32,
     pub max_memory_used_mb: u64,
     pub status: Status,
@@ -48,6 +51,13 @@ impl Report {
         );
         if let Some(init) = self.init_duration {
             line.push_str(&format!("Init Duration: {:.2} ms\t", millis(init)));
+        }
+        if let Some(restore) = self.restore_duration {
+            line.push_str(&format!(
+                "Restore Duration: {:.2} ms\tBilled Restore Duration: {} ms\t",
+                millis(restore),
+                (millis(restore).ceil() as u64).max(1)
+            ));
         }
         match self.status {
             Status::Success => {}
@@ -105,6 +115,7 @@ mod tests {
             version: "$LATEST".into(),
             duration: Duration::from_micros(2430),
             init_duration: Some(Duration::from_micros(120_330)),
+            restore_duration: None,
             memory_size_mb: 128,
             max_memory_used_mb: 39,
             status: Status::Success,
@@ -119,12 +130,22 @@ mod tests {
         );
         let warm = Report {
             init_duration: None,
+            restore_duration: None,
             status: Status::Timeout,
             ..report()
         };
         assert!(warm.line().ends_with(
             "Billed Duration: 3 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB\tStatus: timeout\t"
         ));
+        let restored = Report {
+            init_duration: None,
+            restore_duration: Some(Duration::from_micros(4_160)),
+            ..report()
+        };
+        assert_eq!(
+            restored.line(),
+            "REPORT RequestId: r1\tDuration: 2.43 ms\tBilled Duration: 3 ms\tMemory Size: 128 MB\tMax Memory Used: 39 MB\tRestore Duration: 4.16 ms\tBilled Restore Duration: 5 ms\t"
+        );
     }
 
     #[test]

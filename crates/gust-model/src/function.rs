@@ -104,6 +104,18 @@ impl Network {
 }
 
 impl FunctionConfig {
+    /// Whether this version starts its environments from a SnapStart snapshot
+    /// (`OptimizationStatus: On`): a published version of a Python function that asked for
+    /// SnapStart on published versions.
+    pub fn snap_start_on(&self) -> bool {
+        self.snap_start_apply_on == "PublishedVersions"
+            && self.version != "$LATEST"
+            && self
+                .runtime
+                .as_deref()
+                .is_some_and(|r| r.starts_with("python"))
+    }
+
     /// The outbound network the function asked for (`GUST_NETWORK`).
     pub fn network(&self) -> Network {
         self.environment

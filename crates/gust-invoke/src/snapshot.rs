@@ -1,0 +1,194 @@
+//! SnapStart: one snapshot process per published version that uses it.
+//!
+//! Lambda initialises a SnapStart version once, snapshots it, and starts every environment of
+//! the version from the snapshot. Gust's snapshot is a process: the version's runtime, started
+//! in a sandbox of its own, runs the function's init (and its before-snapshot hooks) once and
+//! then forks each new environment, which makes namespaces of its own, is given its cgroup and
+//! Runtime API by Gust, confines itself exactly as every sandboxed runtime is confined, runs
+//! the after-restore hooks and serves events from the initialised state (see the Python
+//! runtime's `_gust_snapshot.py`). Values made during init are therefore the same in every
+//! environment, as on Lambda; Python re-seeds `random` in each.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gust_model::FunctionConfig;
+use gust_runtime_api::Link;
+use gust_sandbox::{Sandbox, SandboxSpec};
+
+use crate::environment::{
+    EnvironmentError, MemoryClaim, Platform, RuntimeProcess, Waiting, blocking, function_command,
+    sandbox_spec, set, variables,
+};
+use crate::logs::{self, SharedLog};
+
+/// How long a snapshot's init may take (Lambda allows SnapStart's init the function timeout
+/// or 130 seconds, whichever is longer).
+const MIN_INIT_LIMIT: Duration = Duration::from_secs(130);
+
+/// Tells Gust's Python runtime to be a snapshot process.
+const SNAPSHOT_VARIABLE: &str = "_GUST_SNAPSHOT";
+
+/// Whether environments of `config` start from a snapshot: a published version of a Python
+/// function with `SnapStart.ApplyOn = PublishedVersions` and no egress, where the launcher
+/// can fork them into sandboxes.
+pub fn applies(platform: &Platform, config: &FunctionConfig) -> bool {
+    // Egress is attached to a sandbox when it is made; a fork makes its own network.
+    config.snap_start_on()
+        && config.network() == gust_model::Network::None
+        && platform.launcher.confinement().is_some()
+}
+
+/// Writes what forked environments confine themselves with where the runtime reads it
+/// (`gust/confinement.json` in the runtime directory).
+pub fn publish_confinement(platform: &Platform) -> std::io::Result<()> {
+    let Some(confinement) = platform.launcher.confinement() else {
+        return Ok(());
+    };
+    let document = serde_json::json!({
+        "Uid": confinement.uid,
+        "Gid": confinement.gid,
+        "LandlockHandled": confinement.landlock_handled,
+        "LandlockRules": confinement
+            .landlock_rules
+            .iter()
+            .map(|(path, access)| serde_json::json!([path.display().to_string(), access]))
+            .collect::<Vec<_>>(),
+        "Seccomp": confinement
+            .seccomp
+            .iter()
+            .map(|program| program.iter().map(|(c, t, f, k)| serde_json::json!([c, t, f, k])).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+    });
+    let dir = platform.runtimes.runtime_dir().join("gust");
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join("confinement.json.tmp");
+    std::fs::write(&tmp, document.to_string())?;
+    std::fs::rename(tmp, dir.join("confinement.json"))
+}
+
+/// A version's snapshot process, initialised and waiting to fork environments.
+pub struct Snapshot {
+    pub config: Arc<FunctionConfig>,
+    pub(crate) sandbox: Box<dyn Sandbox>,
+    pub(crate) link: Arc<Link>,
+    server: tokio::task::JoinHandle<()>,
+    process: RuntimeProcess,
+    log: SharedLog,
+    /// The process Gust started for it (the snapshot process is its grandchild).
+    pid: u32,
+    /// One fork at a time: the snapshot process answers them in turn.
+    pub(crate) forking: tokio::sync::Mutex<()>,
+    pub(crate) last_used: std::sync::Mutex<Instant>,
+    _claim: MemoryClaim,
+}
+
+impl Snapshot {
+    /// Starts the snapshot process of `config`'s version and waits until its init is done.
+    pub async fn start(
+        platform: &Platform,
+        config: Arc<FunctionConfig>,
+        claim: MemoryClaim,
+    ) -> Result<Self, String> {
+        let snapshot = Self::spawn(platform, config, claim).map_err(|e| e.to_string())?;
+        let limit = MIN_INIT_LIMIT.max(Duration::from_secs(u64::from(snapshot.config.timeout)));
+        let mut exited = snapshot.process.exited.clone();
+        let outcome = tokio::select! {
+            _ = snapshot.link.standing_by() => Ok(()),
+            _ = exited.wait_for(Option::is_some) => Err("its init failed".to_string()),
+            _ = tokio::time::sleep(limit) => Err(format!("its init did not finish in {} s", limit.as_secs())),
+        };
+        snapshot.process.output.flush().await;
+        let init_log = logs::lock(&snapshot.log).take();
+        if !init_log.is_empty() {
+            tracing::debug!(function = %snapshot.config.name, version = %snapshot.config.version, log = %String::from_utf8_lossy(&init_log), "snapshot initialised");
+        }
+        match outcome {
+            Ok(()) => Ok(snapshot),
+            Err(e) => {
+                // Killing its sandbox waits for its processes to go.
+                blocking(|| drop(snapshot));
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn(
+        platform: &Platform,
+        config: Arc<FunctionConfig>,
+        claim: MemoryClaim,
+    ) -> Result<Self, EnvironmentError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut sandbox = platform.launcher.create(&SandboxSpec {
+            egress: false,
+            zygote: true,
+            ..sandbox_spec(platform, &config, &id)
+        })?;
+        let command = function_command(platform, &config, sandbox.as_ref())
+            .map_err(EnvironmentError::Runtime)?;
+        let log_stream = format!("snapshot/[{}]{id}", config.version);
+        let mut env = variables(
+            platform,
+            &config,
+            sandbox.as_ref(),
+            &log_stream,
+            Some(&command),
+        );
+        set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
+        set(&mut env, SNAPSHOT_VARIABLE, "1");
+        let name = format!("snapshot {}:{}", config.name, config.version);
+        let waiting = Waiting::start(sandbox.as_mut(), &command, env, &name)?;
+        Ok(Self {
+            config,
+            sandbox,
+            link: waiting.link,
+            server: waiting.server,
+            process: waiting.process,
+            log: waiting.log,
+            pid: waiting.pid,
+            forking: tokio::sync::Mutex::new(()),
+            last_used: std::sync::Mutex::new(Instant::now()),
+            _claim: claim,
+        })
+    }
+
+    /// Whether the snapshot process still runs.
+    pub fn is_alive(&self) -> bool {
+        self.process.exited.borrow().is_none()
+    }
+
+    /// The host pid of the process the snapshot process forked, given its pid as the
+    /// snapshot process sees it.
+    pub(crate) fn forked_pid(&self, pid_inside: u32) -> Option<u32> {
+        // Gust started the sandbox's first process; its child is the sandbox's init, whose
+        // child is the snapshot process.
+        let child_of = |pid: u32| -> Vec<u32> {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        };
+        let init = *child_of(self.pid).first()?;
+        let snapshot = *child_of(init).first()?;
+        child_of(snapshot).into_iter().find(|pid| {
+            // NSpid: the pid in each namespace from the host's down; the snapshot process's
+            // namespace is the second.
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|status| {
+                    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+                    line.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pid_inside)
+        })
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.link.close();
+        self.server.abort();
+        self.sandbox.destroy();
+    }
+}
