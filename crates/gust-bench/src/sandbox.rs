@@ -26,6 +26,7 @@ fn hello_spec(environment_id: String, code_dir: &Path, runtime_dir: &Path) -> Sa
         ephemeral_storage_mb: 512,
         read_only_paths: Vec::new(),
         egress: false,
+        zygote: false,
     }
 }
 

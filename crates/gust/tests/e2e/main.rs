@@ -10,5 +10,6 @@ mod packages;
 mod python;
 mod sandbox;
 mod scaling;
+mod snapstart;
 mod triggers;
 mod versions;
