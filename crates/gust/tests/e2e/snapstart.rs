@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const SNAPSHOTTED: &str = r#"import os, random, time, uuid
+const SNAPSHOTTED: &str = r#"import ctypes, os, random, socket, time, uuid
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
 # Made once, in the snapshot: the same in every environment (Lambda's own caveat).
@@ -41,6 +41,14 @@ def handler(event, context):
         task_writable = True
     except OSError:
         task_writable = False
+    # What the snapshot process may do, a restored environment may not.
+    libc = ctypes.CDLL(None, use_errno=True)
+    unshared = libc.unshare(0x10000000) == 0
+    try:
+        socket.create_connection(("127.0.0.1", event.get("host_port", 1)), timeout=1).close()
+        reached_host = True
+    except OSError:
+        reached_host = False
     return {
         "init_id": INIT_ID,
         "random": random.random(),
@@ -52,6 +60,8 @@ def handler(event, context):
         "snapshot_variable": os.environ.get("_GUST_SNAPSHOT"),
         "security": [status.get("CapEff"), status.get("NoNewPrivs"), status.get("Seccomp")],
         "task_writable": task_writable,
+        "unshared": unshared,
+        "reached_host": reached_host,
     }
 "#;
 
@@ -158,6 +168,14 @@ async fn a_snapstart_version_initialises_once_and_restores_each_environment() {
         assert_eq!(body["processes"], json!([1, 2]), "{body}");
         assert_eq!(body["security"], json!(["0000000000000000", "1", "2"]));
         assert_eq!(body["task_writable"], false);
+        assert_eq!(
+            body["unshared"], false,
+            "a restored environment made a namespace"
+        );
+        assert_eq!(
+            body["reached_host"], false,
+            "a restored environment reached Gust"
+        );
         for other in &bodies[..i] {
             assert_ne!(body["random"], other["random"], "random was not re-seeded");
         }
