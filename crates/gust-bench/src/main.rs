@@ -120,6 +120,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         measure::deploy(&fresh.address, &echo).await?;
         measure::cold(&mut report, &address, &fresh.address, args.cold_starts).await?;
     }
+    eprintln!("SnapStart…");
+    measure::snapstart(&mut report, &address, args.cold_starts).await?;
     eprintln!("asynchronous invocations…");
     measure::asynchronous(&mut report, &address, duration).await?;
     measure::memory(&mut report, &server).await?;

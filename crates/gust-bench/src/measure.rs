@@ -172,11 +172,26 @@ async fn create(
     handler: &str,
     zip: Vec<u8>,
 ) -> anyhow::Result<()> {
-    let body = serde_json::json!({
+    create_with(address, name, runtime, handler, zip, serde_json::json!({})).await
+}
+
+/// [`create`] with more members for the request (such as `SnapStart`).
+async fn create_with(
+    address: &str,
+    name: &str,
+    runtime: &str,
+    handler: &str,
+    zip: Vec<u8>,
+    more: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut body = serde_json::json!({
         "FunctionName": name, "Runtime": runtime, "Handler": handler,
         "Role": "arn:aws:iam::123456789012:role/bench", "MemorySize": 128, "Timeout": 30,
         "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
     });
+    if let (Some(body), Some(more)) = (body.as_object_mut(), more.as_object()) {
+        body.extend(more.clone());
+    }
     let mut conn = Connection::open(address).await?;
     let answer = conn
         .send(
@@ -413,21 +428,10 @@ pub async fn cold(
                 answer.status == 200 && !answer.headers.contains_key("x-amz-function-error"),
                 "cold invoke of {function} failed"
             );
-            if let Some(init) = answer
-                .headers
-                .get("x-amz-log-result")
-                .and_then(|v| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(v.as_bytes())
-                        .ok()
-                })
-                .and_then(|log| {
-                    let log = String::from_utf8_lossy(&log).into_owned();
-                    let at = log.find("Init Duration: ")?;
-                    log[at + 15..].split(' ').next()?.parse::<f64>().ok()
-                })
+            if let Some(init) =
+                report_duration(answer.headers.get("x-amz-log-result"), "Init Duration")
             {
-                inits.push(Duration::from_secs_f64(init / 1000.0));
+                inits.push(init);
             }
         }
         report.measure(
@@ -443,6 +447,111 @@ pub async fn cold(
             );
         }
     }
+    Ok(())
+}
+
+const SNAPSTART: &str = "bench-snap";
+
+/// A duration from REPORT's `field` (`Init Duration`, `Restore Duration`), in a base64 log tail.
+fn report_duration(
+    log_result: Option<&hyper::header::HeaderValue>,
+    field: &str,
+) -> Option<Duration> {
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(log_result?.as_bytes())
+        .ok()?;
+    let log = String::from_utf8_lossy(&log).into_owned();
+    let at = log.find(field)? + field.len();
+    let ms = log[at..]
+        .trim_start_matches(": ")
+        .split(' ')
+        .next()?
+        .parse::<f64>()
+        .ok()?;
+    Some(Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// SnapStart: environments of a published Python version restored from its snapshot, one at
+/// a time. Each round sends one more concurrent (sleeping) invocation than there are warm
+/// environments, so exactly one is restored; its round trip and Restore Duration are kept.
+pub async fn snapstart(report: &mut Report, address: &str, runs: usize) -> anyhow::Result<()> {
+    create_with(
+        address,
+        SNAPSTART,
+        "python3.12",
+        "app.handler",
+        zip_of(&[(
+            "app.py",
+            b"import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    return {'hello': 'world'}\n",
+            0o644,
+        )])?,
+        serde_json::json!({ "SnapStart": { "ApplyOn": "PublishedVersions" } }),
+    )
+    .await?;
+    let mut conn = Connection::open(address).await?;
+    let published = conn
+        .send(
+            Method::POST,
+            &format!("/2015-03-31/functions/{SNAPSTART}/versions"),
+            &[("content-type", "application/json")],
+            Bytes::from_static(b"{}"),
+        )
+        .await?;
+    anyhow::ensure!(
+        published.status == 201,
+        "publishing {SNAPSTART}: {}",
+        published.status
+    );
+    let path = invoke_path(&format!("{SNAPSTART}:1"));
+    // The snapshot's init (and the first environment) happen here.
+    let first = conn
+        .send(Method::POST, &path, &[], Bytes::from_static(b"{}"))
+        .await?;
+    anyhow::ensure!(first.status == 200, "the first SnapStart invoke failed");
+    let mut times = Vec::with_capacity(runs);
+    let mut restores = Vec::with_capacity(runs);
+    for round in 0..runs {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let calls: Vec<_> = (0..round + 2)
+            .map(|_| {
+                let (address, path) = (address.to_string(), path.clone());
+                tokio::spawn(async move {
+                    let mut conn = Connection::open(&address).await?;
+                    let started = Instant::now();
+                    let answer = conn
+                        .send(
+                            Method::POST,
+                            &path,
+                            &[("x-amz-log-type", "Tail")],
+                            Bytes::from_static(b"{\"sleep\": 0.3}"),
+                        )
+                        .await?;
+                    anyhow::Ok((started.elapsed(), answer))
+                })
+            })
+            .collect();
+        for call in calls {
+            let (elapsed, answer) = call.await??;
+            anyhow::ensure!(answer.status == 200, "a SnapStart invoke failed");
+            if let Some(restore) =
+                report_duration(answer.headers.get("x-amz-log-result"), "Restore Duration")
+            {
+                // The invocation itself slept 300 ms.
+                times.push(elapsed.saturating_sub(Duration::from_millis(300)));
+                restores.push(restore);
+            }
+        }
+    }
+    report.measure(
+        "cold start, Python SnapStart, restored from the snapshot (client round trip less the handler's 300 ms)",
+        Stats::new(times),
+        "python3 -c pass",
+    );
+    report.measure(
+        "cold start, Python SnapStart, restored from the snapshot (REPORT Restore Duration)",
+        Stats::new(restores),
+        "python3 -c pass",
+    );
     Ok(())
 }
 
