@@ -1028,13 +1028,22 @@ impl Environment {
         snapshot: &Arc<crate::snapshot::Snapshot>,
         claim: MemoryClaim,
     ) -> Result<Self, String> {
-        const STEP_LIMIT: Duration = Duration::from_secs(10);
-        let _one_at_a_time = snapshot.forking.lock().await;
         let started = Instant::now();
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let log_stream = log_stream(&config, &id);
         let command = function_command(platform, &config, snapshot.sandbox.as_ref())
             .map_err(|e| e.to_string())?;
+        let mut spare = snapshot.forking.lock().await;
+        let prepared = match spare.take() {
+            Some(prepared) => prepared,
+            None => snapshot.prepare(platform, &config).await?,
+        };
+        // From here the fork gets its answer whatever happens.
+        let crate::snapshot::Prepared {
+            id,
+            pid,
+            mut sandbox,
+            log_sink,
+        } = prepared;
+        let log_stream = log_stream(&config, &id);
         let mut env = variables(
             platform,
             &config,
@@ -1043,47 +1052,23 @@ impl Environment {
             Some(&command),
         );
         set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
-        snapshot
-            .link
-            .claim_standby(serde_json::json!({ "TmpMB": config.ephemeral_storage }).to_string());
-        let report = tokio::time::timeout(STEP_LIMIT, snapshot.link.fork_reported())
-            .await
-            .map_err(|_| "the snapshot process did not fork".to_string())?
-            .map_err(|_| "the snapshot process is gone".to_string())?;
-        let forked = report
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .and_then(|inside| snapshot.forked_pid(inside));
-        let Some(pid) = forked else {
-            // Without its answer the fork ends itself.
-            snapshot.link.answer_fork(String::new());
-            return Err(format!("the snapshot process could not fork ({report})"));
-        };
-        let spec = sandbox_spec(platform, &config, &id);
-        let adopted = blocking(|| platform.launcher.adopt_fork(pid, &spec));
-        let (mut sandbox, log_sink) = match adopted {
-            Ok(made) => made,
-            Err(e) => {
-                // Without its answer the fork ends itself.
-                snapshot.link.answer_fork(String::new());
-                let _ = rustix::process::kill_process(
-                    rustix::process::Pid::from_raw(pid as i32).expect("a live pid"),
-                    rustix::process::Signal::KILL,
-                );
-                return Err(e.to_string());
-            }
-        };
         let document = variables_document(&env);
         snapshot
             .link
             .answer_fork(serde_json::json!({ "Environment": document }).to_string());
+        drop(spare);
+        // The next restore finds its fork made and in its sandbox.
+        crate::snapshot::Snapshot::prepare_spare(
+            snapshot.clone(),
+            platform.clone(),
+            config.clone(),
+        );
         let output = async {
             let listener = tokio::net::TcpListener::from_std(log_sink)?;
             let (stream, _) = listener.accept().await?;
             stream.into_std().map(OwnedFd::from)
         };
-        let output = tokio::time::timeout(STEP_LIMIT, output)
+        let output = tokio::time::timeout(crate::snapshot::STEP_LIMIT, output)
             .await
             .map_err(|_| "the restored environment did not connect its output".to_string())?
             .map_err(|e| e.to_string())?;

@@ -26,6 +26,9 @@ use crate::logs::{self, SharedLog};
 /// or 130 seconds, whichever is longer).
 const MIN_INIT_LIMIT: Duration = Duration::from_secs(130);
 
+/// How long a snapshot process may take to fork, and a fork to connect its output.
+pub(crate) const STEP_LIMIT: Duration = Duration::from_secs(10);
+
 /// Tells Gust's Python runtime to be a snapshot process.
 const SNAPSHOT_VARIABLE: &str = "_GUST_SNAPSHOT";
 
@@ -67,6 +70,17 @@ pub fn publish_confinement(platform: &Platform) -> std::io::Result<()> {
     std::fs::rename(tmp, dir.join("confinement.json"))
 }
 
+/// A fork of the snapshot process in its own namespaces and sandbox, waiting for its
+/// environment's variables.
+pub(crate) struct Prepared {
+    pub(crate) id: String,
+    /// Its host pid.
+    pub(crate) pid: u32,
+    pub(crate) sandbox: Box<dyn Sandbox>,
+    /// Where it will connect its output.
+    pub(crate) log_sink: std::net::TcpListener,
+}
+
 /// A version's snapshot process, initialised and waiting to fork environments.
 pub struct Snapshot {
     pub config: Arc<FunctionConfig>,
@@ -77,8 +91,9 @@ pub struct Snapshot {
     log: SharedLog,
     /// The process Gust started for it (the snapshot process is its grandchild).
     pid: u32,
-    /// One fork at a time: the snapshot process answers them in turn.
-    pub(crate) forking: tokio::sync::Mutex<()>,
+    /// One fork at a time: the snapshot process answers them in turn. Holds the next
+    /// environment's fork once made (a spare), in its sandbox, waiting for its variables.
+    pub(crate) forking: tokio::sync::Mutex<Option<Prepared>>,
     pub(crate) last_used: std::sync::Mutex<Instant>,
     _claim: MemoryClaim,
 }
@@ -146,10 +161,75 @@ impl Snapshot {
             process: waiting.process,
             log: waiting.log,
             pid: waiting.pid,
-            forking: tokio::sync::Mutex::new(()),
+            forking: tokio::sync::Mutex::new(None),
             last_used: std::sync::Mutex::new(Instant::now()),
             _claim: claim,
         })
+    }
+
+    /// Asks the snapshot process for a fork and makes the fork's sandbox (its cgroup, its
+    /// Runtime API and log listeners). The fork then waits for its environment's variables
+    /// (the answer to the snapshot process's report). The caller holds `forking`.
+    pub(crate) async fn prepare(
+        &self,
+        platform: &Platform,
+        config: &FunctionConfig,
+    ) -> Result<Prepared, String> {
+        self.link
+            .claim_standby(serde_json::json!({ "TmpMB": config.ephemeral_storage }).to_string());
+        let report = tokio::time::timeout(STEP_LIMIT, self.link.fork_reported())
+            .await
+            .map_err(|_| {
+                // A fork reported late would be taken for the next one's: end it all.
+                self.link.close();
+                "the snapshot process did not fork".to_string()
+            })?
+            .map_err(|_| "the snapshot process is gone".to_string())?;
+        let forked = report
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(|inside| self.forked_pid(inside));
+        let Some(pid) = forked else {
+            // Without its answer the fork ends itself.
+            self.link.answer_fork(String::new());
+            return Err(format!("the snapshot process could not fork ({report})"));
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let spec = sandbox_spec(platform, config, &id);
+        match blocking(|| platform.launcher.adopt_fork(pid, &spec)) {
+            Ok((sandbox, log_sink)) => Ok(Prepared {
+                id,
+                pid,
+                sandbox,
+                log_sink,
+            }),
+            Err(e) => {
+                self.link.answer_fork(String::new());
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Makes a spare fork in the background, unless there is one.
+    pub(crate) fn prepare_spare(
+        snapshot: Arc<Snapshot>,
+        platform: Platform,
+        config: Arc<FunctionConfig>,
+    ) {
+        tokio::spawn(async move {
+            let mut spare = snapshot.forking.lock().await;
+            if spare.is_some() || !snapshot.is_alive() {
+                return;
+            }
+            match snapshot.prepare(&platform, &config).await {
+                Ok(prepared) => *spare = Some(prepared),
+                Err(e) => tracing::debug!(function = %config.name, error = %e, "no spare fork"),
+            }
+        });
     }
 
     /// Whether the snapshot process still runs.
