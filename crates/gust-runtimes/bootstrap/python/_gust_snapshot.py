@@ -119,6 +119,16 @@ def run(api, handler, serve):
     with open(os.path.join(runtime_dir, "gust", "confinement.json"), "rb") as f:
         confinement = main.from_json(f.read())
     kernel = Kernel()
+    # Built once here rather than in every environment.
+    confinement["SeccompPrograms"] = [
+        (
+            ctypes.cast(
+                (SockFilter * len(p))(*[SockFilter(*i) for i in p]), ctypes.POINTER(SockFilter)
+            ),
+            len(p),
+        )
+        for p in confinement.get("Seccomp") or []
+    ]
     import snapshot_restore_py
 
     try:
@@ -338,9 +348,8 @@ def confine(kernel, confinement):
             "applying Landlock",
         )
         os.close(ruleset)
-    for program in confinement.get("Seccomp") or []:
-        filters = (SockFilter * len(program))(*[SockFilter(*i) for i in program])
-        fprog = SockFprog(len(program), filters)
+    for filters, length in confinement["SeccompPrograms"]:
+        fprog = SockFprog(length, filters)
         kernel.check(
             libc.prctl(
                 ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
