@@ -507,7 +507,15 @@ impl Control {
             state.next_version = number + 1;
         }
         tracing::info!(function = %name, version = number, "version published");
+        let _ = self.changes.send(name.to_string());
         Ok(version)
+    }
+
+    /// The function's newest published version, if it has one.
+    pub fn newest_version(&self, name: &str) -> Option<Arc<FunctionConfig>> {
+        let registry = self.read();
+        let state = registry.get(name)?;
+        state.versions.values().next_back().cloned()
     }
 
     pub async fn delete(&self, r: &FunctionRef) -> Result<(), LambdaError> {

@@ -223,6 +223,9 @@ impl Invoker {
                 });
                 teardown(retired);
                 invoker.reconcile_provisioned();
+                if let Some(function) = &changed {
+                    invoker.snapshot_newest_version(function);
+                }
             }
         });
         self.reconcile_provisioned();
@@ -287,32 +290,7 @@ impl Invoker {
         if !snapshot::applies(&self.platform, config) {
             return None;
         }
-        let key = (config.name.clone(), config.version.clone());
-        let cell = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
-        let snapshot = cell
-            .get_or_init(|| async {
-                let mb = u64::from(config.memory_size);
-                self.make_room(mb);
-                let claim = MemoryClaim::new(mb, self.committed_mb.clone());
-                match Snapshot::start(&self.platform, config.clone(), claim).await {
-                    Ok(snapshot) => {
-                        tracing::info!(function = %config.name, version = %config.version, "SnapStart snapshot initialised");
-                        Some(Arc::new(snapshot))
-                    }
-                    Err(e) => {
-                        tracing::warn!(function = %config.name, version = %config.version, error = %e, "could not make the SnapStart snapshot; starting environments on demand");
-                        None
-                    }
-                }
-            })
-            .await
-            .clone()?;
+        let snapshot = self.snapshot(config).await?;
         let mb = u64::from(config.memory_size);
         self.make_room(mb);
         let claim = MemoryClaim::new(mb, self.committed_mb.clone());
@@ -326,6 +304,52 @@ impl Invoker {
                 None
             }
         }
+    }
+
+    /// The snapshot of `config`'s version, made now (its init runs) if it has none yet.
+    async fn snapshot(&self, config: &Arc<FunctionConfig>) -> Option<Arc<Snapshot>> {
+        let key = (config.name.clone(), config.version.clone());
+        let cell = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let mb = u64::from(config.memory_size);
+            self.make_room(mb);
+            let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+            match Snapshot::start(&self.platform, config.clone(), claim).await {
+                Ok(snapshot) => {
+                    tracing::info!(function = %config.name, version = %config.version, "SnapStart snapshot initialised");
+                    let snapshot = Arc::new(snapshot);
+                    Snapshot::prepare_spare(snapshot.clone(), self.platform.clone(), config.clone());
+                    Some(snapshot)
+                }
+                Err(e) => {
+                    tracing::warn!(function = %config.name, version = %config.version, error = %e, "could not make the SnapStart snapshot; starting environments on demand");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+    }
+
+    /// As Lambda does when a version is published, makes the snapshot of `function`'s newest
+    /// version ahead of its first invocation, if it uses SnapStart.
+    fn snapshot_newest_version(self: &Arc<Self>, function: &str) {
+        let Some(config) = self.control.newest_version(function) else {
+            return;
+        };
+        if !snapshot::applies(&self.platform, &config) {
+            return;
+        }
+        let invoker = self.clone();
+        tokio::spawn(async move {
+            invoker.snapshot(&config).await;
+        });
     }
 
     /// Drops snapshots of versions that are gone, that failed or died, or that no cold start

@@ -121,6 +121,19 @@ async fn a_snapstart_version_initialises_once_and_restores_each_environment() {
         Some(&SnapStartOptimizationStatus::On)
     );
 
+    // As on Lambda, publishing makes the snapshot: no invocation waits for the init.
+    eventually(
+        std::time::Duration::from_secs(60),
+        "the snapshot made at publication",
+        || {
+            server
+                .log()
+                .contains("SnapStart snapshot initialised")
+                .then_some(())
+        },
+    )
+    .await;
+
     // Three at once: three environments from one snapshot.
     let calls: Vec<_> = (0..3)
         .map(|i| {
