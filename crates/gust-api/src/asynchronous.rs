@@ -177,6 +177,12 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
             .into_iter()
             .map(|(runtime, ready)| json!({"Runtime": runtime, "Ready": ready}))
             .collect::<Vec<_>>(),
+        "SnapStartSnapshots": app
+            .invoker
+            .snapshots()
+            .into_iter()
+            .map(|(function, version)| json!({"FunctionName": function, "Version": version}))
+            .collect::<Vec<_>>(),
         "AsyncQueues": queues,
     });
     Ok(json(StatusCode::OK, &doc, rid))

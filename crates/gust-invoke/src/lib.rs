@@ -306,6 +306,24 @@ impl Invoker {
         }
     }
 
+    /// `(function, version)` of each live SnapStart snapshot, for status output.
+    pub fn snapshots(&self) -> Vec<(String, String)> {
+        let mut live: Vec<(String, String)> = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, cell)| {
+                cell.get()
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.is_alive())
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        live.sort();
+        live
+    }
+
     /// The snapshot of `config`'s version, made now (its init runs) if it has none yet.
     async fn snapshot(&self, config: &Arc<FunctionConfig>) -> Option<Arc<Snapshot>> {
         let key = (config.name.clone(), config.version.clone());

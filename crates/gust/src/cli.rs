@@ -455,6 +455,21 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if !ahead.is_empty() {
         println!("started ahead:      {}", ahead.join(", "));
     }
+    let snapshots: Vec<String> = doc["SnapStartSnapshots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["FunctionName"].as_str().unwrap_or("-"),
+                s["Version"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    if !snapshots.is_empty() {
+        println!("SnapStart snapshots: {}", snapshots.join(", "));
+    }
     let queues = doc["AsyncQueues"].as_array().cloned().unwrap_or_default();
     if queues.is_empty() {
         println!("asynchronous queues: empty");

@@ -205,6 +205,11 @@ async fn a_snapstart_version_initialises_once_and_restores_each_environment() {
         "{}",
         server.log()
     );
+    let status = server.raw("GET", "/gust/status", &[], b"").json();
+    assert_eq!(
+        status["SnapStartSnapshots"],
+        json!([{"FunctionName": "snap", "Version": "1"}])
+    );
 
     // Going over the memory limit kills that environment only; the next invocation works.
     let killed = invoke(&client, "snap:1", json!({"allocate_mb": 300})).await;
