@@ -151,6 +151,16 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
+    pub(crate) fn is_alive(&self) -> bool {
+        self.process.exited.borrow().is_none()
+    }
+
+    /// Ends its Runtime API (the runtime is told to exit).
+    pub(crate) fn stop(&self) {
+        self.link.close();
+        self.server.abort();
+    }
+
     /// Serves the sandbox's Runtime API and starts `command` in it with `env`.
     pub(crate) fn start(
         sandbox: &mut dyn Sandbox,
@@ -797,11 +807,7 @@ pub struct Standby {
     pub runtime: String,
     pub created: Instant,
     sandbox: Box<dyn Sandbox>,
-    link: Arc<Link>,
-    server: tokio::task::JoinHandle<()>,
-    process: RuntimeProcess,
-    log: SharedLog,
-    pid: u32,
+    runtime_process: Waiting,
     _claim: MemoryClaim,
 }
 
@@ -895,27 +901,22 @@ impl Standby {
             runtime: runtime.to_string(),
             created: Instant::now(),
             sandbox,
-            link: waiting.link,
-            server: waiting.server,
-            process: waiting.process,
-            log: waiting.log,
-            pid: waiting.pid,
+            runtime_process: waiting,
             _claim: claim,
         })
     }
 
     /// Alive and waiting to be adopted.
     pub fn is_ready(&self) -> bool {
-        self.process.exited.borrow().is_none() && self.link.is_standing_by()
+        self.runtime_process.is_alive() && self.runtime_process.link.is_standing_by()
     }
 
     pub fn is_alive(&self) -> bool {
-        self.process.exited.borrow().is_none()
+        self.runtime_process.is_alive()
     }
 
     pub fn destroy(mut self) {
-        self.link.close();
-        self.server.abort();
+        self.runtime_process.stop();
         self.sandbox.destroy();
     }
 }
@@ -957,7 +958,7 @@ impl Environment {
                 &code_dir,
                 config.memory_size,
                 config.ephemeral_storage,
-                standby.pid,
+                standby.runtime_process.pid,
             )
         }) {
             return Err(Box::new((standby, e.into())));
@@ -972,7 +973,7 @@ impl Environment {
         );
         let document = variables_document(&env);
         // What the runtime printed while it started is not this function's.
-        logs::lock(&standby.log).take();
+        logs::lock(&standby.runtime_process.log).take();
         let exec = serde_json::json!({
             "Program": command.program.display().to_string(),
             "Args": command
@@ -981,20 +982,51 @@ impl Environment {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>(),
         });
-        standby.link.claim_standby(
+        standby.runtime_process.link.claim_standby(
             serde_json::json!({ "Environment": document, "Exec": exec }).to_string(),
         );
         let Standby {
             id,
             sandbox,
-            link,
-            server,
-            mut process,
-            log,
+            runtime_process,
             ..
         } = standby;
-        process.started = Instant::now();
-        Ok(Self {
+        let spec = ProcessSpec {
+            program: command.program,
+            args: command.args,
+            env,
+        };
+        Ok(Self::initialising(
+            id,
+            config,
+            claim,
+            sandbox,
+            runtime_process,
+            spec,
+            Instant::now(),
+        ))
+    }
+
+    /// An environment whose runtime was started before its invocation and is initialising
+    /// for `config` since `started` (its next invocation is its cold start).
+    fn initialising(
+        id: String,
+        config: Arc<FunctionConfig>,
+        claim: MemoryClaim,
+        sandbox: Box<dyn Sandbox>,
+        runtime: Waiting,
+        process: ProcessSpec,
+        started: Instant,
+    ) -> Self {
+        let Waiting {
+            link,
+            server,
+            process: mut running,
+            log,
+            ..
+        } = runtime;
+        running.started = started;
+        Self {
             id,
             config,
             last_used: Instant::now(),
@@ -1003,17 +1035,13 @@ impl Environment {
             sandbox,
             link,
             server,
-            runtime: Some(process),
+            runtime: Some(running),
             log,
-            process: ProcessSpec {
-                program: command.program,
-                args: command.args,
-                env,
-            },
+            process,
             pending_init: true,
             restored: false,
             _snapshot: None,
-        })
+        }
     }
 }
 
@@ -1054,7 +1082,7 @@ impl Environment {
         set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
         let document = variables_document(&env);
         snapshot
-            .link
+            .link()
             .answer_fork(serde_json::json!({ "Environment": document }).to_string());
         drop(spare);
         // The next restore finds its fork made and in its sandbox.
@@ -1074,30 +1102,25 @@ impl Environment {
             .map_err(|e| e.to_string())?;
         let (link, server) = serve_runtime_api(sandbox.as_mut()).map_err(|e| e.to_string())?;
         let log = SharedLog::default();
-        let mut process = RuntimeProcess::follow(pid, link.clone(), output, &log, &config.name)
+        let process = RuntimeProcess::follow(pid, link.clone(), output, &log, &config.name)
             .map_err(|e| e.to_string())?;
-        process.started = started;
         *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        Ok(Self {
-            id,
-            config,
-            last_used: Instant::now(),
-            provision: None,
-            _claim: Some(claim),
-            sandbox,
+        let runtime = Waiting {
             link,
             server,
-            runtime: Some(process),
+            process,
             log,
-            process: ProcessSpec {
-                program: command.program,
-                args: command.args,
-                env,
-            },
-            pending_init: true,
-            restored: true,
-            _snapshot: Some(snapshot.clone()),
-        })
+            pid,
+        };
+        let spec = ProcessSpec {
+            program: command.program,
+            args: command.args,
+            env,
+        };
+        let mut env = Self::initialising(id, config, claim, sandbox, runtime, spec, started);
+        env.restored = true;
+        env._snapshot = Some(snapshot.clone());
+        Ok(env)
     }
 }
 

@@ -122,6 +122,9 @@ pub struct Invoker {
     /// SnapStart snapshot processes per `(function, version)`, started on the version's
     /// first cold start (`None`: its init failed; retried after the next sweep).
     snapshots: Mutex<HashMap<Target, SnapshotCell>>,
+    /// Whether the launcher forks SnapStart environments (and their confinement is
+    /// published for the runtime).
+    snap_start: bool,
 }
 
 type SnapshotCell = Arc<tokio::sync::OnceCell<Option<Arc<Snapshot>>>>;
@@ -178,6 +181,10 @@ fn teardown(envs: Vec<Environment>) {
 
 impl Invoker {
     pub fn new(control: Arc<Control>, platform: Platform, settings: Settings) -> Arc<Self> {
+        let snap_start = snapshot::publish_confinement(&platform).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not publish the sandbox confinement; SnapStart versions initialise on demand");
+            false
+        });
         let settings_standbys = if platform.launcher.starts_ahead() {
             settings.standbys_per_runtime
         } else {
@@ -196,15 +203,13 @@ impl Invoker {
             provisioning: Mutex::new(HashMap::new()),
             standbys: Standbys::new(settings_standbys),
             snapshots: Mutex::new(HashMap::new()),
+            snap_start,
         })
     }
 
     /// Starts the background work: retiring environments of changed functions as changes
     /// happen, and sweeping expired environments and unused packages.
     pub fn start(self: &Arc<Self>) {
-        if let Err(e) = snapshot::publish_confinement(&self.platform) {
-            tracing::warn!(error = %e, "could not publish the sandbox confinement; SnapStart environments will not start");
-        }
         let mut changes = self.control.subscribe();
         let invoker = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -284,10 +289,15 @@ impl Invoker {
         self.standbys.counts()
     }
 
+    /// Whether environments of `config` are restored from a SnapStart snapshot.
+    fn restores_snapshots(&self, config: &FunctionConfig) -> bool {
+        self.snap_start && snapshot::applies(config)
+    }
+
     /// An environment for `config` restored from its version's SnapStart snapshot (started
     /// now if it has none yet), where SnapStart applies.
     async fn restore_snapshot(&self, config: &Arc<FunctionConfig>) -> Option<Environment> {
-        if !snapshot::applies(&self.platform, config) {
+        if !self.restores_snapshots(config) {
             return None;
         }
         let snapshot = self.snapshot(config).await?;
@@ -361,7 +371,7 @@ impl Invoker {
         let Some(config) = self.control.newest_version(function) else {
             return;
         };
-        if !snapshot::applies(&self.platform, &config) {
+        if !self.restores_snapshots(&config) {
             return;
         }
         let invoker = self.clone();
@@ -767,7 +777,7 @@ impl Invoker {
             })
             .await;
         self.release(env);
-        if cold_start && !snapshot::applies(&self.platform, &config) {
+        if cold_start && !self.restores_snapshots(&config) {
             // After the invocation, not during its init: starting ahead competes for the CPU.
             self.refill_standbys(&config);
         }

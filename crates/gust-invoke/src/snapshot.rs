@@ -17,10 +17,10 @@ use gust_runtime_api::Link;
 use gust_sandbox::{Sandbox, SandboxSpec};
 
 use crate::environment::{
-    EnvironmentError, MemoryClaim, Platform, RuntimeProcess, Waiting, blocking, function_command,
-    sandbox_spec, set, variables,
+    EnvironmentError, MemoryClaim, Platform, Waiting, blocking, function_command, sandbox_spec,
+    set, variables,
 };
-use crate::logs::{self, SharedLog};
+use crate::logs;
 
 /// How long a snapshot's init may take (Lambda allows SnapStart's init the function timeout
 /// or 130 seconds, whichever is longer).
@@ -32,21 +32,20 @@ pub(crate) const STEP_LIMIT: Duration = Duration::from_secs(10);
 /// Tells Gust's Python runtime to be a snapshot process.
 const SNAPSHOT_VARIABLE: &str = "_GUST_SNAPSHOT";
 
-/// Whether environments of `config` start from a snapshot: a published version of a Python
-/// function with `SnapStart.ApplyOn = PublishedVersions` and no egress, where the launcher
-/// can fork them into sandboxes.
-pub fn applies(platform: &Platform, config: &FunctionConfig) -> bool {
+/// Whether environments of `config` start from a snapshot (where the launcher can fork them
+/// into sandboxes): a published version of a Python function with `SnapStart.ApplyOn =
+/// PublishedVersions` and no egress.
+pub fn applies(config: &FunctionConfig) -> bool {
     // Egress is attached to a sandbox when it is made; a fork makes its own network.
-    config.snap_start_on()
-        && config.network() == gust_model::Network::None
-        && platform.launcher.confinement().is_some()
+    config.snap_start_on() && config.network() == gust_model::Network::None
 }
 
 /// Writes what forked environments confine themselves with where the runtime reads it
-/// (`gust/confinement.json` in the runtime directory).
-pub fn publish_confinement(platform: &Platform) -> std::io::Result<()> {
+/// (`gust/confinement.json` in the runtime directory). Returns whether the launcher can fork
+/// environments from snapshots at all.
+pub fn publish_confinement(platform: &Platform) -> std::io::Result<bool> {
     let Some(confinement) = platform.launcher.confinement() else {
-        return Ok(());
+        return Ok(false);
     };
     let document = serde_json::json!({
         "Uid": confinement.uid,
@@ -67,7 +66,8 @@ pub fn publish_confinement(platform: &Platform) -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let tmp = dir.join("confinement.json.tmp");
     std::fs::write(&tmp, document.to_string())?;
-    std::fs::rename(tmp, dir.join("confinement.json"))
+    std::fs::rename(tmp, dir.join("confinement.json"))?;
+    Ok(true)
 }
 
 /// A fork of the snapshot process in its own namespaces and sandbox, waiting for its
@@ -85,12 +85,9 @@ pub(crate) struct Prepared {
 pub struct Snapshot {
     pub config: Arc<FunctionConfig>,
     pub(crate) sandbox: Box<dyn Sandbox>,
-    pub(crate) link: Arc<Link>,
-    server: tokio::task::JoinHandle<()>,
-    process: RuntimeProcess,
-    log: SharedLog,
-    /// The process Gust started for it (the snapshot process is its grandchild).
-    pid: u32,
+    /// The snapshot process (Gust started its sandbox's first process; the snapshot process
+    /// is that one's grandchild).
+    runtime: Waiting,
     /// One fork at a time: the snapshot process answers them in turn. Holds the next
     /// environment's fork once made (a spare), in its sandbox, waiting for its variables.
     pub(crate) forking: tokio::sync::Mutex<Option<Prepared>>,
@@ -107,14 +104,14 @@ impl Snapshot {
     ) -> Result<Self, String> {
         let snapshot = Self::spawn(platform, config, claim).map_err(|e| e.to_string())?;
         let limit = MIN_INIT_LIMIT.max(Duration::from_secs(u64::from(snapshot.config.timeout)));
-        let mut exited = snapshot.process.exited.clone();
+        let mut exited = snapshot.runtime.process.exited.clone();
         let outcome = tokio::select! {
-            _ = snapshot.link.standing_by() => Ok(()),
+            _ = snapshot.runtime.link.standing_by() => Ok(()),
             _ = exited.wait_for(Option::is_some) => Err("its init failed".to_string()),
             _ = tokio::time::sleep(limit) => Err(format!("its init did not finish in {} s", limit.as_secs())),
         };
-        snapshot.process.output.flush().await;
-        let init_log = logs::lock(&snapshot.log).take();
+        snapshot.runtime.process.output.flush().await;
+        let init_log = logs::lock(&snapshot.runtime.log).take();
         if !init_log.is_empty() {
             tracing::debug!(function = %snapshot.config.name, version = %snapshot.config.version, log = %String::from_utf8_lossy(&init_log), "snapshot initialised");
         }
@@ -135,7 +132,6 @@ impl Snapshot {
     ) -> Result<Self, EnvironmentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut sandbox = platform.launcher.create(&SandboxSpec {
-            egress: false,
             zygote: true,
             ..sandbox_spec(platform, &config, &id)
         })?;
@@ -152,15 +148,11 @@ impl Snapshot {
         set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
         set(&mut env, SNAPSHOT_VARIABLE, "1");
         let name = format!("snapshot {}:{}", config.name, config.version);
-        let waiting = Waiting::start(sandbox.as_mut(), &command, env, &name)?;
+        let runtime = Waiting::start(sandbox.as_mut(), &command, env, &name)?;
         Ok(Self {
             config,
             sandbox,
-            link: waiting.link,
-            server: waiting.server,
-            process: waiting.process,
-            log: waiting.log,
-            pid: waiting.pid,
+            runtime,
             forking: tokio::sync::Mutex::new(None),
             last_used: std::sync::Mutex::new(Instant::now()),
             _claim: claim,
@@ -175,13 +167,13 @@ impl Snapshot {
         platform: &Platform,
         config: &FunctionConfig,
     ) -> Result<Prepared, String> {
-        self.link
+        self.link()
             .claim_standby(serde_json::json!({ "TmpMB": config.ephemeral_storage }).to_string());
-        let report = tokio::time::timeout(STEP_LIMIT, self.link.fork_reported())
+        let report = tokio::time::timeout(STEP_LIMIT, self.link().fork_reported())
             .await
             .map_err(|_| {
                 // A fork reported late would be taken for the next one's: end it all.
-                self.link.close();
+                self.link().close();
                 "the snapshot process did not fork".to_string()
             })?
             .map_err(|_| "the snapshot process is gone".to_string())?;
@@ -192,7 +184,7 @@ impl Snapshot {
             .and_then(|inside| self.forked_pid(inside));
         let Some(pid) = forked else {
             // Without its answer the fork ends itself.
-            self.link.answer_fork(String::new());
+            self.link().answer_fork(String::new());
             return Err(format!("the snapshot process could not fork ({report})"));
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -205,7 +197,7 @@ impl Snapshot {
                 log_sink,
             }),
             Err(e) => {
-                self.link.answer_fork(String::new());
+                self.link().answer_fork(String::new());
                 if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
@@ -234,7 +226,12 @@ impl Snapshot {
 
     /// Whether the snapshot process still runs.
     pub fn is_alive(&self) -> bool {
-        self.process.exited.borrow().is_none()
+        self.runtime.is_alive()
+    }
+
+    /// The snapshot process's Runtime API.
+    pub(crate) fn link(&self) -> &Link {
+        &self.runtime.link
     }
 
     /// The host pid of the process the snapshot process forked, given its pid as the
@@ -249,7 +246,7 @@ impl Snapshot {
                 .filter_map(|p| p.parse().ok())
                 .collect()
         };
-        let init = *child_of(self.pid).first()?;
+        let init = *child_of(self.runtime.pid).first()?;
         let snapshot = *child_of(init).first()?;
         child_of(snapshot).into_iter().find(|pid| {
             // NSpid: the pid in each namespace from the host's down; the snapshot process's
@@ -267,8 +264,7 @@ impl Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        self.link.close();
-        self.server.abort();
+        self.runtime.stop();
         self.sandbox.destroy();
     }
 }
