@@ -30,6 +30,20 @@ fn hello_spec(environment_id: String, code_dir: &Path, runtime_dir: &Path) -> Sa
     }
 }
 
+/// Checks that the hello world succeeded and printed its greeting on `output`.
+fn check_hello(
+    status: std::process::ExitStatus,
+    output: std::os::fd::OwnedFd,
+) -> anyhow::Result<()> {
+    let mut text = String::new();
+    std::fs::File::from(output).read_to_string(&mut text)?;
+    anyhow::ensure!(
+        status.success() && text == "hello\n",
+        "the hello world failed: {status} {text:?}"
+    );
+    Ok(())
+}
+
 /// Runs `hello` in a new sandbox of `launcher` `runs` times; returns the time from creating
 /// the sandbox to the program's exit (teardown, which Gust does off the invoke path, excluded)
 /// and, of that, the time `create` took (cgroups, /tmp, namespaces; the rest is starting the
@@ -56,12 +70,7 @@ async fn time_launcher(
         let mut child = spawned.child;
         let status = child.wait().await?;
         let elapsed = started.elapsed();
-        let mut output = String::new();
-        std::fs::File::from(spawned.output).read_to_string(&mut output)?;
-        anyhow::ensure!(
-            status.success() && output == "hello\n",
-            "the hello world failed: {status} {output:?}"
-        );
+        check_hello(status, spawned.output)?;
         sandbox.destroy();
         // The first few runs warm caches up.
         if i >= 5 {
@@ -124,12 +133,7 @@ async fn time_started_ahead(
         );
         let status = child.wait().await?;
         let elapsed = started.elapsed();
-        let mut output = String::new();
-        std::fs::File::from(spawned.output).read_to_string(&mut output)?;
-        anyhow::ensure!(
-            status.success() && output == "hello\n",
-            "the hello world failed: {status} {output:?}"
-        );
+        check_hello(status, spawned.output)?;
         server.abort();
         sandbox.destroy();
         if i >= 5 {
