@@ -593,7 +593,7 @@ impl Environment {
                 &request,
                 before,
                 Vec::new(),
-                start,
+                start.elapsed(),
                 None,
                 None,
                 Ended::Failed(body),
@@ -613,7 +613,10 @@ impl Environment {
         });
         let runtime = self.runtime.as_mut().expect("started above");
         let mut exited = runtime.exited.clone();
-        let init_deadline = runtime.started + INIT_ALLOWANCE + timeout;
+        // Until the runtime takes the event, the deadline allows for an init that is under
+        // way (measured from when the runtime started); a runtime that finished its init
+        // long ago (a warm one, a provisioned one) gets the timeout from this invocation.
+        let init_deadline = (runtime.started + INIT_ALLOWANCE).max(start) + timeout;
         let mut delivered = Some(pending.delivered);
         let mut outcome = pending.outcome;
         let mut delivery = None;
@@ -648,20 +651,34 @@ impl Environment {
                 _ = tokio::time::sleep_until(deadline.into()) => break Ended::TimedOut,
             }
         };
+        // The invocation ends here: collecting its output below is Gust's time, not the
+        // function's.
+        let ended_at = Instant::now();
         runtime.output.flush().await;
         let during = logs::lock(&self.log).take();
         let init_duration = if cold {
-            let ready = self.link.ready_at().unwrap_or_else(Instant::now);
+            let ready = self.link.ready_at().unwrap_or(ended_at);
             Some(ready.saturating_duration_since(runtime.started))
         } else {
             None
         };
-        let invoke_start = delivery.map(|d| d.at).unwrap_or(start);
+        // REPORT's Duration runs from when the runtime took the event to its result. A cold
+        // start that never took it counts its init in Init Duration, and only what came after
+        // in Duration; a timeout lasts exactly the timeout.
+        let invoke_start = match delivery {
+            Some(d) => d.at,
+            None if cold => self.link.ready_at().unwrap_or(ended_at).max(start),
+            None => start,
+        };
+        let mut duration = ended_at.saturating_duration_since(invoke_start);
+        if let Ended::TimedOut = ended {
+            duration = duration.min(timeout);
+        }
         self.finish(
             &request,
             before,
             during,
-            invoke_start,
+            duration,
             init_duration,
             Some(timeout),
             ended,
@@ -675,13 +692,12 @@ impl Environment {
         request: &Request,
         before: Vec<u8>,
         during: Vec<u8>,
-        invoke_start: Instant,
+        duration: Duration,
         init_duration: Option<Duration>,
         timeout: Option<Duration>,
         ended: Ended,
         cold: bool,
     ) -> Response {
-        let duration = invoke_start.elapsed();
         let max_memory = self.sandbox.peak_memory().unwrap_or(0);
         let id = &request.request_id;
         let mut extra = None;
@@ -747,6 +763,10 @@ impl Environment {
             self.reset();
         }
         self.last_used = Instant::now();
+        if let Some(snapshot) = &self._snapshot {
+            // The snapshot is in use while environments restored from it serve invocations.
+            *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner()) = self.last_used;
+        }
         let (init_duration, restore_duration) = if self.restored {
             (None, init_duration)
         } else {
@@ -1056,10 +1076,11 @@ impl Environment {
         snapshot: &Arc<crate::snapshot::Snapshot>,
         claim: MemoryClaim,
     ) -> Result<Self, String> {
-        let started = Instant::now();
         let command = function_command(platform, &config, snapshot.sandbox.as_ref())
             .map_err(|e| e.to_string())?;
         let mut spare = snapshot.forking.lock().await;
+        // Waiting for another restore to finish with the snapshot is not this one's.
+        let started = Instant::now();
         let prepared = match spare.take() {
             Some(prepared) => prepared,
             None => snapshot.prepare(platform, &config).await?,

@@ -238,6 +238,8 @@ impl Invoker {
         let interval = self.settings.sweep_interval;
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
+            // A slow sweep delays the next one rather than bunching them up.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
             loop {
                 ticker.tick().await;

@@ -288,8 +288,13 @@ impl AsyncQueue {
                     });
                 }
                 Err(earliest) => {
+                    // Due times are wall-clock: look at the clock again at least every second
+                    // (a monotonic sleep runs late across a host suspend or a clock step).
                     let sleep = earliest
-                        .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
+                        .map(|due| {
+                            Duration::from_millis(due.saturating_sub(now_ms()))
+                                .min(Duration::from_secs(1))
+                        })
                         .unwrap_or(Duration::from_secs(3600));
                     tokio::select! {
                         _ = notified => {}

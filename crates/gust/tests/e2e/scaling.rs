@@ -461,6 +461,69 @@ async fn idle_environments_retire_after_the_keep_alive() {
     assert_ne!(first, later, "the environment outlived its keep-alive");
 }
 
+/// A warm environment still answers after a quiet spell longer than the init allowance plus
+/// the timeout (10 s + 1 s): the deadline of an invocation counts from the invocation, not
+/// from when its runtime started. Provisioned environments too, whose runtime started even
+/// earlier.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_environment_answers_after_a_quiet_spell() {
+    let server = Server::start();
+    let client = server.client();
+    create_with_env(
+        &client,
+        "quiet",
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip(WHO),
+        1,
+        &[],
+    )
+    .await;
+    client
+        .publish_version()
+        .function_name("quiet")
+        .send()
+        .await
+        .unwrap();
+    let put = server.raw(
+        "PUT",
+        "/2019-09-30/functions/quiet/provisioned-concurrency?Qualifier=1",
+        &[],
+        &serde_json::to_vec(&json!({"ProvisionedConcurrentExecutions": 1})).unwrap(),
+    );
+    assert_eq!(put.status, 202, "{put:?}");
+    eventually(Duration::from_secs(30), "provisioned READY", || {
+        let doc = server
+            .raw(
+                "GET",
+                "/2019-09-30/functions/quiet/provisioned-concurrency?Qualifier=1",
+                &[],
+                b"",
+            )
+            .json();
+        (doc["Status"] == "READY").then_some(())
+    })
+    .await;
+    let on_demand = environment_of(&raw_invoke(&server.address, "quiet", &json!({})));
+    let provisioned = raw_invoke(&server.address, "quiet:1", &json!({}));
+    assert_eq!(
+        provisioned.json()["init"],
+        "provisioned-concurrency",
+        "{provisioned:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let later = raw_invoke(&server.address, "quiet", &json!({}));
+    assert_eq!(environment_of(&later), on_demand, "{later:?}");
+    assert!(!tail(&later).contains("Init Duration"), "{}", tail(&later));
+    let later = raw_invoke(&server.address, "quiet:1", &json!({}));
+    assert_eq!(later.json()["init"], "provisioned-concurrency", "{later:?}");
+    assert_eq!(
+        environment_of(&later),
+        environment_of(&provisioned),
+        "{later:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_memory_budget_retires_the_least_recently_used() {
     // Room for two 128 MB environments (and none for runtimes started ahead, which would
