@@ -557,8 +557,29 @@ impl Invoker {
     ) -> Result<Environment, LambdaError> {
         let mb = u64::from(config.memory_size);
         self.make_room(mb);
-        let claim = MemoryClaim::new(mb, self.committed_mb.clone());
-        Environment::create(&self.platform, config, initialization, claim).map_err(|e| match e {
+        let created = loop {
+            let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+            match Environment::create(&self.platform, config.clone(), initialization, claim) {
+                Err(EnvironmentError::Sandbox(gust_sandbox::SandboxError::Setup(e)))
+                    if e.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    // The host's room for /tmp is taken: idle environments give theirs back,
+                    // sandboxes started ahead first, then the least recently used.
+                    if let Some(standby) = self.standbys.take_any() {
+                        environment::blocking(|| standby.destroy());
+                    } else if let Some(env) = self.pool.remove_least_recent() {
+                        tracing::debug!(function = %env.config.name, environment = %env.id, "idle environment retired to make room for /tmp");
+                        environment::blocking(|| env.destroy());
+                    } else {
+                        break Err(EnvironmentError::Sandbox(
+                            gust_sandbox::SandboxError::Setup(e),
+                        ));
+                    }
+                }
+                other => break other,
+            }
+        };
+        created.map_err(|e| match e {
             EnvironmentError::Runtime(e) => LambdaError::new(
                 gust_model::ErrorCode::InvalidRuntime,
                 format!("Gust cannot run this function's runtime: {e}"),

@@ -197,8 +197,9 @@ pub trait Sandbox: Send + Sync {
         false
     }
     /// Hands a sandbox whose runtime was started ahead of demand (before its function was
-    /// known) to a function: its code appears at the task root, its memory limit and its /tmp
-    /// size apply, and later starts of the runtime use the same code. `runtime_pid` is the
+    /// known) to a function: its code appears at the task root, its memory limit applies (its
+    /// /tmp size must be the sandbox's), and later starts of the runtime use the same code.
+    /// `runtime_pid` is the
     /// process [`Sandbox::spawn`] started.
     fn assign(
         &mut self,

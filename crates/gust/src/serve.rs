@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// recently used first, to make room [default: 3/4 of the host's RAM].
     #[arg(long, value_name = "MB")]
     memory_budget: Option<u64>,
+    /// Total EphemeralStorage (MB) of live execution environments' /tmp, which is kept on the
+    /// disk under the data directory; a cold start beyond it fails with a clear error
+    /// [default: 4 times the space free there when Gust starts; sparse files hold only what is written, and no /tmp is made while the disk is nearly full].
+    #[arg(long, value_name = "MB")]
+    tmp_budget: Option<u64>,
     /// Use this interpreter for a runtime id, e.g. python3.12=/opt/python/bin/python3.12
     /// (repeatable).
     #[arg(long = "interpreter", value_name = "RUNTIME=PATH")]
@@ -209,8 +214,15 @@ fn raise_open_file_limit() {
     }
 }
 
-fn linux_launcher(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Launcher>> {
-    match LinuxLauncher::new(data_dir.join("environments")) {
+fn linux_launcher(
+    data_dir: &std::path::Path,
+    tmp_budget: Option<u64>,
+) -> anyhow::Result<Arc<dyn Launcher>> {
+    match LinuxLauncher::with_options(
+        data_dir.join("environments"),
+        gust_sandbox::linux::READY_NAMESPACES,
+        tmp_budget,
+    ) {
         Ok(launcher) => {
             tracing::info!("isolation: linux — {}", launcher.describe());
             Ok(Arc::new(launcher))
@@ -306,7 +318,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let launcher: Arc<dyn Launcher> = match args.isolation {
-        IsolationArg::Linux => linux_launcher(&data_dir)?,
+        IsolationArg::Linux => linux_launcher(&data_dir, args.tmp_budget)?,
         IsolationArg::Process => {
             tracing::warn!(
                 "isolation: process — functions run as plain child processes of Gust and are NOT \

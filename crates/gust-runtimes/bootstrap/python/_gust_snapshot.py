@@ -186,6 +186,8 @@ def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
     write_file("/proc/self/setgroups", "deny")
     write_file("/proc/self/uid_map", "%d %d 1\n" % (uid, uid))
     write_file("/proc/self/gid_map", "%d %d 1\n" % (gid, gid))
+    # Held before Gust mounts the environment's own /tmp over the snapshot's.
+    request["_snapshot_tmp"] = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY)
     os.write(made_w, b"1")
     os.close(made_w)
     answer = read_all(go_r)
@@ -209,6 +211,7 @@ def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
             os.write(2, ("gust snapshot: restoring failed: %s\n" % e).encode())
         os._exit(1)
     os.close(status_w)
+    os.close(request["_snapshot_tmp"])
     reported = read_all(status_r)
     os.close(status_r)
     try:
@@ -274,8 +277,11 @@ def become_init(kernel, confinement, request, answer, status_w, handler, serve, 
     runtime; it reaps orphans until the runtime ends and reports how."""
     kernel.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     tmp_mb = int(request.get("TmpMB") or 512)
-    snapshot_tmp = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY)
-    kernel.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
+    snapshot_tmp = request["_snapshot_tmp"]
+    # Gust mounts the environment's own disk-backed /tmp before it answers; without one (a
+    # launcher that has none), a tmpfs.
+    if os.stat("/tmp").st_dev == os.fstat(snapshot_tmp).st_dev:
+        kernel.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
     try:
         copy_tree(snapshot_tmp, "/tmp")
     finally:

@@ -319,18 +319,41 @@ impl EnvironmentGroup {
         }
     }
 
-    /// Peak memory use of the group since it was created, in bytes.
+    /// Peak memory use of the group since it was created, in bytes, less the file pages it
+    /// holds now: the page cache of what the environment wrote to its /tmp (and read from
+    /// disk) is charged to the group but reclaimable, and on Lambda /tmp never counts as
+    /// memory used.
     pub fn peak_memory(&self) -> Option<u64> {
-        let file = if self.v2 {
-            "memory.peak"
+        let (peak, usage) = if self.v2 {
+            ("memory.peak", "memory.current")
         } else {
-            "memory.max_usage_in_bytes"
+            ("memory.max_usage_in_bytes", "memory.usage_in_bytes")
         };
-        fs::read_to_string(self.memory_dir.join(file))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        let read = |file: &str| -> Option<u64> {
+            fs::read_to_string(self.memory_dir.join(file))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let peak = read(peak)?;
+        let usage = read(usage).unwrap_or(peak);
+        let stat = fs::read_to_string(self.memory_dir.join("memory.stat")).unwrap_or_default();
+        let (active, inactive) = if self.v2 {
+            ("active_file ", "inactive_file ")
+        } else {
+            ("total_active_file ", "total_inactive_file ")
+        };
+        let file_pages: u64 = stat
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix(active)
+                    .or_else(|| line.strip_prefix(inactive))
+            })
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .sum();
+        let now = usage.saturating_sub(file_pages);
+        Some(peak.saturating_sub(file_pages).max(now))
     }
 
     /// How many processes the kernel killed for exceeding the group's memory limit.

@@ -1,5 +1,6 @@
 //! Fitting a sandbox that is already running (one whose runtime was started before its
-//! function was known) to its function: its code at `/var/task`, its /tmp size.
+//! function was known) to its function: its code at `/var/task`; and giving an environment
+//! forked from a SnapStart snapshot process its own /tmp.
 //!
 //! The code directory is cloned as a detached, read-only mount in Gust's own mount namespace
 //! (where its host path resolves), and a short-lived thread that has unshared its filesystem
@@ -100,24 +101,76 @@ pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
     })
 }
 
-/// Sets the size of the tmpfs mounted at `tmp` in the environment's mount `namespace` (the
-/// sandbox's /tmp is the same filesystem).
-pub fn resize_tmp(namespace: &OwnedFd, tmp: &Path, size_mb: u32) -> io::Result<()> {
-    let target = CString::new(tmp.as_os_str().as_bytes())?;
-    let options = CString::new(format!("size={size_mb}m"))?;
-    in_mount_namespace(namespace.as_fd(), || {
-        // SAFETY: mount(2) remounting a tmpfs of this thread's mount namespace; the strings
-        // are NUL-terminated and outlive the call.
-        let remounted = unsafe {
-            libc::mount(
-                std::ptr::null(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NODEV,
-                options.as_ptr().cast(),
+/// Mounts the /tmp volume held in `volume_namespace` (at `mount_point` there) over `/tmp` in
+/// the mount namespace of process `pid`: an environment forked from a SnapStart snapshot
+/// process made its namespaces itself, and gets its own disk-backed /tmp this way before it
+/// copies into it what init left in the snapshot's.
+pub fn mount_tmp_volume(
+    pid: u32,
+    volume_namespace: BorrowedFd<'_>,
+    mount_point: &Path,
+) -> io::Result<()> {
+    attach_tmp(pid, volume_namespace, mount_point, false)
+}
+
+/// Replaces the /tmp of the sandbox whose starter is `runtime_pid` with the volume held in
+/// `volume_namespace` (a sandbox started ahead whose function wants another /tmp size).
+pub fn replace_tmp(
+    runtime_pid: u32,
+    volume_namespace: BorrowedFd<'_>,
+    mount_point: &Path,
+) -> io::Result<()> {
+    attach_tmp(
+        sandbox_init(runtime_pid)?,
+        volume_namespace,
+        mount_point,
+        true,
+    )
+}
+
+fn attach_tmp(
+    pid: u32,
+    volume_namespace: BorrowedFd<'_>,
+    mount_point: &Path,
+    detach_old: bool,
+) -> io::Result<()> {
+    let namespace = fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    let source = CString::new(mount_point.as_os_str().as_bytes())?;
+    let tree = in_mount_namespace(volume_namespace, || {
+        // SAFETY: open_tree(2) with a NUL-terminated path; the result is a new descriptor we
+        // own.
+        let tree = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                source.as_ptr(),
+                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
             )
         };
-        if remounted != 0 {
+        if tree < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `tree` is a descriptor open_tree just returned to us.
+        Ok(unsafe { OwnedFd::from_raw_fd(tree as i32) })
+    })?;
+    in_mount_namespace(namespace.as_fd(), || {
+        // SAFETY: umount2(2) of this thread's mount namespace's /tmp, a NUL-terminated path.
+        if detach_old && unsafe { libc::umount2(c"/tmp".as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: move_mount(2) attaches our detached tree in this thread's mount namespace;
+        // the strings are NUL-terminated.
+        let moved = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                c"/tmp".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if moved < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())

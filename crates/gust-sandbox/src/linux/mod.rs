@@ -9,6 +9,7 @@ mod late_mount;
 mod netns;
 pub mod seccomp;
 mod spawn;
+pub mod tmp_volume;
 
 use std::ffi::{CString, OsStr};
 use std::fs;
@@ -26,6 +27,7 @@ use crate::{
 use cgroup::{Cgroups, EnvironmentGroup, Limits};
 use netns::NetworkFactory;
 use spawn::{LandlockRule, Op, Plan, Template};
+use tmp_volume::TmpVolumes;
 
 /// The user and group a function runs as inside its sandbox (Lambda's `sbx_user1051`).
 const SANDBOX_UID: u32 = 993;
@@ -40,8 +42,8 @@ static NEXT_HOST_ID: AtomicU32 = AtomicU32::new(0);
 /// Lambda's limits on open files and on processes and threads.
 const MAX_FILES: u64 = 1024;
 const MAX_PROCESSES: u32 = 1024;
-/// Network namespaces kept ready.
-const READY_NAMESPACES: usize = 8;
+/// Network namespaces (and /tmp volumes) kept ready.
+pub const READY_NAMESPACES: usize = 8;
 
 const PASSWD: &[u8] = b"root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
 const GROUP: &[u8] = b"root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n";
@@ -89,6 +91,8 @@ pub struct LinuxLauncher {
     /// Where each environment mounts its /tmp in its own mount namespace (one directory for
     /// all: nothing is created or removed on the host's filesystem per environment).
     tmp_mount_point: PathBuf,
+    /// Each environment's /tmp, a disk-backed filesystem of its own.
+    tmp_volumes: Arc<TmpVolumes>,
     cgroups: Cgroups,
     network: NetworkFactory,
     landlock_abi: i64,
@@ -102,50 +106,13 @@ pub struct LinuxLauncher {
     _lifeline: (OwnedFd, OwnedFd),
 }
 
-/// Makes the environment's own mount namespace, with its /tmp (a tmpfs of `size_mb`) mounted
-/// at `tmp`, and returns it. Each environment's mounts live only in its own namespace, so
-/// creating a sandbox costs the same with ten environments or a thousand (a mount in Gust's
-/// namespace would be copied into every sandbox made after it). A short-lived thread does it,
-/// since unsharing changes the calling thread's namespace.
-fn environment_mount_namespace(tmp: &Path, size_mb: u32) -> io::Result<OwnedFd> {
-    let target = cstring(tmp);
-    let options = cstring(Path::new(&format!("size={size_mb}m,mode=1777")));
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                // SAFETY: unshare(2) and mount(2) affect only this thread's (new) mount
-                // namespace; the strings are NUL-terminated and outlive the calls.
-                unsafe {
-                    if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // Nothing mounted here may propagate back to the host.
-                    if libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    if libc::mount(
-                        c"tmpfs".as_ptr(),
-                        target.as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        libc::MS_NOSUID | libc::MS_NODEV,
-                        options.as_ptr().cast(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(OwnedFd::from(fs::File::open("/proc/thread-self/ns/mnt")?))
-            })
-            .join()
-            .map_err(|_| io::Error::other("the mount namespace thread panicked"))?
-    })
+/// The default bound on the total size of live environments' /tmp: four times the space free
+/// where their images are kept when Gust starts. The images are sparse, so this bounds what
+/// environments may write, not what they hold; the reserve of free space kept for the host
+/// (see [`tmp_volume`]) guards the disk itself.
+pub fn default_tmp_budget_mb(dir: &Path) -> io::Result<u64> {
+    let (_, free) = tmp_volume::disk_space_mb(dir)?;
+    Ok(free * 4)
 }
 
 /// Makes the kernel's RCU grace periods expedited (`/sys/kernel/rcu_expedited`), host-wide.
@@ -289,17 +256,28 @@ fn landlock_rules() -> Vec<LandlockRule> {
 }
 
 impl LinuxLauncher {
-    /// Prepares cgroups, the namespace factory and the filters. Fails with a clear reason when
-    /// the host does not let Gust isolate functions.
+    /// Prepares cgroups, the namespace factory, /tmp volumes and the filters. Fails with a
+    /// clear reason when the host does not let Gust isolate functions.
     pub fn new(environments_dir: impl Into<PathBuf>) -> io::Result<Self> {
         Self::with_ready_namespaces(environments_dir, READY_NAMESPACES)
     }
 
-    /// Like [`new`](Self::new), keeping `ready` network namespaces prepared in advance (0: each
-    /// is made when an environment needs it, which the benchmarks compare against).
+    /// Like [`new`](Self::new), keeping `ready` network namespaces and /tmp volumes prepared
+    /// in advance (0: each is made when an environment needs it, which the benchmarks compare
+    /// against).
     pub fn with_ready_namespaces(
         environments_dir: impl Into<PathBuf>,
         ready: usize,
+    ) -> io::Result<Self> {
+        Self::with_options(environments_dir, ready, None)
+    }
+
+    /// Like [`with_ready_namespaces`](Self::with_ready_namespaces), with a bound on the total
+    /// size (MB) of live environments' /tmp (default: [`default_tmp_budget_mb`]).
+    pub fn with_options(
+        environments_dir: impl Into<PathBuf>,
+        ready: usize,
+        tmp_budget_mb: Option<u64>,
     ) -> io::Result<Self> {
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -335,6 +313,17 @@ impl LinuxLauncher {
         fs::create_dir_all(&root)?;
         let tmp_mount_point = environments_dir.join("tmp");
         fs::create_dir_all(&tmp_mount_point)?;
+        let images = environments_dir.join("tmp-images");
+        let tmp_budget_mb = match tmp_budget_mb {
+            Some(mb) => mb,
+            None => default_tmp_budget_mb(&environments_dir)?,
+        };
+        let tmp_volumes = Arc::new(TmpVolumes::start(
+            images,
+            tmp_mount_point.clone(),
+            tmp_budget_mb,
+            ready,
+        )?);
         let lifeline = {
             let (read, write) = io::pipe()?;
             (OwnedFd::from(read), OwnedFd::from(write))
@@ -365,6 +354,7 @@ impl LinuxLauncher {
         ));
         Ok(Self {
             tmp_mount_point,
+            tmp_volumes,
             cgroups,
             network,
             landlock_abi: spawn::landlock_abi(),
@@ -383,7 +373,16 @@ impl LinuxLauncher {
         } else {
             "no Landlock (kernel without it)".into()
         };
-        format!("{}; seccomp; {landlock}", self.cgroups.describe())
+        let (_, tmp_budget) = self.tmp_volumes.usage();
+        format!(
+            "{}; seccomp; {landlock}; /tmp on disk, up to {tmp_budget} MB in all",
+            self.cgroups.describe()
+        )
+    }
+
+    /// MB of /tmp held by live environments (and volumes made ahead), and the most allowed.
+    pub fn tmp_usage(&self) -> (u64, u64) {
+        self.tmp_volumes.usage()
     }
 
     /// This environment's own steps, after the template's: its code, Gust's bootstraps, its
@@ -488,10 +487,20 @@ impl Launcher for LinuxLauncher {
                 pids: MAX_PROCESSES,
             },
         )?;
+        let volume = self
+            .tmp_volumes
+            .take(spec.ephemeral_storage_mb)
+            .map_err(|e| SandboxError::Setup(e.into()))?;
+        late_mount::mount_tmp_volume(
+            pid,
+            std::os::fd::AsFd::as_fd(&volume.mount_namespace),
+            &self.tmp_mount_point,
+        )?;
         let mut sandbox = ForkedSandbox {
             group: Some(group),
             netns: None,
             listener: None,
+            _tmp: Some(volume),
         };
         if let Some(group) = &sandbox.group {
             group.set_memory(spec.memory_mb)?;
@@ -509,11 +518,14 @@ impl Launcher for LinuxLauncher {
 
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
         let tmp = &self.tmp_mount_point;
-        let mount_namespace = environment_mount_namespace(tmp, spec.ephemeral_storage_mb)
-            .map_err(SandboxError::Setup)?;
+        let volume = self
+            .tmp_volumes
+            .take(spec.ephemeral_storage_mb)
+            .map_err(|e| SandboxError::Setup(e.into()))?;
         let mut sandbox = LinuxSandbox {
-            tmp: tmp.clone(),
-            tmp_mb: spec.ephemeral_storage_mb,
+            tmp_volumes: self.tmp_volumes.clone(),
+            tmp_mount_point: tmp.clone(),
+            tmp_mb: volume.size_mb,
             group: None,
             egress: None,
             namespaces: None,
@@ -545,7 +557,7 @@ impl Launcher for LinuxLauncher {
         let plan = Plan {
             template: template.clone(),
             netns: slot.netns.as_raw_fd(),
-            mount_namespace: mount_namespace.as_raw_fd(),
+            mount_namespace: volume.mount_namespace.as_raw_fd(),
             cgroup_procs: procs.iter().map(|fd| fd.as_raw_fd()).collect(),
             host_uid: host_id,
             host_gid: host_id,
@@ -557,7 +569,7 @@ impl Launcher for LinuxLauncher {
         sandbox.listener = Some(slot.listener);
         sandbox.namespaces = Some(Namespaces {
             _network: slot.netns,
-            _mount: mount_namespace,
+            _tmp: volume,
             _cgroup_procs: procs,
         });
         sandbox.plan = Some(Arc::new(plan));
@@ -568,14 +580,17 @@ impl Launcher for LinuxLauncher {
 /// What the plan refers to by descriptor, kept open while the sandbox lives.
 struct Namespaces {
     _network: OwnedFd,
-    /// Holds the environment's /tmp: the tmpfs lives as long as this namespace.
-    _mount: OwnedFd,
+    /// The environment's mount namespace, which holds its /tmp: the filesystem lives as long
+    /// as this namespace.
+    _tmp: tmp_volume::TmpVolume,
     _cgroup_procs: Vec<OwnedFd>,
 }
 
 struct LinuxSandbox {
-    /// Where its /tmp is mounted in the environment's mount namespace.
-    tmp: PathBuf,
+    /// Where another /tmp comes from, and where it is mounted in the environment's mount
+    /// namespace, for a sandbox started ahead whose function wants another size.
+    tmp_volumes: Arc<TmpVolumes>,
+    tmp_mount_point: PathBuf,
     /// The size of its /tmp (MB).
     tmp_mb: u32,
     group: Option<EnvironmentGroup>,
@@ -629,11 +644,23 @@ impl Sandbox for LinuxSandbox {
             group.set_memory(memory_mb)?;
         }
         if ephemeral_storage_mb != self.tmp_mb {
-            let namespace = self
+            // Another filesystem of the function's size, both where the running runtime sees
+            // it and in the mount namespace later starts of the runtime are made from.
+            let namespaces = self
                 .namespaces
-                .as_ref()
+                .as_mut()
                 .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
-            late_mount::resize_tmp(&namespace._mount, &self.tmp, ephemeral_storage_mb)?;
+            let volume = self
+                .tmp_volumes
+                .take(ephemeral_storage_mb)
+                .map_err(|e| SandboxError::Setup(e.into()))?;
+            late_mount::replace_tmp(
+                runtime_pid,
+                std::os::fd::AsFd::as_fd(&volume.mount_namespace),
+                &self.tmp_mount_point,
+            )?;
+            assigned.mount_namespace = volume.mount_namespace.as_raw_fd();
+            namespaces._tmp = volume;
             self.tmp_mb = ephemeral_storage_mb;
         }
         late_mount::mount_task_root(runtime_pid, code_dir)?;
@@ -684,6 +711,8 @@ struct ForkedSandbox {
     /// Kept open while the sandbox lives.
     netns: Option<OwnedFd>,
     listener: Option<std::net::TcpListener>,
+    /// Its /tmp, mounted in its own mount namespace.
+    _tmp: Option<tmp_volume::TmpVolume>,
 }
 
 impl Sandbox for ForkedSandbox {
@@ -721,6 +750,7 @@ impl Sandbox for ForkedSandbox {
         }
         self.netns = None;
         self.listener = None;
+        self._tmp = None;
     }
 }
 

@@ -93,6 +93,16 @@ def fill_tmp():
         return {"errno": e.errno, "written": written, "size": stat.f_blocks * stat.f_frsize}
 
 
+def write_tmp(mb, name):
+    chunk = b"t" * (1 << 20)
+    with open("/tmp/" + name, "wb") as f:
+        for _ in range(mb):
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    return {"written": os.path.getsize("/tmp/" + name), "files": sorted(os.listdir("/tmp"))}
+
+
 def exhaust_memory():
     hoard = []
     while True:
@@ -130,6 +140,8 @@ def handler(event, context):
         return {"spun": spin(event["seconds"])}
     if kind == "fill_tmp":
         return fill_tmp()
+    if kind == "write_tmp":
+        return write_tmp(event["mb"], event["name"])
     if kind == "exhaust_memory":
         exhaust_memory()
     try:
@@ -439,32 +451,66 @@ async fn tmp_is_private_and_bounded_by_ephemeral_storage() {
     let server = Server::start();
     let client = server.client();
     create_python(&client, "filler", 1024, 600, 60).await;
-    let free_before = free_bytes(&server.data_dir);
     let result = attack(&client, "filler", json!({"attack": "fill_tmp"})).await;
     assert_eq!(result["errno"], 28, "{result}");
+    // At least EphemeralStorage fits (the filesystem's own metadata is on top of it).
     let size = result["size"].as_u64().unwrap();
-    assert_eq!(size, 600 << 20, "{result}");
     let written = result["written"].as_u64().unwrap();
-    assert!(written >= 590 << 20 && written <= size, "{result}");
-    // Nothing landed on the host's disk.
-    let free_after = free_bytes(&server.data_dir);
-    assert!(
-        free_after + (256 << 20) > free_before,
-        "{free_before} -> {free_after}"
-    );
+    assert!(written >= 600 << 20 && written <= size, "{result}");
+    assert!(size <= 640 << 20, "{result}");
+    // What the function deleted is free again.
+    let again = attack(&client, "filler", json!({"attack": "fill_tmp"})).await;
+    assert_eq!(again["written"], result["written"], "{again}");
+    // Nothing is kept under Gust's data directory (the image files are unlinked at once).
     assert!(dir_size(&server.data_dir) < 64 << 20);
     // The function keeps working.
     attack(&client, "filler", json!({"attack": "whoami"})).await;
 }
 
-fn free_bytes(path: &Path) -> u64 {
-    let out = std::process::Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().nth(1).unwrap().trim().parse().unwrap()
+/// On Lambda /tmp is storage of its own: writing more to it than the function has memory must
+/// neither kill the function nor count as memory used, and one environment's files are not
+/// another's.
+#[tokio::test(flavor = "multi_thread")]
+async fn tmp_is_storage_not_memory() {
+    let server = Server::start();
+    let client = server.client();
+    create_python(&client, "writer", 256, 512, 60).await;
+    let out = invoke(
+        &client,
+        "writer",
+        json!({"attack": "write_tmp", "mb": 300, "name": "first"}),
+    )
+    .await;
+    assert_eq!(out.function_error, None, "{out:?}");
+    assert_eq!(out.payload["written"], 300 << 20, "{out:?}");
+    let used: u32 = out
+        .log
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used in {}", out.log));
+    assert!(used < 128, "/tmp counted as memory: {}", out.log);
+    // The same environment still has its file; the write past the size is refused.
+    let more = attack(&client, "writer", json!({"attack": "fill_tmp"})).await;
+    assert_eq!(more["errno"], 28, "{more}");
+    let again = attack(&client, "writer", json!({"attack": "list", "path": "/tmp"})).await;
+    assert!(
+        again["detail"].as_str().unwrap().contains("first"),
+        "{again}"
+    );
+
+    // A second environment (a concurrent invocation) starts with an empty /tmp.
+    let busy = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            invoke(&client, "writer", json!({"attack": "spin", "seconds": 3})).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = attack(&client, "writer", json!({"attack": "list", "path": "/tmp"})).await;
+    busy.await.unwrap();
+    assert_eq!(other["detail"], "[]", "{other}");
 }
 
 fn dir_size(path: &Path) -> u64 {

@@ -895,7 +895,9 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
         "provided",
     )
     .await;
-    assert_eq!(ahead["tmp_mb"], 1024, "{ahead}");
+    // At least the 1 GB asked for, beside the filesystem's own few percent.
+    let tmp_mb = ahead["tmp_mb"].as_u64().unwrap();
+    assert!((1024..1024 + 64).contains(&tmp_mb), "{ahead}");
     assert_same(&fresh, &ahead, &["tmp_mb"], "custom runtime, /tmp of 1 GB");
     assert_same(&fresh, &ahead, &custom_keys, "custom runtime, /tmp of 1 GB");
 

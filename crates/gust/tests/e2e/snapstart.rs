@@ -259,3 +259,45 @@ async fn a_snapstart_init_error_is_reported_like_any_init_error() {
     );
     assert_eq!(failed.payload["errorMessage"], "no snapshot today");
 }
+
+/// An environment restored from a snapshot has its own /tmp on disk, as every environment
+/// does: it starts with what init left there, and writing more than the function's memory to
+/// it neither kills the function nor counts as memory used.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_environment_has_its_own_tmp_on_disk() {
+    require_interpreters();
+    let server = Server::start();
+    let client = server.client();
+    let source = r#"import os
+open("/tmp/from-init", "w").write("made during init")
+
+def handler(event, context):
+    with open("/tmp/big", "wb") as f:
+        for _ in range(event["mb"]):
+            f.write(b"s" * (1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+    stat = os.statvfs("/tmp")
+    return {"tmp": sorted(os.listdir("/tmp")), "size": stat.f_blocks * stat.f_frsize >> 20}
+"#;
+    create_snapstart(&client, "tmpwriter", source).await;
+    client
+        .publish_version()
+        .function_name("tmpwriter")
+        .send()
+        .await
+        .unwrap();
+    let out = invoke(&client, "tmpwriter:1", json!({"mb": 200})).await;
+    assert_eq!(out.function_error, None, "{out:?}");
+    assert_eq!(out.payload["tmp"], json!(["big", "from-init"]), "{out:?}");
+    assert!(out.payload["size"].as_u64().unwrap() >= 512, "{out:?}");
+    let report = report_line(&out.log);
+    assert!(report.contains("Restore Duration"), "{report}");
+    let used: u64 = report
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(used < 100, "/tmp counted as memory: {report}");
+}
