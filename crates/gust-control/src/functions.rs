@@ -182,6 +182,7 @@ fn same_behaviour(a: &FunctionConfig, b: &FunctionConfig) -> bool {
         c.revision_id = String::new();
         c.last_modified = String::new();
         c.description = String::new();
+        c.published_description = None;
         c
     };
     normalise(a) == normalise(b)
@@ -297,6 +298,7 @@ impl Control {
                 system_log_level: None,
                 log_group: FunctionConfig::default_log_group(&name),
             },
+            published_description: None,
         };
         apply_configuration(&mut config, &req.config);
         check_semantics(&config, &req.config)?;
@@ -483,8 +485,15 @@ impl Control {
             self.read().get(name).cloned().ok_or_else(|| {
                 LambdaError::function_not_found(&self.settings.arns.function(name))
             })?;
+        // Lambda publishes a new version when $LATEST's code or configuration (its
+        // description included) changed since the newest version.
         if let Some((_, newest)) = state.versions.iter().next_back()
             && same_behaviour(newest, &state.latest)
+            && newest
+                .published_description
+                .as_ref()
+                .unwrap_or(&newest.description)
+                == &state.latest.description
         {
             return Ok(newest.clone());
         }
@@ -493,6 +502,7 @@ impl Control {
         version.version = number.to_string();
         version.revision_id = new_revision();
         version.last_modified = last_modified(SystemTime::now());
+        version.published_description = Some(state.latest.description.clone());
         if let Some(description) = description {
             version.description = description;
         }

@@ -41,6 +41,39 @@ fn fref(s: &str) -> FunctionRef {
     FunctionRef::parse(s, NameShape::Namespaced).unwrap()
 }
 
+/// Lambda publishes a new version when $LATEST's configuration changed since the newest
+/// version, its description alone included; a description given to PublishVersion itself
+/// does not count as a change of $LATEST.
+#[tokio::test]
+async fn a_changed_description_publishes_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = Control::open(dir.path(), settings()).unwrap();
+    control.create(create_request("f")).await.unwrap();
+    let control = &control;
+    let publish = |description: Option<&str>| {
+        let request: PublishVersion = serde_json::from_value(match description {
+            Some(d) => serde_json::json!({ "Description": d }),
+            None => serde_json::json!({}),
+        })
+        .unwrap();
+        async move { control.publish_version(&fref("f"), request).await }
+    };
+    let v1 = publish(Some("first release")).await.unwrap();
+    assert_eq!(v1.version, "1");
+    assert_eq!(v1.description, "first release");
+    assert_eq!(publish(None).await.unwrap().version, "1");
+    let update: UpdateFunctionConfiguration =
+        serde_json::from_value(serde_json::json!({"Description": "changed"})).unwrap();
+    control
+        .update_configuration(&fref("f"), update)
+        .await
+        .unwrap();
+    let v2 = publish(None).await.unwrap();
+    assert_eq!(v2.version, "2");
+    assert_eq!(v2.description, "changed");
+    assert_eq!(publish(None).await.unwrap().version, "2");
+}
+
 #[tokio::test]
 async fn create_get_update_publish_delete() {
     let dir = tempfile::tempdir().unwrap();

@@ -72,6 +72,11 @@ pub struct FunctionConfig {
     #[serde(default = "snap_start_none")]
     pub snap_start_apply_on: String,
     pub logging: LoggingConfig,
+    /// For a published version: the description `$LATEST` had when it was published (its own
+    /// may be the one PublishVersion gave), so that a later change of description alone
+    /// publishes a new version, as on Lambda.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_description: Option<String>,
 }
 
 fn snap_start_none() -> String {

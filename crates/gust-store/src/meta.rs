@@ -487,6 +487,7 @@ mod tests {
                 system_log_level: None,
                 log_group: "/aws/lambda/f".into(),
             },
+            published_description: None,
         }
     }
 
