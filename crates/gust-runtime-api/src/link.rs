@@ -94,6 +94,9 @@ struct State {
     /// How the runtime of an environment forked from a snapshot process ended (a wait
     /// status), as its sandbox's first process reports it.
     exit_status: Option<i32>,
+    /// Counts resets: a connection of a runtime from before the last reset (one killed
+    /// while it waited in `next`) must not take the next runtime's event.
+    generation: u64,
 }
 
 /// Shared state of one environment's Runtime API.
@@ -151,19 +154,30 @@ impl Link {
                 });
             }
         }
-        self.wake_next.notify_one();
+        // Every waiting `next` looks: one left over from a killed runtime refuses itself.
+        self.wake_next.notify_waiters();
         Pending { delivered, outcome }
     }
 
     /// Forgets any invocation in flight (after a timeout or a crash) so that a restarted runtime
     /// starts clean.
     pub fn reset(&self) {
-        let mut st = self.lock();
-        st.queued = None;
-        st.current = None;
-        st.init_error = None;
-        st.ready_at = None;
-        st.waiting = false;
+        {
+            let mut st = self.lock();
+            st.queued = None;
+            st.current = None;
+            st.init_error = None;
+            st.ready_at = None;
+            st.waiting = false;
+            st.generation += 1;
+        }
+        self.wake_next.notify_waiters();
+    }
+
+    /// The current generation: connections accepted now belong to the runtime started
+    /// after the last reset.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
     }
 
     /// A pre-started runtime asks for the environment of the function it will serve; resolves
@@ -320,11 +334,18 @@ impl Link {
 
     /// The runtime asks for its next event; resolves when one is dispatched.
     pub async fn next(&self) -> Result<NextEvent, Refusal> {
+        let generation = self.generation();
+        self.next_in(generation).await
+    }
+
+    /// `next` on a connection accepted in `generation`: refused once the environment has
+    /// been reset since (its runtime was killed).
+    pub async fn next_in(&self, generation: u64) -> Result<NextEvent, Refusal> {
         loop {
             let notified = self.wake_next.notified();
             {
                 let mut st = self.lock();
-                if st.closed {
+                if st.closed || st.generation != generation {
                     return Err(Refusal::Closed);
                 }
                 if st.current.is_some() {
@@ -482,6 +503,31 @@ mod tests {
         link.init_error(error.clone());
         let pending = link.dispatch(invocation("b"));
         assert_eq!(pending.outcome.await.unwrap(), error);
+    }
+
+    #[tokio::test]
+    async fn a_killed_runtimes_waiting_next_does_not_take_the_next_event() {
+        let link = std::sync::Arc::new(Link::new());
+        let stale = {
+            let link = link.clone();
+            let generation = link.generation();
+            tokio::spawn(async move { link.next_in(generation).await.err() })
+        };
+        tokio::task::yield_now().await;
+        link.reset();
+        let fresh = {
+            let link = link.clone();
+            let generation = link.generation();
+            tokio::spawn(async move {
+                link.next_in(generation)
+                    .await
+                    .map(|e| e.invocation.request_id)
+            })
+        };
+        tokio::task::yield_now().await;
+        link.dispatch(invocation("a"));
+        assert_eq!(stale.await.unwrap(), Some(Refusal::Closed));
+        assert_eq!(fresh.await.unwrap().unwrap(), "a");
     }
 
     #[tokio::test]

@@ -32,10 +32,12 @@ pub fn spawn(listener: TcpListener, link: Arc<Link>) -> JoinHandle<()> {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let link = link.clone();
+                    // The runtime this connection belongs to: the one since the last reset.
+                    let generation = link.generation();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let link = link.clone();
-                            async move { Ok::<_, Infallible>(route(&link, req).await) }
+                            async move { Ok::<_, Infallible>(route(&link, generation, req).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .max_buf_size(MAX_HEAD_BYTES)
@@ -134,7 +136,7 @@ async fn read_body(req: Request<Incoming>, limit: u64) -> Option<Bytes> {
     (!too_large).then(|| Bytes::from(buffer))
 }
 
-async fn route(link: &Link, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(link: &Link, generation: u64, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if method == Method::GET && path == "/2018-06-01/ping" {
@@ -161,7 +163,7 @@ async fn route(link: &Link, req: Request<Incoming>) -> Response<Full<Bytes>> {
     };
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        (Method::GET, ["invocation", "next"]) => next(link).await,
+        (Method::GET, ["invocation", "next"]) => next(link, generation).await,
         (Method::POST, ["invocation", id, "response"]) => {
             let id = id.to_string();
             if let Some(mode) = header(&req, "lambda-runtime-function-response-mode")
@@ -255,8 +257,8 @@ async fn route(link: &Link, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-async fn next(link: &Link) -> Response<Full<Bytes>> {
-    let event = match link.next().await {
+async fn next(link: &Link, generation: u64) -> Response<Full<Bytes>> {
+    let event = match link.next_in(generation).await {
         Ok(event) => event,
         Err(r) => return refusal(r),
     };
