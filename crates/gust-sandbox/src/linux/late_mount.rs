@@ -7,7 +7,7 @@
 //! context enters the sandbox's mount namespace and attaches the clone at `/var/task`. Nothing
 //! runs inside the sandbox and no process is forked.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -41,26 +41,56 @@ fn sandbox_init(runtime_pid: u32) -> io::Result<u32> {
         .ok_or_else(|| io::Error::other("the sandbox has no init process"))
 }
 
-/// Attaches `code_dir`, read-only, at `/var/task` in the sandbox whose starter is
-/// `runtime_pid`.
-pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
-    let init = sandbox_init(runtime_pid)?;
-    let namespace = fs::File::open(format!("/proc/{init}/ns/mnt"))?;
-    let source = CString::new(code_dir.as_os_str().as_bytes())?;
+/// Clones the mount at `path` (in the calling thread's mount namespace) as a detached tree
+/// we own.
+fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let source = CString::new(path.as_os_str().as_bytes())?;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: open_tree(2) with a NUL-terminated path; the result is a new descriptor we own.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            source.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
-        )
-    };
+    let tree =
+        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source.as_ptr(), flags) };
     if tree < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `tree` is a descriptor open_tree just returned to us.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as i32) })
+}
+
+/// Attaches the detached `tree` at `target` in the mount namespace of process `pid`, first
+/// detaching what is mounted there if `replace`.
+fn attach_at(pid: u32, tree: &OwnedFd, target: &CStr, replace: bool) -> io::Result<()> {
+    let namespace = fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    in_mount_namespace(namespace.as_fd(), || {
+        // SAFETY: umount2(2) of a NUL-terminated path in this thread's mount namespace.
+        if replace && unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: move_mount(2) attaches our detached tree in this thread's mount namespace;
+        // the strings are NUL-terminated.
+        let moved = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if moved < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    })
+}
+
+/// Attaches `code_dir`, read-only, at `/var/task` in the sandbox whose starter is
+/// `runtime_pid`.
+pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
+    let init = sandbox_init(runtime_pid)?;
+    let tree = clone_tree(code_dir, true)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         attr_clr: 0,
@@ -81,36 +111,21 @@ pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
     if set < 0 {
         return Err(io::Error::last_os_error());
     }
-    in_mount_namespace(namespace.as_fd(), || {
-        // SAFETY: move_mount(2) attaches our detached tree in this thread's mount namespace;
-        // the strings are NUL-terminated.
-        let moved = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                c"/var/task".as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            )
-        };
-        if moved < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    })
+    attach_at(init, &tree, c"/var/task", false)
 }
 
 /// Mounts the /tmp volume held in `volume_namespace` (at `mount_point` there) over `/tmp` in
 /// the mount namespace of process `pid`: an environment forked from a SnapStart snapshot
 /// process made its namespaces itself, and gets its own disk-backed /tmp this way before it
-/// copies into it what init left in the snapshot's.
+/// copies into it what init left in the snapshot's. (The snapshot's /tmp stays beneath: it
+/// came into the environment's namespaces locked.)
 pub fn mount_tmp_volume(
     pid: u32,
     volume_namespace: BorrowedFd<'_>,
     mount_point: &Path,
 ) -> io::Result<()> {
-    attach_tmp(pid, volume_namespace, mount_point, false)
+    let tree = in_mount_namespace(volume_namespace, || clone_tree(mount_point, false))?;
+    attach_at(pid, &tree, c"/tmp", false)
 }
 
 /// Replaces the /tmp of the sandbox whose starter is `runtime_pid` with the volume held in
@@ -120,61 +135,8 @@ pub fn replace_tmp(
     volume_namespace: BorrowedFd<'_>,
     mount_point: &Path,
 ) -> io::Result<()> {
-    attach_tmp(
-        sandbox_init(runtime_pid)?,
-        volume_namespace,
-        mount_point,
-        true,
-    )
-}
-
-fn attach_tmp(
-    pid: u32,
-    volume_namespace: BorrowedFd<'_>,
-    mount_point: &Path,
-    detach_old: bool,
-) -> io::Result<()> {
-    let namespace = fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
-    let source = CString::new(mount_point.as_os_str().as_bytes())?;
-    let tree = in_mount_namespace(volume_namespace, || {
-        // SAFETY: open_tree(2) with a NUL-terminated path; the result is a new descriptor we
-        // own.
-        let tree = unsafe {
-            libc::syscall(
-                libc::SYS_open_tree,
-                libc::AT_FDCWD,
-                source.as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-            )
-        };
-        if tree < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `tree` is a descriptor open_tree just returned to us.
-        Ok(unsafe { OwnedFd::from_raw_fd(tree as i32) })
-    })?;
-    in_mount_namespace(namespace.as_fd(), || {
-        // SAFETY: umount2(2) of this thread's mount namespace's /tmp, a NUL-terminated path.
-        if detach_old && unsafe { libc::umount2(c"/tmp".as_ptr(), libc::MNT_DETACH) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: move_mount(2) attaches our detached tree in this thread's mount namespace;
-        // the strings are NUL-terminated.
-        let moved = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                c"/tmp".as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            )
-        };
-        if moved < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    })
+    let tree = in_mount_namespace(volume_namespace, || clone_tree(mount_point, false))?;
+    attach_at(sandbox_init(runtime_pid)?, &tree, c"/tmp", true)
 }
 
 /// Runs `work` on a short-lived thread that has entered the mount `namespace` (a thread,

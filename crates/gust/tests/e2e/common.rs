@@ -500,3 +500,12 @@ pub async fn create_recorder(client: &aws_sdk_lambda::Client, name: &str, fail: 
     )
     .await;
 }
+
+/// The `Max Memory Used` (MB) of the REPORT line in a call's log.
+pub fn max_memory_used(log: &str) -> u64 {
+    log.split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used in {log}"))
+}

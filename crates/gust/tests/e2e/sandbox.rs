@@ -424,13 +424,7 @@ async fn memory_is_limited_reported_and_the_next_invoke_is_fresh() {
         message.ends_with("Error: Runtime exited with error: signal: killed"),
         "{message}"
     );
-    let used: u32 = out
-        .log
-        .split("Max Memory Used: ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no Max Memory Used in {}", out.log));
+    let used = max_memory_used(&out.log);
     assert!((120..=128).contains(&used), "{}", out.log);
 
     let after = attack(&client, "hog", json!({"attack": "whoami"})).await;
@@ -483,13 +477,7 @@ async fn tmp_is_storage_not_memory() {
     .await;
     assert_eq!(out.function_error, None, "{out:?}");
     assert_eq!(out.payload["written"], 300 << 20, "{out:?}");
-    let used: u32 = out
-        .log
-        .split("Max Memory Used: ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no Max Memory Used in {}", out.log));
+    let used = max_memory_used(&out.log);
     assert!(used < 128, "/tmp counted as memory: {}", out.log);
     // The same environment still has its file; the write past the size is refused.
     let more = attack(&client, "writer", json!({"attack": "fill_tmp"})).await;

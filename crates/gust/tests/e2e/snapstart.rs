@@ -293,11 +293,6 @@ def handler(event, context):
     assert!(out.payload["size"].as_u64().unwrap() >= 512, "{out:?}");
     let report = report_line(&out.log);
     assert!(report.contains("Restore Duration"), "{report}");
-    let used: u64 = report
-        .split("Max Memory Used: ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{report}"));
+    let used = max_memory_used(report);
     assert!(used < 100, "/tmp counted as memory: {report}");
 }
