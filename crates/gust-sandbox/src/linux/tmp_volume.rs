@@ -9,7 +9,8 @@
 //! Lambda: `ENOSPC` on the write that passes the size, `statfs` showing that size, and
 //! nothing shared with another environment.
 //!
-//! Making one costs about 15 ms (mkfs, loop device, mount), so a thread keeps a few of the
+//! mkfs runs once per size; each volume is a copy of the blocks it wrote into a new sparse
+//! file. Making one still costs a few milliseconds (loop device, mount), so a thread keeps a few of the
 //! default size ready, each already mounted in the mount namespace its environment will use.
 //! The image file is unlinked as soon as its loop device holds it, and the loop device clears
 //! itself when its filesystem is unmounted (when the last process of the environment's mount
@@ -22,6 +23,7 @@
 //! made while the disk's free space is below a reserve kept for the host; either way the
 //! invoke path retires idle environments to make room, else the cold start fails clearly.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -139,6 +141,77 @@ struct Shared {
     mount_point: PathBuf,
     mkfs: PathBuf,
     wanted: usize,
+    /// A formatted, empty filesystem per size, made once.
+    templates: Mutex<HashMap<u32, Arc<Template>>>,
+}
+
+/// An empty filesystem of one size as the blocks mkfs wrote (a few hundred KB; the rest of
+/// the image reads as zeros): writing them into a new sparse file makes another in well under
+/// a millisecond, where running mkfs costs several.
+struct Template {
+    extents: Vec<(u64, Vec<u8>)>,
+}
+
+impl Template {
+    /// Formats an image of `size_mb` in `dir` and keeps what mkfs wrote.
+    fn make(mkfs: &Path, dir: &Path, size_mb: u32) -> Result<Self, VolumeError> {
+        let path = dir.join(uuid_like()).with_extension("template");
+        let made = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(step("creating the template image"))?;
+            file.set_len(image_bytes(size_mb))
+                .map_err(step("sizing the template image"))?;
+            format(mkfs, &path)?;
+            data_extents(&file).map_err(step("reading the template image"))
+        })();
+        let _ = fs::remove_file(&path);
+        Ok(Self { extents: made? })
+    }
+
+    /// Writes the filesystem into `file`, a new file of the image's size.
+    fn write_to(&self, file: &File) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        for (offset, data) in &self.extents {
+            file.write_all_at(data, *offset)?;
+        }
+        Ok(())
+    }
+}
+
+/// The regions of `file` that hold data (not holes), with their contents.
+fn data_extents(file: &File) -> io::Result<Vec<(u64, Vec<u8>)>> {
+    use std::os::unix::fs::FileExt;
+    let length = file.metadata()?.len();
+    let seek = |offset: u64, whence: libc::c_int| -> io::Result<Option<u64>> {
+        // SAFETY: lseek(2) on a descriptor we own; it only moves the file offset.
+        let at = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, whence) };
+        if at >= 0 {
+            return Ok(Some(at as u64));
+        }
+        let error = io::Error::last_os_error();
+        // ENXIO: no data at or after `offset`.
+        match error.raw_os_error() {
+            Some(libc::ENXIO) => Ok(None),
+            _ => Err(error),
+        }
+    };
+    let mut extents = Vec::new();
+    let mut offset = 0;
+    while offset < length {
+        let Some(start) = seek(offset, libc::SEEK_DATA)? else {
+            break;
+        };
+        let end = seek(start, libc::SEEK_HOLE)?.unwrap_or(length).min(length);
+        let mut data = vec![0; (end - start) as usize];
+        file.read_exact_at(&mut data, start)?;
+        extents.push((start, data));
+        offset = end;
+    }
+    Ok(extents)
 }
 
 /// Makes /tmp volumes, keeps a few of the default size ready, and holds the budget.
@@ -191,6 +264,7 @@ impl TmpVolumes {
             mount_point,
             mkfs,
             wanted: ready,
+            templates: Mutex::new(HashMap::new()),
         });
         // One volume made now proves that the host can make them.
         let first = shared.make(DEFAULT_MB).map_err(io::Error::from)?;
@@ -266,6 +340,17 @@ impl Shared {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The empty filesystem of `size_mb`, formatted the first time it is asked for.
+    fn template(&self, size_mb: u32) -> Result<Arc<Template>, VolumeError> {
+        let mut templates = self.templates.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(template) = templates.get(&size_mb) {
+            return Ok(template.clone());
+        }
+        let template = Arc::new(Template::make(&self.mkfs, &self.images, size_mb)?);
+        templates.insert(size_mb, template.clone());
+        Ok(template)
+    }
+
     fn reserve(&self, size_mb: u32) -> Result<Reservation, VolumeError> {
         let (_, free) =
             disk_space_mb(&self.images).map_err(step("reading the disk's free space"))?;
@@ -302,10 +387,11 @@ impl Shared {
         }
     }
 
-    /// Formats an image of `size_mb`, attaches it to a loop device, unlinks it, and mounts it
-    /// in a new mount namespace.
+    /// Writes an empty filesystem of `size_mb` into a new image, attaches it to a loop
+    /// device, unlinks it, and mounts it in a new mount namespace.
     fn make(&self, size_mb: u32) -> Result<TmpVolume, VolumeError> {
         let reservation = self.reserve(size_mb)?;
+        let template = self.template(size_mb)?;
         let image = self.images.join(uuid_like()).with_extension("ext4");
         let made = (|| {
             let file = OpenOptions::new()
@@ -316,7 +402,9 @@ impl Shared {
                 .map_err(step("creating the image file"))?;
             file.set_len(image_bytes(size_mb))
                 .map_err(step("sizing the image file"))?;
-            format(&self.mkfs, &image)?;
+            template
+                .write_to(&file)
+                .map_err(step("writing the filesystem"))?;
             let (device, path) = attach(&file)?;
             // The loop device holds the file now; its blocks are freed when it lets go.
             fs::remove_file(&image).map_err(step("unlinking the image file"))?;
