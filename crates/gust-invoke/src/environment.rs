@@ -11,28 +11,24 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use gust_model::FunctionConfig;
-use gust_model::timefmt::{iso_millis, log_stream_date};
+use gust_model::timefmt::iso_millis;
 use gust_runtime_api::{Invocation, Link, Outcome};
-use gust_runtimes::{CommandError, Placement, RuntimeTable};
-use gust_sandbox::{Launcher, ProcessSpec, Sandbox, SandboxSpec};
-use tokio::sync::watch;
+use gust_runtimes::CommandError;
+use gust_sandbox::{ProcessSpec, Sandbox};
 
-use crate::logs::{self, OutputReader, SharedLog};
+use crate::budget::MemoryClaim;
+use crate::logs::{self, SharedLog};
+use crate::platform::{
+    EnvironmentError, Platform, blocking, code_dir, function_command, sandbox_spec,
+};
 use crate::report::{self, Report, Status};
+use crate::runtime_process::{RuntimeProcess, Waiting, describe_exit, exit_of, serve_runtime_api};
+use crate::standbys::Standby;
+use crate::variables::{log_stream, set, trace_id, variables, variables_document};
 
 /// On-demand init may take this long before the invocation's own timeout starts counting
 /// against it (Lambda's 10-second init limit).
 const INIT_ALLOWANCE: Duration = Duration::from_secs(10);
-
-/// Server-wide facts every environment's variables need.
-#[derive(Clone)]
-pub struct Platform {
-    pub region: String,
-    pub runtimes: Arc<RuntimeTable>,
-    pub launcher: Arc<dyn Launcher>,
-    /// Directory of the function's extracted code, by package digest.
-    pub code_root: std::path::PathBuf,
-}
 
 /// One invocation as the environment receives it.
 #[derive(Debug)]
@@ -56,159 +52,6 @@ pub struct Response {
     pub function_error: bool,
     pub log: Vec<u8>,
     pub report: Report,
-}
-
-/// Environments cannot be created for reasons that are the platform's, not the function's.
-#[derive(Debug, thiserror::Error)]
-pub enum EnvironmentError {
-    #[error(transparent)]
-    Sandbox(#[from] gust_sandbox::SandboxError),
-    #[error("{0}")]
-    Runtime(CommandError),
-}
-
-pub(crate) struct RuntimeProcess {
-    pub(crate) exited: watch::Receiver<Option<ExitStatus>>,
-    pub(crate) started: Instant,
-    pub(crate) output: OutputReader,
-}
-
-impl RuntimeProcess {
-    /// Follows a started process: its output into `log`, its exit into `exited`. Returns it
-    /// with its pid.
-    pub(crate) fn watch(
-        spawned: gust_sandbox::Spawned,
-        log: &SharedLog,
-        name: &str,
-    ) -> std::io::Result<(Self, u32)> {
-        let output = OutputReader::start(spawned.output, log.clone(), name.to_string())?;
-        let mut child = spawned.child;
-        let pid = child.id().unwrap_or(0);
-        let (tx, exited) = watch::channel(None);
-        tokio::spawn(async move {
-            let status = child.wait().await.ok();
-            let _ = tx.send(status);
-        });
-        Ok((
-            Self {
-                exited,
-                started: Instant::now(),
-                output,
-            },
-            pid,
-        ))
-    }
-}
-
-impl RuntimeProcess {
-    /// Follows an environment forked from a SnapStart snapshot process: `pid` (a host pid,
-    /// not Gust's child) is its first process, which reports how the runtime ended on `link`
-    /// before it exits; `output` carries the runtime's stdout and stderr.
-    fn follow(
-        pid: u32,
-        link: Arc<Link>,
-        output: OwnedFd,
-        log: &SharedLog,
-        name: &str,
-    ) -> std::io::Result<Self> {
-        use std::os::unix::process::ExitStatusExt;
-        let output = OutputReader::start(output, log.clone(), name.to_string())?;
-        let pid = rustix::process::Pid::from_raw(pid as i32)
-            .ok_or_else(|| std::io::Error::other("no such process"))?;
-        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK)?;
-        // SAFETY: the AsyncFd owns the pidfd, which stays open and the same until dropped.
-        let exit = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
-        }
-        .map_err(std::io::Error::from)?;
-        let (tx, exited) = watch::channel(None);
-        tokio::spawn(async move {
-            // A pidfd turns readable when its process has exited.
-            let _ = exit.readable().await;
-            let status = link.reported_exit().unwrap_or(KILLED);
-            let _ = tx.send(Some(ExitStatus::from_raw(status)));
-        });
-        Ok(Self {
-            exited,
-            started: Instant::now(),
-            output,
-        })
-    }
-}
-
-/// The wait status of a process killed by SIGKILL.
-const KILLED: i32 = 9;
-
-/// A runtime started before it has anything to do (ahead of demand, or a snapshot's), with
-/// its Runtime API.
-pub(crate) struct Waiting {
-    pub(crate) link: Arc<Link>,
-    pub(crate) server: tokio::task::JoinHandle<()>,
-    pub(crate) process: RuntimeProcess,
-    pub(crate) log: SharedLog,
-    /// The process Gust started.
-    pub(crate) pid: u32,
-}
-
-impl Waiting {
-    pub(crate) fn is_alive(&self) -> bool {
-        self.process.exited.borrow().is_none()
-    }
-
-    /// Ends its Runtime API (the runtime is told to exit).
-    pub(crate) fn stop(&self) {
-        self.link.close();
-        self.server.abort();
-    }
-
-    /// Serves the sandbox's Runtime API and starts `command` in it with `env`.
-    pub(crate) fn start(
-        sandbox: &mut dyn Sandbox,
-        command: &gust_runtimes::RuntimeCommand,
-        env: Vec<(String, String)>,
-        name: &str,
-    ) -> Result<Self, EnvironmentError> {
-        let (link, server) = serve_runtime_api(sandbox)?;
-        let spawned = blocking(|| {
-            sandbox.spawn(&ProcessSpec {
-                program: command.program.clone(),
-                args: command.args.clone(),
-                env,
-            })
-        });
-        let spawned = match spawned {
-            Ok(s) => s,
-            Err(e) => {
-                server.abort();
-                return Err(e.into());
-            }
-        };
-        let log = SharedLog::default();
-        let (process, pid) = RuntimeProcess::watch(spawned, &log, name)
-            .map_err(gust_sandbox::SandboxError::Setup)?;
-        Ok(Self {
-            link,
-            server,
-            process,
-            log,
-            pid,
-        })
-    }
-}
-
-/// Serves the Runtime API on the sandbox's listener.
-pub(crate) fn serve_runtime_api(
-    sandbox: &mut dyn Sandbox,
-) -> Result<(Arc<Link>, tokio::task::JoinHandle<()>), EnvironmentError> {
-    let listener = sandbox
-        .take_listener()
-        .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
-        .map_err(gust_sandbox::SandboxError::Setup)?;
-    let listener =
-        tokio::net::TcpListener::from_std(listener).map_err(gust_sandbox::SandboxError::Setup)?;
-    let link = Arc::new(Link::new());
-    let server = gust_runtime_api::spawn(listener, link.clone());
-    Ok((link, server))
 }
 
 /// How an environment came to be (`AWS_LAMBDA_INITIALIZATION_TYPE`).
@@ -288,113 +131,6 @@ pub struct Environment {
 
 fn error_body(error_type: &str, message: String) -> Bytes {
     Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
-}
-
-async fn exit_of(exited: &mut watch::Receiver<Option<ExitStatus>>) -> ExitStatus {
-    loop {
-        if let Some(status) = *exited.borrow_and_update() {
-            return status;
-        }
-        if exited.changed().await.is_err() {
-            // The waiter is gone without a status: treat as killed.
-            use std::os::unix::process::ExitStatusExt;
-            return ExitStatus::from_raw(9);
-        }
-    }
-}
-
-fn describe_exit(status: ExitStatus) -> Option<String> {
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(signal) = status.signal() {
-        let name = match signal {
-            9 => "killed".to_string(),
-            6 => "aborted".to_string(),
-            11 => "segmentation fault".to_string(),
-            15 => "terminated".to_string(),
-            n => format!("signal {n}"),
-        };
-        return Some(format!("signal: {name}"));
-    }
-    match status.code() {
-        Some(0) | None => None,
-        Some(code) => Some(format!("exit status {code}")),
-    }
-}
-
-/// Runs blocking sandbox work (starting a sandboxed process builds its filesystem before
-/// exec; killing one waits for its processes to go) without stalling the other tasks of a
-/// multi-threaded runtime.
-pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(work)
-    } else {
-        work()
-    }
-}
-
-/// Where `config`'s extracted code is on the host.
-pub(crate) fn code_dir(platform: &Platform, config: &FunctionConfig) -> std::path::PathBuf {
-    platform
-        .code_root
-        .join(&config.code.digest_hex)
-        .join("task")
-}
-
-/// The sandbox an environment `id` of `config` runs in.
-pub(crate) fn sandbox_spec(platform: &Platform, config: &FunctionConfig, id: &str) -> SandboxSpec {
-    let runtime = config.runtime.clone().unwrap_or_default();
-    SandboxSpec {
-        environment_id: id.to_string(),
-        code_dir: code_dir(platform, config),
-        runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
-        memory_mb: config.memory_size,
-        ephemeral_storage_mb: config.ephemeral_storage,
-        read_only_paths: platform
-            .runtimes
-            .install_prefix(&runtime)
-            .into_iter()
-            .collect(),
-        egress: config.network() == gust_model::Network::Egress,
-        zygote: false,
-    }
-}
-
-/// The command that starts `config`'s runtime in `sandbox`.
-pub(crate) fn function_command(
-    platform: &Platform,
-    config: &FunctionConfig,
-    sandbox: &dyn Sandbox,
-) -> Result<gust_runtimes::RuntimeCommand, CommandError> {
-    let code_dir = code_dir(platform, config);
-    let placement = Placement {
-        host_task_root: &code_dir,
-        task_root: sandbox.task_root(),
-        runtime_dir: sandbox.runtime_dir(),
-    };
-    platform.runtimes.command(
-        config.runtime.as_deref().unwrap_or_default(),
-        placement,
-        config.memory_size,
-    )
-}
-
-/// `AWS_LAMBDA_LOG_STREAM_NAME` of environment `id`.
-fn log_stream(config: &FunctionConfig, id: &str) -> String {
-    format!(
-        "{}/[{}]{}",
-        log_stream_date(SystemTime::now()),
-        config.version,
-        id
-    )
-}
-
-/// Variables as the JSON object a runtime started ahead receives.
-fn variables_document(env: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
-    env.iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect()
 }
 
 impl Environment {
@@ -817,130 +553,6 @@ impl Drop for Environment {
     }
 }
 
-/// A runtime started ahead of demand, in a sandbox of its own that no function has yet: its
-/// interpreter and Gust's bootstrap are loaded, and it waits on the Runtime API for the
-/// environment of the function it will serve. Adopted by exactly one environment, or
-/// destroyed.
-pub struct Standby {
-    pub id: String,
-    /// The runtime id it was started for.
-    pub runtime: String,
-    pub created: Instant,
-    sandbox: Box<dyn Sandbox>,
-    runtime_process: Waiting,
-    _claim: MemoryClaim,
-}
-
-/// Variables a fresh runtime of `runtime` is started with that do not depend on its function:
-/// what the interpreter reads when it starts must be the same as for a fresh start.
-fn standby_variables(
-    sandbox: &dyn Sandbox,
-    command: &gust_runtimes::RuntimeCommand,
-) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = vec![
-        (
-            "AWS_LAMBDA_RUNTIME_API".into(),
-            sandbox.runtime_api_address().to_string(),
-        ),
-        (
-            "LAMBDA_TASK_ROOT".into(),
-            sandbox.task_root().display().to_string(),
-        ),
-        (
-            "LAMBDA_RUNTIME_DIR".into(),
-            sandbox.runtime_dir().display().to_string(),
-        ),
-        ("TZ".into(), ":UTC".into()),
-        ("LANG".into(), "en_US.UTF-8".into()),
-        ("LC_CTYPE".into(), "C.UTF-8".into()),
-        ("PWD".into(), sandbox.task_root().display().to_string()),
-        ("TMPDIR".into(), sandbox.tmp_dir().display().to_string()),
-        (STANDBY_VARIABLE.into(), "1".into()),
-    ];
-    for (k, v) in &command.env {
-        set(&mut vars, k, v);
-    }
-    vars
-}
-
-/// Tells Gust's bootstrap to wait for its function's environment before it initialises.
-const STANDBY_VARIABLE: &str = "_GUST_STANDBY";
-
-impl Standby {
-    /// Starts `runtime` in a new sandbox whose task root is `placeholder` (an empty
-    /// directory) until a function adopts it.
-    pub fn start(
-        platform: &Platform,
-        runtime: &str,
-        placeholder: &std::path::Path,
-        claim: MemoryClaim,
-    ) -> Result<Self, EnvironmentError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let stand_in = crate::standbys::stand_in_prefix(runtime);
-        // Node.js pools are per memory size: the heap limit is set when it starts.
-        let (runtime_id, memory_mb) = crate::standbys::node_kind(runtime)
-            .unwrap_or((runtime, gust_model::limits::DEFAULT_MEMORY_MB));
-        let read_only_paths = match &stand_in {
-            Some(prefix) => prefix.clone(),
-            None => platform.runtimes.install_prefix(runtime_id),
-        };
-        let mut sandbox = platform.launcher.create(&SandboxSpec {
-            environment_id: id.clone(),
-            code_dir: placeholder.to_path_buf(),
-            runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
-            memory_mb: gust_model::limits::DEFAULT_MEMORY_MB,
-            ephemeral_storage_mb: gust_model::limits::DEFAULT_EPHEMERAL_MB,
-            read_only_paths: read_only_paths.into_iter().collect(),
-            egress: false,
-            zygote: false,
-        })?;
-        let command = if stand_in.is_some() {
-            // A stand-in that execs the function's runtime command once adopted.
-            gust_runtimes::standby_command(sandbox.runtime_dir())
-        } else {
-            let placement = Placement {
-                host_task_root: placeholder,
-                task_root: sandbox.task_root(),
-                runtime_dir: sandbox.runtime_dir(),
-            };
-            platform
-                .runtimes
-                .command(runtime_id, placement, memory_mb)
-                .map_err(EnvironmentError::Runtime)?
-        };
-        let env = standby_variables(sandbox.as_ref(), &command);
-        sandbox.run_in_background();
-        let waiting = Waiting::start(
-            sandbox.as_mut(),
-            &command,
-            env,
-            &format!("standby {runtime}"),
-        )?;
-        Ok(Self {
-            id,
-            runtime: runtime.to_string(),
-            created: Instant::now(),
-            sandbox,
-            runtime_process: waiting,
-            _claim: claim,
-        })
-    }
-
-    /// Alive and waiting to be adopted.
-    pub fn is_ready(&self) -> bool {
-        self.runtime_process.is_alive() && self.runtime_process.link.is_standing_by()
-    }
-
-    pub fn is_alive(&self) -> bool {
-        self.runtime_process.is_alive()
-    }
-
-    pub fn destroy(mut self) {
-        self.runtime_process.stop();
-        self.sandbox.destroy();
-    }
-}
-
 impl Environment {
     /// Makes a pre-started runtime this function's environment: the function's code appears
     /// at its task root, its memory limit applies, and the runtime receives the same
@@ -1145,124 +757,10 @@ impl Environment {
     }
 }
 
-/// An environment's share of the host's memory budget, returned when it is dropped.
-pub struct MemoryClaim {
-    mb: u64,
-    committed: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl MemoryClaim {
-    pub fn new(mb: u64, committed: Arc<std::sync::atomic::AtomicU64>) -> Self {
-        committed.fetch_add(mb, std::sync::atomic::Ordering::AcqRel);
-        Self { mb, committed }
-    }
-}
-
-impl Drop for MemoryClaim {
-    fn drop(&mut self) {
-        self.committed
-            .fetch_sub(self.mb, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
 enum Ended {
     Runtime(Outcome),
     Exited(ExitStatus),
     TimedOut,
     /// The runtime could not be started or the invocation was lost.
     Failed(Bytes),
-}
-
-/// An X-Ray trace header for one invocation.
-fn trace_id() -> String {
-    let epoch = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let root = uuid::Uuid::new_v4().simple().to_string();
-    let parent = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        "Root=1-{epoch:08x}-{};Parent={};Sampled=0;Lineage=1:{}:0",
-        &root[..24],
-        &parent[..16],
-        &parent[16..24]
-    )
-}
-
-/// The runtime's environment variables, as Lambda sets them.
-pub(crate) fn variables(
-    platform: &Platform,
-    config: &FunctionConfig,
-    sandbox: &dyn Sandbox,
-    log_stream: &str,
-    command: Option<&gust_runtimes::RuntimeCommand>,
-) -> Vec<(String, String)> {
-    let task_root = sandbox.task_root().display().to_string();
-    let mut vars: Vec<(String, String)> = vec![
-        ("AWS_LAMBDA_FUNCTION_NAME".into(), config.name.clone()),
-        ("AWS_LAMBDA_FUNCTION_VERSION".into(), config.version.clone()),
-        (
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
-            config.memory_size.to_string(),
-        ),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME".into(),
-            config.logging.log_group.clone(),
-        ),
-        ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream.to_string()),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
-        (
-            "AWS_LAMBDA_RUNTIME_API".into(),
-            sandbox.runtime_api_address().to_string(),
-        ),
-        ("AWS_REGION".into(), platform.region.clone()),
-        ("AWS_DEFAULT_REGION".into(), platform.region.clone()),
-        ("LAMBDA_TASK_ROOT".into(), task_root.clone()),
-        (
-            "LAMBDA_RUNTIME_DIR".into(),
-            sandbox.runtime_dir().display().to_string(),
-        ),
-        ("TZ".into(), ":UTC".into()),
-        ("LANG".into(), "en_US.UTF-8".into()),
-        ("LC_CTYPE".into(), "C.UTF-8".into()),
-        ("PWD".into(), task_root),
-        ("TMPDIR".into(), sandbox.tmp_dir().display().to_string()),
-        ("AWS_XRAY_CONTEXT_MISSING".into(), "LOG_ERROR".into()),
-        // Gust has no IAM yet: SDKs inside functions get placeholder credentials so that they
-        // initialise as they do on Lambda.
-        ("AWS_ACCESS_KEY_ID".into(), "GUSTFUNCTIONKEYID0000".into()),
-        (
-            "AWS_SECRET_ACCESS_KEY".into(),
-            "gust-function-placeholder-secret".into(),
-        ),
-        (
-            "AWS_SESSION_TOKEN".into(),
-            "gust-function-placeholder-token".into(),
-        ),
-    ];
-    if let Some(handler) = &config.handler {
-        vars.push(("_HANDLER".into(), handler.clone()));
-    }
-    if config.logging.log_format == "JSON" {
-        vars.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
-        if let Some(level) = &config.logging.application_log_level {
-            vars.push(("AWS_LAMBDA_LOG_LEVEL".into(), level.clone()));
-        }
-    }
-    if let Some(command) = command {
-        for (k, v) in &command.env {
-            set(&mut vars, k, v);
-        }
-    }
-    for (k, v) in config.environment.iter().flatten() {
-        set(&mut vars, k, v);
-    }
-    vars
-}
-
-pub(crate) fn set(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
-    match vars.iter_mut().find(|(k, _)| k == key) {
-        Some(entry) => entry.1 = value.to_string(),
-        None => vars.push((key.to_string(), value.to_string())),
-    }
 }

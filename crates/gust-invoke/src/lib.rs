@@ -8,13 +8,17 @@
 //! budget is needed. Provisioned concurrency keeps initialised environments ready.
 
 pub mod admission;
+pub mod budget;
 pub mod environment;
 pub mod logs;
+pub mod platform;
 pub mod pool;
 pub mod queue;
 pub mod report;
+mod runtime_process;
 pub mod snapshot;
 pub mod standbys;
+mod variables;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,13 +30,14 @@ use gust_control::Control;
 use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 
 pub use admission::{Admission, Permit};
-pub use environment::Platform;
-use environment::{
-    Environment, EnvironmentError, InitializationType, MemoryClaim, ProvisionTag, Request, Standby,
-};
+use budget::MemoryClaim;
+use environment::{Environment, InitializationType, ProvisionTag, Request};
+use platform::EnvironmentError;
+pub use platform::Platform;
 use pool::{Pool, PoolKey};
 pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
 use snapshot::Snapshot;
+use standbys::Standby;
 use standbys::Standbys;
 
 /// Tunables of the invoke path.
@@ -566,10 +571,10 @@ impl Invoker {
                     // The host's room for /tmp is taken: idle environments give theirs back,
                     // sandboxes started ahead first, then the least recently used.
                     if let Some(standby) = self.standbys.take_any() {
-                        environment::blocking(|| standby.destroy());
+                        platform::blocking(|| standby.destroy());
                     } else if let Some(env) = self.pool.remove_least_recent() {
                         tracing::debug!(function = %env.config.name, environment = %env.id, "idle environment retired to make room for /tmp");
-                        environment::blocking(|| env.destroy());
+                        platform::blocking(|| env.destroy());
                     } else {
                         break Err(EnvironmentError::Sandbox(
                             gust_sandbox::SandboxError::Setup(e),

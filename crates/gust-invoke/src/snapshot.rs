@@ -16,11 +16,11 @@ use gust_model::FunctionConfig;
 use gust_runtime_api::Link;
 use gust_sandbox::{Sandbox, SandboxSpec};
 
-use crate::environment::{
-    EnvironmentError, MemoryClaim, Platform, Waiting, blocking, function_command, sandbox_spec,
-    set, variables,
-};
+use crate::budget::MemoryClaim;
 use crate::logs;
+use crate::platform::{EnvironmentError, Platform, blocking, function_command, sandbox_spec};
+use crate::runtime_process::Waiting;
+use crate::variables::{set, variables};
 
 /// How long a snapshot's init may take (Lambda allows SnapStart's init the function timeout
 /// or 130 seconds, whichever is longer).

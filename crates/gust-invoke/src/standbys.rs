@@ -21,7 +21,13 @@ use std::path::{Path, PathBuf};
 use gust_model::{FunctionConfig, Network};
 use gust_runtimes::RuntimeTable;
 
-use crate::environment::Standby;
+use gust_runtimes::Placement;
+use gust_sandbox::{Sandbox, SandboxSpec};
+
+use crate::budget::MemoryClaim;
+use crate::platform::{EnvironmentError, Platform};
+use crate::runtime_process::Waiting;
+use crate::variables::standby_variables;
 
 /// Variables (or prefixes, ending in `*`) the dynamic loader, the C library and the locale
 /// read when any process starts: a function that sets one gets a fresh start.
@@ -221,5 +227,94 @@ impl Standbys {
             .values_mut()
             .flat_map(|p| p.ready.drain(..))
             .collect()
+    }
+}
+
+/// A runtime started ahead of demand, in a sandbox of its own that no function has yet: its
+/// interpreter and Gust's bootstrap are loaded, and it waits on the Runtime API for the
+/// environment of the function it will serve. Adopted by exactly one environment, or
+/// destroyed.
+pub struct Standby {
+    pub id: String,
+    /// The runtime id it was started for.
+    pub runtime: String,
+    pub created: Instant,
+    pub(crate) sandbox: Box<dyn Sandbox>,
+    pub(crate) runtime_process: Waiting,
+    _claim: MemoryClaim,
+}
+
+impl Standby {
+    /// Starts `runtime` in a new sandbox whose task root is `placeholder` (an empty
+    /// directory) until a function adopts it.
+    pub fn start(
+        platform: &Platform,
+        runtime: &str,
+        placeholder: &std::path::Path,
+        claim: MemoryClaim,
+    ) -> Result<Self, EnvironmentError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let stand_in = stand_in_prefix(runtime);
+        // Node.js pools are per memory size: the heap limit is set when it starts.
+        let (runtime_id, memory_mb) =
+            node_kind(runtime).unwrap_or((runtime, gust_model::limits::DEFAULT_MEMORY_MB));
+        let read_only_paths = match &stand_in {
+            Some(prefix) => prefix.clone(),
+            None => platform.runtimes.install_prefix(runtime_id),
+        };
+        let mut sandbox = platform.launcher.create(&SandboxSpec {
+            environment_id: id.clone(),
+            code_dir: placeholder.to_path_buf(),
+            runtime_dir: platform.runtimes.runtime_dir().to_path_buf(),
+            memory_mb: gust_model::limits::DEFAULT_MEMORY_MB,
+            ephemeral_storage_mb: gust_model::limits::DEFAULT_EPHEMERAL_MB,
+            read_only_paths: read_only_paths.into_iter().collect(),
+            egress: false,
+            zygote: false,
+        })?;
+        let command = if stand_in.is_some() {
+            // A stand-in that execs the function's runtime command once adopted.
+            gust_runtimes::standby_command(sandbox.runtime_dir())
+        } else {
+            let placement = Placement {
+                host_task_root: placeholder,
+                task_root: sandbox.task_root(),
+                runtime_dir: sandbox.runtime_dir(),
+            };
+            platform
+                .runtimes
+                .command(runtime_id, placement, memory_mb)
+                .map_err(EnvironmentError::Runtime)?
+        };
+        let env = standby_variables(sandbox.as_ref(), &command);
+        sandbox.run_in_background();
+        let waiting = Waiting::start(
+            sandbox.as_mut(),
+            &command,
+            env,
+            &format!("standby {runtime}"),
+        )?;
+        Ok(Self {
+            id,
+            runtime: runtime.to_string(),
+            created: Instant::now(),
+            sandbox,
+            runtime_process: waiting,
+            _claim: claim,
+        })
+    }
+
+    /// Alive and waiting to be adopted.
+    pub fn is_ready(&self) -> bool {
+        self.runtime_process.is_alive() && self.runtime_process.link.is_standing_by()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.runtime_process.is_alive()
+    }
+
+    pub fn destroy(mut self) {
+        self.runtime_process.stop();
+        self.sandbox.destroy();
     }
 }
