@@ -125,10 +125,8 @@ impl Netlink {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: a fresh descriptor nothing else owns.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            seq: 1,
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd, seq: 1 })
     }
 
     fn next_seq(&mut self) -> u32 {

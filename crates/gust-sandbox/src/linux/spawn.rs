@@ -94,17 +94,6 @@ pub struct Plan {
     pub ops: Vec<Op>,
 }
 
-// Plans and templates hold raw descriptors and C strings only; they are shared read-only
-// with the child.
-// SAFETY: every field is plain data (integers, owned C strings and byte vectors).
-unsafe impl Send for Plan {}
-// SAFETY: the plan is never mutated after construction.
-unsafe impl Sync for Plan {}
-// SAFETY: as for Plan.
-unsafe impl Send for Template {}
-// SAFETY: as for Plan.
-unsafe impl Sync for Template {}
-
 const SETGROUPS: &[u8] = b"/proc/self/setgroups\0";
 const UID_MAP: &[u8] = b"/proc/self/uid_map\0";
 const GID_MAP: &[u8] = b"/proc/self/gid_map\0";
@@ -187,10 +176,8 @@ fn mount(
     step: &'static [u8],
 ) -> io::Result<()> {
     // SAFETY: all pointers are NUL-terminated strings owned by the plan, statics, or null.
-    check(
-        unsafe { libc::mount(source, target, fstype, flags, data.cast()) } as libc::c_long,
-        step,
-    )?;
+    let mounted = unsafe { libc::mount(source, target, fstype, flags, data.cast()) };
+    check(mounted as libc::c_long, step)?;
     Ok(())
 }
 
@@ -214,7 +201,7 @@ fn close_all_except(keep: [RawFd; 2]) {
 /// # Safety
 /// Must run in a freshly forked child, between fork and exec.
 pub unsafe fn child(plan: &Plan) -> io::Result<()> {
-    // SAFETY (whole function): system calls on descriptors and strings prepared in the plan.
+    // SAFETY: (the whole function) system calls on descriptors and strings prepared in the plan.
     unsafe {
         check(
             libc::setns(plan.netns, libc::CLONE_NEWNET) as libc::c_long,
@@ -262,7 +249,7 @@ pub unsafe fn child(plan: &Plan) -> io::Result<()> {
 /// C: waits for the runtime's wait status (sent by G) and exits the same way. If Gust dies
 /// first (its end of the lifeline closes), C kills G and with it the whole sandbox.
 unsafe fn mirror(init: libc::pid_t, status_read: RawFd, lifeline: RawFd) -> ! {
-    // SAFETY (whole function): plain system calls on our own descriptors and processes.
+    // SAFETY: (the whole function) plain system calls on our own descriptors and processes.
     unsafe {
         let mut status: libc::c_int = 0;
         let mut got = 0usize;
@@ -375,7 +362,7 @@ unsafe fn rename_init(region: Option<(usize, usize)>) {
 
 /// G: PID 1 of the sandbox. Builds the filesystem, starts the runtime, reaps.
 unsafe fn init_process(plan: &Plan, status_write: RawFd) -> io::Result<()> {
-    // SAFETY (whole function): system calls on strings and descriptors prepared in the plan.
+    // SAFETY: (the whole function) system calls on strings and descriptors prepared in the plan.
     unsafe {
         rename_init(plan.template.command_line);
         // Modes are given explicitly; Gust's umask must not narrow /dev/null's 0666.
@@ -588,7 +575,7 @@ unsafe fn apply_landlock(rules: &[LandlockRule]) -> io::Result<()> {
     let attr = RulesetAttr {
         handled_access_fs: handled,
     };
-    // SAFETY (whole block): Landlock system calls with structures we own.
+    // SAFETY: (the whole block) Landlock system calls with structures we own.
     unsafe {
         let ruleset = check(
             libc::syscall(
@@ -630,7 +617,7 @@ unsafe fn apply_landlock(rules: &[LandlockRule]) -> io::Result<()> {
 /// R: becomes an unprivileged user in its own user namespace, limits itself, and returns to
 /// let the exec happen.
 unsafe fn runtime_process(plan: &Plan) -> io::Result<()> {
-    // SAFETY (whole function): system calls with values and strings prepared in the plan.
+    // SAFETY: (the whole function) system calls with values and strings prepared in the plan.
     unsafe {
         // The usual umask for the runtime (G cleared its own to create device nodes).
         libc::umask(0o022);
