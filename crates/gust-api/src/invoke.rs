@@ -20,26 +20,63 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn enum_header(
+/// A closed set of values a header may take, as Lambda names them.
+trait HeaderChoice: Sized + Copy + 'static {
+    /// Every value, with its wire name, in the order Lambda lists them in errors.
+    const ALL: &'static [(&'static str, Self)];
+    const DEFAULT: Self;
+}
+
+/// How Invoke runs the function (`X-Amz-Invocation-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvocationType {
+    Event,
+    RequestResponse,
+    DryRun,
+}
+
+impl HeaderChoice for InvocationType {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("Event", Self::Event),
+        ("RequestResponse", Self::RequestResponse),
+        ("DryRun", Self::DryRun),
+    ];
+    const DEFAULT: Self = Self::RequestResponse;
+}
+
+/// Whether a synchronous Invoke returns the tail of the call's log (`X-Amz-Log-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogType {
+    Tail,
+    None,
+}
+
+impl HeaderChoice for LogType {
+    const ALL: &'static [(&'static str, Self)] = &[("Tail", Self::Tail), ("None", Self::None)];
+    const DEFAULT: Self = Self::None;
+}
+
+/// The value of header `name` (request member `field`), or the default when it is absent.
+fn enum_header<T: HeaderChoice>(
     headers: &HeaderMap,
     name: &str,
     field: &str,
-    allowed: &[&str],
-    default: &'static str,
-) -> Result<String, LambdaError> {
-    let value = header(headers, name).unwrap_or(default);
-    if allowed.contains(&value) {
-        Ok(value.to_string())
-    } else {
-        Err(LambdaError::validation(&[violation(
-            value,
-            field,
-            &format!(
-                "Member must satisfy enum value set: [{}]",
-                allowed.join(", ")
-            ),
-        )]))
+) -> Result<T, LambdaError> {
+    let Some(value) = header(headers, name) else {
+        return Ok(T::DEFAULT);
+    };
+    if let Some((_, choice)) = T::ALL.iter().find(|(wire, _)| *wire == value) {
+        return Ok(*choice);
     }
+    let allowed: Vec<&str> = T::ALL.iter().map(|(wire, _)| *wire).collect();
+    Err(LambdaError::validation(&[violation(
+        value,
+        field,
+        &format!(
+            "Member must satisfy enum value set: [{}]",
+            allowed.join(", ")
+        ),
+    )]))
 }
 
 /// `X-Amz-Client-Context`: base64 of a JSON document, handed to the runtime decoded.
@@ -109,33 +146,22 @@ pub async fn invoke(
     let function = FunctionRef::parse(name, NameShape::Namespaced)?
         .with_query_qualifier(query.get("Qualifier"))?;
     let headers = req.headers();
-    let invocation_type = enum_header(
-        headers,
-        "x-amz-invocation-type",
-        "invocationType",
-        &["Event", "RequestResponse", "DryRun"],
-        "RequestResponse",
-    )?;
-    let log_type = enum_header(
-        headers,
-        "x-amz-log-type",
-        "logType",
-        &["Tail", "None"],
-        "None",
-    )?;
+    let invocation_type: InvocationType =
+        enum_header(headers, "x-amz-invocation-type", "invocationType")?;
+    let log_type: LogType = enum_header(headers, "x-amz-log-type", "logType")?;
     let client_context = client_context(headers)?;
     let tenant_id = header(headers, "x-amz-tenant-id").map(str::to_string);
     let config = app.control.resolve_for_invoke(&function)?;
-    if invocation_type == "DryRun" {
+    if invocation_type == InvocationType::DryRun {
         return Ok(empty(StatusCode::NO_CONTENT, rid));
     }
-    let limit = if invocation_type == "Event" {
+    let limit = if invocation_type == InvocationType::Event {
         ASYNC_PAYLOAD_MAX
     } else {
         SYNC_PAYLOAD_MAX
     };
     let payload = json_payload(read_body(req, limit, "InvokeFunction").await?)?;
-    if invocation_type == "Event" {
+    if invocation_type == InvocationType::Event {
         app.queue.enqueue(&function, rid, payload).await?;
         return Ok(empty(StatusCode::ACCEPTED, rid));
     }
@@ -169,7 +195,7 @@ pub async fn invoke(
             HeaderValue::from_static("Unhandled"),
         );
     }
-    if log_type == "Tail"
+    if log_type == LogType::Tail
         && let Ok(v) = HeaderValue::from_str(&gust_invoke::report::tail(&result.log))
     {
         headers.insert("x-amz-log-result", v);
