@@ -26,6 +26,10 @@ use crate::runtime_process::{RuntimeProcess, Waiting, describe_exit, exit_of, se
 use crate::standbys::Standby;
 use crate::variables::{log_stream, set, trace_id, variables, variables_document};
 
+mod ahead;
+mod fresh;
+mod restored;
+
 /// On-demand init may take this long before the invocation's own timeout starts counting
 /// against it (Lambda's 10-second init limit).
 const INIT_ALLOWANCE: Duration = Duration::from_secs(10);
@@ -134,58 +138,26 @@ fn error_body(error_type: &str, message: String) -> Bytes {
 }
 
 impl Environment {
-    /// Creates the environment's sandbox and Runtime API; the runtime starts on first use
-    /// (or at [`Environment::prewarm`]).
-    pub fn create(
-        platform: &Platform,
+    /// An environment whose runtime was started before its invocation and is initialising
+    /// for `config` since `started` (its next invocation is its cold start).
+    pub(super) fn initialising(
+        id: String,
         config: Arc<FunctionConfig>,
-        initialization: InitializationType,
         claim: MemoryClaim,
-    ) -> Result<Self, EnvironmentError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut sandbox = platform
-            .launcher
-            .create(&sandbox_spec(platform, &config, &id))?;
-        let command = function_command(platform, &config, sandbox.as_ref())
-            .map_err(EnvironmentError::Runtime);
-        // A missing bootstrap is the function's problem and is reported per invocation; a
-        // missing interpreter is the platform's.
-        let command = match command {
-            Err(EnvironmentError::Runtime(CommandError::NoBootstrap { searched })) => {
-                Err(CommandError::NoBootstrap { searched })
-            }
-            Err(e) => return Err(e),
-            Ok(c) => Ok(c),
-        };
-        let log_stream = log_stream(&config, &id);
-        let mut env = variables(
-            platform,
-            &config,
-            sandbox.as_ref(),
-            &log_stream,
-            command.as_ref().ok(),
-        );
-        set(
-            &mut env,
-            "AWS_LAMBDA_INITIALIZATION_TYPE",
-            initialization.as_str(),
-        );
-        let process = match command {
-            Ok(c) => ProcessSpec {
-                program: c.program,
-                args: c.args,
-                env,
-            },
-            Err(CommandError::NoBootstrap { searched }) => ProcessSpec {
-                // Recorded so that every invocation reports the same missing entrypoint.
-                program: std::path::PathBuf::new(),
-                args: searched.into_iter().map(Into::into).collect(),
-                env,
-            },
-            Err(e) => return Err(EnvironmentError::Runtime(e)),
-        };
-        let (link, server) = serve_runtime_api(sandbox.as_mut())?;
-        Ok(Self {
+        sandbox: Box<dyn Sandbox>,
+        runtime: Waiting,
+        process: ProcessSpec,
+        started: Instant,
+    ) -> Self {
+        let Waiting {
+            link,
+            server,
+            process: mut running,
+            log,
+            ..
+        } = runtime;
+        running.started = started;
+        Self {
             id,
             config,
             last_used: Instant::now(),
@@ -194,13 +166,13 @@ impl Environment {
             sandbox,
             link,
             server,
-            runtime: None,
-            log: SharedLog::default(),
+            runtime: Some(running),
+            log,
             process,
-            pending_init: false,
+            pending_init: true,
             restored: false,
             _snapshot: None,
-        })
+        }
     }
 
     /// Starts the runtime process. On failure returns the invocation error to report.
@@ -550,210 +522,6 @@ impl Drop for Environment {
     fn drop(&mut self) {
         self.link.close();
         self.server.abort();
-    }
-}
-
-impl Environment {
-    /// Makes a pre-started runtime this function's environment: the function's code appears
-    /// at its task root, its memory limit applies, and the runtime receives the same
-    /// variables a fresh start would have had, then initialises the function as usual. Its
-    /// Init Duration counts from here.
-    pub fn adopt(
-        platform: &Platform,
-        config: Arc<FunctionConfig>,
-        mut standby: Standby,
-        claim: MemoryClaim,
-    ) -> Result<Self, Box<(Standby, EnvironmentError)>> {
-        let code_dir = code_dir(platform, &config);
-        let command = function_command(platform, &config, standby.sandbox.as_ref());
-        let command = match command {
-            Ok(c) => c,
-            Err(e) => return Err(Box::new((standby, EnvironmentError::Runtime(e)))),
-        };
-        // A bootstrap that cannot be exec'd fails at start in a fresh environment, where Gust
-        // reports it; leave that case to a fresh start.
-        if let Ok(relative) = command.program.strip_prefix(standby.sandbox.task_root()) {
-            use std::os::unix::fs::PermissionsExt;
-            let executable = std::fs::metadata(code_dir.join(relative))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-            if !executable {
-                return Err(Box::new((
-                    standby,
-                    EnvironmentError::Runtime(CommandError::NoBootstrap {
-                        searched: vec![command.program.clone()],
-                    }),
-                )));
-            }
-        }
-        if let Err(e) = blocking(|| {
-            standby.sandbox.assign(
-                &code_dir,
-                config.memory_size,
-                config.ephemeral_storage,
-                standby.runtime_process.pid,
-            )
-        }) {
-            return Err(Box::new((standby, e.into())));
-        }
-        let log_stream = log_stream(&config, &standby.id);
-        let env = variables(
-            platform,
-            &config,
-            standby.sandbox.as_ref(),
-            &log_stream,
-            Some(&command),
-        );
-        let document = variables_document(&env);
-        // What the runtime printed while it started is not this function's.
-        logs::lock(&standby.runtime_process.log).take();
-        let exec = serde_json::json!({
-            "Program": command.program.display().to_string(),
-            "Args": command
-                .args
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>(),
-        });
-        standby.runtime_process.link.claim_standby(
-            serde_json::json!({ "Environment": document, "Exec": exec }).to_string(),
-        );
-        let Standby {
-            id,
-            sandbox,
-            runtime_process,
-            ..
-        } = standby;
-        let spec = ProcessSpec {
-            program: command.program,
-            args: command.args,
-            env,
-        };
-        Ok(Self::initialising(
-            id,
-            config,
-            claim,
-            sandbox,
-            runtime_process,
-            spec,
-            Instant::now(),
-        ))
-    }
-
-    /// An environment whose runtime was started before its invocation and is initialising
-    /// for `config` since `started` (its next invocation is its cold start).
-    fn initialising(
-        id: String,
-        config: Arc<FunctionConfig>,
-        claim: MemoryClaim,
-        sandbox: Box<dyn Sandbox>,
-        runtime: Waiting,
-        process: ProcessSpec,
-        started: Instant,
-    ) -> Self {
-        let Waiting {
-            link,
-            server,
-            process: mut running,
-            log,
-            ..
-        } = runtime;
-        running.started = started;
-        Self {
-            id,
-            config,
-            last_used: Instant::now(),
-            provision: None,
-            _claim: Some(claim),
-            sandbox,
-            link,
-            server,
-            runtime: Some(running),
-            log,
-            process,
-            pending_init: true,
-            restored: false,
-            _snapshot: None,
-        }
-    }
-}
-
-impl Environment {
-    /// Starts an environment of `config` from its version's SnapStart snapshot: the snapshot
-    /// process forks, the fork makes its own namespaces, Gust gives it its cgroup, Runtime API
-    /// and log listener, and the runtime carries on from the initialised state. Its first
-    /// invocation reports the time from here to its first `next` as its Restore Duration.
-    pub async fn restore(
-        platform: &Platform,
-        config: Arc<FunctionConfig>,
-        snapshot: &Arc<crate::snapshot::Snapshot>,
-        claim: MemoryClaim,
-    ) -> Result<Self, String> {
-        let command = function_command(platform, &config, snapshot.sandbox.as_ref())
-            .map_err(|e| e.to_string())?;
-        let mut spare = snapshot.forking.lock().await;
-        // Waiting for another restore to finish with the snapshot is not this one's.
-        let started = Instant::now();
-        let prepared = match spare.take() {
-            Some(prepared) => prepared,
-            None => snapshot.prepare(platform, &config).await?,
-        };
-        // From here the fork gets its answer whatever happens.
-        let crate::snapshot::Prepared {
-            id,
-            pid,
-            mut sandbox,
-            log_sink,
-        } = prepared;
-        let log_stream = log_stream(&config, &id);
-        let mut env = variables(
-            platform,
-            &config,
-            snapshot.sandbox.as_ref(),
-            &log_stream,
-            Some(&command),
-        );
-        set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
-        let document = variables_document(&env);
-        snapshot
-            .link()
-            .answer_fork(serde_json::json!({ "Environment": document }).to_string());
-        drop(spare);
-        // The next restore finds its fork made and in its sandbox.
-        crate::snapshot::Snapshot::prepare_spare(
-            snapshot.clone(),
-            platform.clone(),
-            config.clone(),
-        );
-        let output = async {
-            let listener = tokio::net::TcpListener::from_std(log_sink)?;
-            let (stream, _) = listener.accept().await?;
-            stream.into_std().map(OwnedFd::from)
-        };
-        let output = tokio::time::timeout(crate::snapshot::STEP_LIMIT, output)
-            .await
-            .map_err(|_| "the restored environment did not connect its output".to_string())?
-            .map_err(|e| e.to_string())?;
-        let (link, server) = serve_runtime_api(sandbox.as_mut()).map_err(|e| e.to_string())?;
-        let log = SharedLog::default();
-        let process = RuntimeProcess::follow(pid, link.clone(), output, &log, &config.name)
-            .map_err(|e| e.to_string())?;
-        *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        let runtime = Waiting {
-            link,
-            server,
-            process,
-            log,
-            pid,
-        };
-        let spec = ProcessSpec {
-            program: command.program,
-            args: command.args,
-            env,
-        };
-        let mut env = Self::initialising(id, config, claim, sandbox, runtime, spec, started);
-        env.restored = true;
-        env._snapshot = Some(snapshot.clone());
-        Ok(env)
     }
 }
 
