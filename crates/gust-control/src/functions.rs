@@ -558,12 +558,13 @@ impl Control {
                 };
                 let referencing: Vec<String> = {
                     let registry = self.read();
-                    let state = registry
-                        .get(&r.name)
-                        .filter(|s| s.versions.contains_key(&number));
-                    let Some(state) = state else {
+                    let Some(state) = registry.get(&r.name) else {
                         return Err(self.not_found(r));
                     };
+                    if !state.versions.contains_key(&number) {
+                        // As on Lambda: deleting a version that does not exist is a no-op.
+                        return Ok(());
+                    }
                     state
                         .aliases
                         .values()
