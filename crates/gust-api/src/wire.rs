@@ -35,7 +35,8 @@ pub fn function_configuration(
     let mut doc = Map::new();
     doc.insert("FunctionName".into(), json!(config.name));
     doc.insert("FunctionArn".into(), json!(arn));
-    if let Some(runtime) = &config.runtime {
+    // List items carry no RuntimeVersionConfig on Lambda.
+    if let Some(runtime) = config.runtime.as_ref().filter(|_| view != View::List) {
         doc.insert("Runtime".into(), json!(runtime));
     }
     doc.insert("Role".into(), json!(config.role));
@@ -100,7 +101,8 @@ pub fn function_configuration(
             "OptimizationStatus": if config.snap_start_on() { "On" } else { "Off" },
         }),
     );
-    if let Some(runtime) = &config.runtime {
+    // List items carry no RuntimeVersionConfig on Lambda.
+    if let Some(runtime) = config.runtime.as_ref().filter(|_| view != View::List) {
         doc.insert(
             "RuntimeVersionConfig".into(),
             json!({ "RuntimeVersionArn": runtime_version_arn(&arns.region, runtime) }),

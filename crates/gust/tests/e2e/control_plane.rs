@@ -217,6 +217,17 @@ async fn list_paginates_over_120_functions() {
         first.functions()[0].state().is_none(),
         "list items carry no State"
     );
+    assert!(
+        first.functions()[0].runtime_version_config().is_none(),
+        "list items carry no RuntimeVersionConfig"
+    );
+    let single = client
+        .get_function_configuration()
+        .function_name("fn-000")
+        .send()
+        .await
+        .unwrap();
+    assert!(single.runtime_version_config().is_some());
 
     // The SDK paginator follows NextMarker to the end.
     let mut pages = client.list_functions().max_items(7).into_paginator().send();
