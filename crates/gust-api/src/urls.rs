@@ -35,7 +35,16 @@ pub fn function_url(host: &str, url_id: &str) -> String {
     format!("http://{host}{URL_PREFIX}{url_id}/")
 }
 
-fn document(app: &App, config: &FunctionUrlConfig, host: &str, with_modified: bool) -> Value {
+/// Which members a URL configuration is shown with: Lambda's create and update answers carry
+/// `InvokeMode` only when the request set it, and create's no `LastModifiedTime`.
+#[derive(Clone, Copy)]
+enum Shown {
+    Created { invoke_mode_set: bool },
+    Updated { invoke_mode_set: bool },
+    Read,
+}
+
+fn document(app: &App, config: &FunctionUrlConfig, host: &str, shown: Shown) -> Value {
     let arns = app.control.arns();
     let arn = match &config.qualifier {
         Some(q) => arns.qualified(&config.function, q),
@@ -50,10 +59,17 @@ fn document(app: &App, config: &FunctionUrlConfig, host: &str, with_modified: bo
         doc["Cors"] = json!(cors);
     }
     doc["CreationTime"] = json!(config.creation_time);
+    let (with_modified, with_mode) = match shown {
+        Shown::Created { invoke_mode_set } => (false, invoke_mode_set),
+        Shown::Updated { invoke_mode_set } => (true, invoke_mode_set),
+        Shown::Read => (true, true),
+    };
     if with_modified {
         doc["LastModifiedTime"] = json!(config.last_modified_time);
     }
-    doc["InvokeMode"] = json!(config.invoke_mode);
+    if with_mode {
+        doc["InvokeMode"] = json!(config.invoke_mode);
+    }
     doc
 }
 
@@ -68,10 +84,11 @@ pub async fn create(
     let host = host(app, &req);
     let body = read_body(req, CONTROL_REQUEST_MAX, "CreateFunctionUrlConfig").await?;
     let input: FunctionUrlConfigInput = parse_json(&body)?;
+    let invoke_mode_set = input.invoke_mode.is_some();
     let config = app.control.create_url_config(&r, input).await?;
     Ok(json(
         StatusCode::CREATED,
-        &document(app, &config, &host, false),
+        &document(app, &config, &host, Shown::Created { invoke_mode_set }),
         rid,
     ))
 }
@@ -87,7 +104,7 @@ pub fn get(
     let config = app.control.get_url_config(&r)?;
     Ok(json(
         StatusCode::OK,
-        &document(app, &config, &host(app, req), true),
+        &document(app, &config, &host(app, req), Shown::Read),
         rid,
     ))
 }
@@ -103,10 +120,11 @@ pub async fn update(
     let host = host(app, &req);
     let body = read_body(req, CONTROL_REQUEST_MAX, "UpdateFunctionUrlConfig").await?;
     let input: FunctionUrlConfigInput = parse_json(&body)?;
+    let invoke_mode_set = input.invoke_mode.is_some();
     let config = app.control.update_url_config(&r, input).await?;
     Ok(json(
         StatusCode::OK,
-        &document(app, &config, &host, true),
+        &document(app, &config, &host, Shown::Updated { invoke_mode_set }),
         rid,
     ))
 }
@@ -138,7 +156,7 @@ pub fn list(
     let items = page
         .items
         .iter()
-        .map(|c| document(app, c, &host, true))
+        .map(|c| document(app, c, &host, Shown::Read))
         .collect();
     Ok(json(
         StatusCode::OK,

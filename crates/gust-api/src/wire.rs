@@ -35,8 +35,7 @@ pub fn function_configuration(
     let mut doc = Map::new();
     doc.insert("FunctionName".into(), json!(config.name));
     doc.insert("FunctionArn".into(), json!(arn));
-    // List items carry no RuntimeVersionConfig on Lambda.
-    if let Some(runtime) = config.runtime.as_ref().filter(|_| view != View::List) {
+    if let Some(runtime) = &config.runtime {
         doc.insert("Runtime".into(), json!(runtime));
     }
     doc.insert("Role".into(), json!(config.role));

@@ -93,7 +93,8 @@ impl Control {
         if others + requested as u64 > limit.saturating_sub(minimum) {
             return Err(LambdaError::invalid_parameter(format!(
                 "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{minimum}]."
-            )));
+            ))
+            .without_type());
         }
         let requested = requested as u32;
         let provisioned: u32 = state.provisioned.values().map(|p| p.requested).sum();
@@ -207,11 +208,20 @@ impl Control {
                         .saturating_sub(self.unreserved_minimum()),
                 ) =>
             {
-                return Err(LambdaError::invalid_parameter(format!(
-                    "Requested Provisioned Concurrency exceeds the account's unreserved concurrency ({}) minus its minimum ({}).",
-                    self.unreserved_limit(),
-                    self.unreserved_minimum()
-                )));
+                // Lambda's words: more than the account allows at all, or more than would
+                // leave the unreserved minimum.
+                let limit = self.unreserved_limit();
+                let message = if function_total > u64::from(limit) {
+                    format!(
+                        "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [{limit}]."
+                    )
+                } else {
+                    format!(
+                        "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{}].",
+                        self.unreserved_minimum()
+                    )
+                };
+                return Err(LambdaError::invalid_parameter(message).without_type());
             }
             _ => {}
         }
@@ -242,9 +252,28 @@ impl Control {
 
     pub async fn delete_provisioned(&self, r: &FunctionRef) -> Result<(), LambdaError> {
         let _write = self.writes.lock().await;
+        // Lambda's words for what Delete cannot name, which differ from Put's.
+        match r.qualifier.as_deref() {
+            Some(LATEST) => {
+                return Err(LambdaError::invalid_parameter(
+                    "The function resource provided must be an alias or a published version.",
+                ));
+            }
+            Some(q) if q.parse::<u64>().is_err() => {
+                let state = self.function_state(r)?;
+                if !state.aliases.contains_key(q) {
+                    return Err(LambdaError::not_found(format!(
+                        "Cannot find alias arn: {}",
+                        r.arn(&self.settings.arns)
+                    )));
+                }
+            }
+            _ => {}
+        }
         let qualifier = self.provisioned_target(r)?;
         if !self.function_state(r)?.provisioned.contains_key(&qualifier) {
-            return Err(provisioned_missing());
+            // Nothing to delete: a no-op, as on Lambda.
+            return Ok(());
         }
         let (name, stored) = (r.name.clone(), qualifier.clone());
         self.persist(move |m| m.delete_provisioned(&name, &stored))

@@ -99,7 +99,8 @@ fn apply_configuration(config: &mut FunctionConfig, input: &ConfigurationInput) 
         config.memory_size = v as u32;
     }
     if let Some(env) = &input.environment {
-        config.environment = env.variables.clone().filter(|vars| !vars.is_empty());
+        // An empty set of variables is kept (and shown as `{"Variables": {}}`), as on Lambda.
+        config.environment = Some(env.variables.clone().unwrap_or_default());
     }
     if let Some(vpc) = &input.vpc_config {
         let subnet_ids = vpc.subnet_ids.clone().unwrap_or_default();
@@ -142,6 +143,25 @@ fn apply_configuration(config: &mut FunctionConfig, input: &ConfigurationInput) 
         }
         if let Some(group) = &logging.log_group {
             config.logging.log_group = group.clone();
+        }
+        // As on Lambda: JSON logs have levels, INFO unless set; text logs have none (a level
+        // the request itself gives with Text is refused by the semantic checks).
+        let levels = [
+            (
+                &mut config.logging.application_log_level,
+                &logging.application_log_level,
+            ),
+            (
+                &mut config.logging.system_log_level,
+                &logging.system_log_level,
+            ),
+        ];
+        for (level, asked) in levels {
+            if config.logging.log_format == "JSON" {
+                level.get_or_insert_with(|| "INFO".into());
+            } else if asked.is_none() {
+                *level = None;
+            }
         }
     }
 }
@@ -206,6 +226,7 @@ impl Control {
     pub async fn create(&self, req: CreateFunction) -> Result<Created, LambdaError> {
         // Front-end constraints, all reported together.
         let mut v = Violations::default();
+        let mut name_too_long = false;
         let name_input = req.function_name.clone();
         let parsed = match &name_input {
             None => {
@@ -216,6 +237,7 @@ impl Control {
                 match FunctionRef::parse(name, NameShape::Plain) {
                     Ok(r) => {
                         if !is_valid_plain_name(&r.name) {
+                            name_too_long = true;
                             v.push(
                             name,
                             "functionName",
@@ -245,6 +267,12 @@ impl Control {
                 "packageType",
                 "Member must satisfy enum value set: [Zip, Image]",
             );
+        }
+        if name_too_long && v.is_single() {
+            // Lambda reports a name that is too long alone as an invalid parameter (with the
+            // validation message), not as a validation error.
+            let message = v.into_result().err().map(|e| e.message).unwrap_or_default();
+            return Err(LambdaError::invalid_parameter(message));
         }
         v.into_result()?;
         let r = parsed.expect("validated above");

@@ -75,6 +75,12 @@ fn check_input(input: &EventInvokeConfigInput, v: &mut Violations) {
     }
 }
 
+/// Lambda's answer when Put, Update or List names a function (or version or alias) that does
+/// not exist; Get and Delete answer that it has no configuration instead.
+fn function_missing() -> LambdaError {
+    LambdaError::not_found("The function doesn't exist.")
+}
+
 impl Control {
     /// The qualifier key of an event invoke configuration, after checking what it names exists.
     fn invoke_config_target(
@@ -87,7 +93,7 @@ impl Control {
         if exists {
             Ok(qualifier.to_string())
         } else {
-            Err(LambdaError::function_not_found(&r.arn(&self.settings.arns)))
+            Err(function_missing())
         }
     }
 
@@ -172,7 +178,7 @@ impl Control {
             .read()
             .get(&r.name)
             .cloned()
-            .ok_or_else(|| LambdaError::function_not_found(&r.arn(&self.settings.arns)))?;
+            .ok_or_else(function_missing)?;
         let qualifier = self.invoke_config_target(&state, r)?;
         let existing = state.event_invoke_configs.get(&qualifier).cloned();
         if merge && existing.is_none() {
@@ -229,7 +235,7 @@ impl Control {
         let registry = self.read();
         let state = registry
             .get(&r.name)
-            .ok_or_else(|| LambdaError::function_not_found(&r.arn(&self.settings.arns)))?;
+            .ok_or_else(|| self.no_invoke_config(r))?;
         state
             .event_invoke_configs
             .get(r.qualifier_or_latest())
@@ -273,9 +279,7 @@ impl Control {
     ) -> Result<Page<Arc<EventInvokeConfig>>, LambdaError> {
         r.check_scope(&self.settings.arns)?;
         let registry = self.read();
-        let state = registry.get(&r.name).ok_or_else(|| {
-            LambdaError::function_not_found(&self.settings.arns.function(&r.name))
-        })?;
+        let state = registry.get(&r.name).ok_or_else(function_missing)?;
         let all: Vec<Arc<EventInvokeConfig>> =
             state.event_invoke_configs.values().cloned().collect();
         drop(registry);

@@ -118,14 +118,32 @@ fn check_input(input: &FunctionUrlConfigInput, require_auth: bool) -> Result<(),
     v.into_result()
 }
 
-fn url_missing() -> LambdaError {
-    LambdaError::not_found("The resource you requested does not exist.")
+/// What Lambda answers when the URL configuration's function or alias is missing: reads and
+/// deletes speak of the resource, creates, updates and lists of the function.
+#[derive(Clone, Copy)]
+enum Missing {
+    Resource,
+    Function,
+}
+
+impl Missing {
+    fn error(self) -> LambdaError {
+        LambdaError::not_found(match self {
+            Self::Resource => "The resource you requested does not exist.",
+            Self::Function => "Function does not exist",
+        })
+    }
 }
 
 impl Control {
     /// The qualifier key of a URL configuration: `""` for the function, else an alias that
     /// must exist (versions and `$LATEST` are refused, as Lambda refuses them).
-    fn url_target(&self, state: &FunctionState, r: &FunctionRef) -> Result<String, LambdaError> {
+    fn url_target(
+        &self,
+        state: &FunctionState,
+        r: &FunctionRef,
+        missing: Missing,
+    ) -> Result<String, LambdaError> {
         let Some(q) = r.qualifier.as_deref() else {
             return Ok(String::new());
         };
@@ -137,15 +155,36 @@ impl Control {
             )]));
         }
         if !state.aliases.contains_key(q) {
-            return Err(LambdaError::function_not_found(&r.arn(&self.settings.arns)));
+            return Err(missing.error());
         }
         Ok(q.to_string())
     }
 
-    fn existing_url(&self, r: &FunctionRef) -> Result<Arc<FunctionUrlConfig>, LambdaError> {
-        let state = self.function_state(r)?;
-        let key = self.url_target(&state, r)?;
-        state.url_configs.get(&key).cloned().ok_or_else(url_missing)
+    /// The function's state, or Lambda's answer for a URL configuration of a missing function.
+    fn url_function(
+        &self,
+        r: &FunctionRef,
+        missing: Missing,
+    ) -> Result<FunctionState, LambdaError> {
+        r.check_scope(&self.settings.arns)?;
+        self.read()
+            .get(&r.name)
+            .cloned()
+            .ok_or_else(|| missing.error())
+    }
+
+    fn existing_url(
+        &self,
+        r: &FunctionRef,
+        missing: Missing,
+    ) -> Result<Arc<FunctionUrlConfig>, LambdaError> {
+        let state = self.url_function(r, missing)?;
+        let key = self.url_target(&state, r, missing)?;
+        state
+            .url_configs
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Missing::Resource.error())
     }
 
     pub async fn create_url_config(
@@ -155,8 +194,8 @@ impl Control {
     ) -> Result<Arc<FunctionUrlConfig>, LambdaError> {
         check_input(&input, true)?;
         let _write = self.writes.lock().await;
-        let state = self.function_state(r)?;
-        let key = self.url_target(&state, r)?;
+        let state = self.url_function(r, Missing::Function)?;
+        let key = self.url_target(&state, r, Missing::Function)?;
         if state.url_configs.contains_key(&key) {
             return Err(LambdaError::conflict(format!(
                 "Failed to create function url config for [functionArn = {}]. Error message:  FunctionUrlConfig exists for this Lambda function",
@@ -180,7 +219,7 @@ impl Control {
     }
 
     pub fn get_url_config(&self, r: &FunctionRef) -> Result<Arc<FunctionUrlConfig>, LambdaError> {
-        self.existing_url(r)
+        self.existing_url(r, Missing::Resource)
     }
 
     /// Changes the members the request names; the others keep their values.
@@ -191,7 +230,7 @@ impl Control {
     ) -> Result<Arc<FunctionUrlConfig>, LambdaError> {
         check_input(&input, false)?;
         let _write = self.writes.lock().await;
-        let mut config = (*self.existing_url(r)?).clone();
+        let mut config = (*self.existing_url(r, Missing::Function)?).clone();
         if let Some(auth) = input.auth_type {
             config.auth_type = auth;
         }
@@ -219,7 +258,7 @@ impl Control {
 
     pub async fn delete_url_config(&self, r: &FunctionRef) -> Result<(), LambdaError> {
         let _write = self.writes.lock().await;
-        let config = self.existing_url(r)?;
+        let config = self.existing_url(r, Missing::Resource)?;
         let (name, key) = (
             config.function.clone(),
             config.qualifier.clone().unwrap_or_default(),
@@ -245,7 +284,7 @@ impl Control {
                 "Function name cannot contain a qualifier for this operation.",
             ));
         }
-        let state = self.function_state(r)?;
+        let state = self.url_function(r, Missing::Function)?;
         let all: Vec<Arc<FunctionUrlConfig>> = state.url_configs.values().cloned().collect();
         Ok(paginate(
             all,

@@ -58,6 +58,11 @@ impl Violations {
         self.0.push(text);
     }
 
+    /// Whether exactly one violation was found.
+    pub fn is_single(&self) -> bool {
+        self.0.len() == 1
+    }
+
     pub fn into_result(self) -> Result<(), LambdaError> {
         if self.0.is_empty() {
             Ok(())

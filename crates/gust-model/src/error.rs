@@ -22,6 +22,7 @@ pub enum ErrorCode {
     InvalidRuntime,
     PolicyLengthExceeded,
     ProvisionedConcurrencyConfigNotFound,
+    AccessDenied,
 }
 
 impl ErrorCode {
@@ -42,6 +43,7 @@ impl ErrorCode {
             Self::Service => "ServiceException",
             Self::InvalidRuntime => "InvalidRuntimeException",
             Self::PolicyLengthExceeded => "PolicyLengthExceededException",
+            Self::AccessDenied => "AccessDeniedException",
             Self::ProvisionedConcurrencyConfigNotFound => {
                 "ProvisionedConcurrencyConfigNotFoundException"
             }
@@ -54,6 +56,7 @@ impl ErrorCode {
             | Self::UnknownOperation
             | Self::ProvisionedConcurrencyConfigNotFound => 404,
             Self::ResourceConflict => 409,
+            Self::AccessDenied => 403,
             Self::InvalidParameterValue
             | Self::Validation
             | Self::InvalidRequestContent
@@ -78,7 +81,7 @@ impl ErrorCode {
             | Self::Service
             | Self::RequestEntityTooLarge
             | Self::InvalidRuntime
-            | Self::ProvisionedConcurrencyConfigNotFound => "Message",
+            | Self::AccessDenied => "Message",
             _ => "message",
         }
     }
@@ -100,6 +103,8 @@ pub struct LambdaError {
     pub message: String,
     /// `Reason` member of TooManyRequestsException.
     pub reason: Option<&'static str>,
+    /// Whether the body carries `Type` (Lambda leaves it out of a few errors).
+    pub typed: bool,
 }
 
 impl fmt::Display for LambdaError {
@@ -114,7 +119,19 @@ impl LambdaError {
             code,
             message: message.into(),
             reason: None,
+            typed: code != ErrorCode::AccessDenied,
         }
+    }
+
+    /// The same error with no `Type` member in its body, as Lambda words some of them.
+    pub fn without_type(mut self) -> Self {
+        self.typed = false;
+        self
+    }
+
+    /// A resource of another account: Lambda answers 403 with no message at all.
+    pub fn access_denied() -> Self {
+        Self::new(ErrorCode::AccessDenied, "")
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -171,9 +188,8 @@ impl LambdaError {
 
     pub fn too_many_requests(reason: &'static str) -> Self {
         Self {
-            code: ErrorCode::TooManyRequests,
-            message: "Rate Exceeded.".into(),
             reason: Some(reason),
+            ..Self::new(ErrorCode::TooManyRequests, "Rate Exceeded.")
         }
     }
 
@@ -195,8 +211,12 @@ impl LambdaError {
     /// The JSON body clients parse: `{"Type": ..., "message"|"Message": ..., "Reason"?}`.
     pub fn body(&self) -> Vec<u8> {
         let mut body = serde_json::Map::new();
-        body.insert("Type".into(), self.code.fault().into());
-        body.insert(self.code.message_key().into(), self.message.clone().into());
+        if self.typed {
+            body.insert("Type".into(), self.code.fault().into());
+        }
+        if !self.message.is_empty() {
+            body.insert(self.code.message_key().into(), self.message.clone().into());
+        }
         if let Some(reason) = self.reason {
             body.insert("Reason".into(), reason.into());
         }

@@ -114,7 +114,7 @@ impl FunctionRef {
         if let Some(account) = &self.account
             && account != &arns.account
         {
-            return Err(LambdaError::function_not_found(&self.arn(arns)));
+            return Err(LambdaError::access_denied());
         }
         Ok(())
     }

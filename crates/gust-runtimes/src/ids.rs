@@ -140,15 +140,20 @@ pub enum Support {
     Unknown,
 }
 
+/// Whether `id` may be given to a new or updated function: AWS's verdict first (a runtime it
+/// no longer accepts, such as `provided`, is refused even though Gust could run it), then
+/// whether Gust runs it.
 pub fn support(id: &str) -> Support {
-    if let Some(r) = gust_runtime(id) {
+    if !AWS_ACCEPTED_RUNTIMES.contains(&id) {
+        if MODEL_RUNTIMES.contains(&id) {
+            Support::Deprecated
+        } else {
+            Support::Unknown
+        }
+    } else if let Some(r) = gust_runtime(id) {
         Support::Supported(r)
-    } else if AWS_ACCEPTED_RUNTIMES.contains(&id) {
-        Support::NotInGust
-    } else if MODEL_RUNTIMES.contains(&id) {
-        Support::Deprecated
     } else {
-        Support::Unknown
+        Support::NotInGust
     }
 }
 
@@ -166,6 +171,8 @@ mod tests {
         );
         assert_eq!(support("java21"), Support::NotInGust);
         assert_eq!(support("python2.7"), Support::Deprecated);
+        // Gust runs it for functions made before, but AWS refuses it for new ones.
+        assert_eq!(support("provided"), Support::Deprecated);
         assert_eq!(support("PYTHON3.9"), Support::Unknown);
     }
 }

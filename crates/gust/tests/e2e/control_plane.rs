@@ -221,6 +221,10 @@ async fn list_paginates_over_120_functions() {
         first.functions()[0].runtime_version_config().is_none(),
         "list items carry no RuntimeVersionConfig"
     );
+    assert_eq!(
+        first.functions()[0].runtime().map(|r| r.as_str()),
+        Some("python3.12")
+    );
     let single = client
         .get_function_configuration()
         .function_name("fn-000")
@@ -485,11 +489,18 @@ async fn bad_parameters_are_refused_with_lambdas_errors() {
             code: "ValidationException",
             message: "Value '[x86_64, arm64]' at 'architectures' failed to satisfy constraint: Member must have length less than or equal to 1",
         },
+        // Lambda reports a name that is only too long as an invalid parameter.
         Case {
             body: with("FunctionName", "a".repeat(65).into()),
             status: 400,
-            code: "ValidationException",
-            message: "Member must have length less than or equal to 64",
+            code: "InvalidParameterValueException",
+            message: "1 validation error detected: Value 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to 64",
+        },
+        Case {
+            body: with("Runtime", "provided".into()),
+            status: 400,
+            code: "InvalidParameterValueException",
+            message: "The runtime parameter of provided is no longer supported for creating or updating AWS Lambda functions. We recommend you use a supported runtime while creating or updating functions.",
         },
         Case {
             body: without("Role"),

@@ -138,7 +138,7 @@ async fn a_custom_runtime_without_a_bootstrap_fails_clearly() {
     create(
         &client,
         "exits",
-        Runtime::from("provided"),
+        Runtime::from("provided.al2"),
         "x",
         zip_of(&[("bootstrap", b"#!/bin/sh\nexit 127\n", 0o755)]),
     )

@@ -3,6 +3,7 @@
 mod asynchronous;
 mod cli;
 mod common;
+mod conformance;
 mod control_plane;
 mod custom;
 mod node;

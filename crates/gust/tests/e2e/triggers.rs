@@ -288,7 +288,7 @@ async fn function_urls_turn_requests_into_events_and_results_into_responses() {
             &[],
             br#"{"AuthType":"NONE"}"#,
         )
-        .assert_error(404, "ResourceNotFoundException", "web:nosuch");
+        .assert_error(404, "ResourceNotFoundException", "Function does not exist");
     server
         .raw(
             "POST",

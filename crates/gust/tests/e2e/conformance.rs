@@ -1,0 +1,308 @@
+//! Responses as AWS gives them, recorded against AWS itself (the facts of LocalStack's
+//! snapshot suite for the Lambda API): exact status, error code, message, and which members a
+//! body carries.
+
+use aws_sdk_lambda::types::Runtime;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// An error body exactly: its members (`Type` only where AWS sends one) and the error code.
+fn assert_body(response: &RawResponse, status: u16, code: &str, body: Value) {
+    assert_eq!(response.status, status, "{response:?}");
+    assert_eq!(
+        response.header("x-amzn-errortype"),
+        Some(code),
+        "{response:?}"
+    );
+    assert_eq!(response.json(), body, "{response:?}");
+}
+
+fn post(server: &Server, path: &str, body: Value) -> RawResponse {
+    server.raw("POST", path, &[], &serde_json::to_vec(&body).unwrap())
+}
+
+fn put(server: &Server, path: &str, body: Value) -> RawResponse {
+    server.raw("PUT", path, &[], &serde_json::to_vec(&body).unwrap())
+}
+
+async fn server_with_function() -> Server {
+    let server = Server::start();
+    create(
+        &server.client(),
+        "f",
+        Runtime::from("python3.12"),
+        "app.handler",
+        python_zip("def handler(event, context):\n    return event\n"),
+    )
+    .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn url_config_errors_name_the_resource_or_the_function() {
+    let server = server_with_function().await;
+    let resource = json!({"Type": "User", "Message": "The resource you requested does not exist."});
+    let function = json!({"Type": "User", "Message": "Function does not exist"});
+    for (method, path) in [
+        ("GET", "/2021-10-31/functions/f/url"),
+        ("DELETE", "/2021-10-31/functions/f/url"),
+        ("GET", "/2021-10-31/functions/nofn/url"),
+        ("DELETE", "/2021-10-31/functions/nofn/url"),
+    ] {
+        let response = server.raw(method, path, &[], b"");
+        assert_body(
+            &response,
+            404,
+            "ResourceNotFoundException",
+            resource.clone(),
+        );
+    }
+    let response = put(
+        &server,
+        "/2021-10-31/functions/f/url",
+        json!({"AuthType": "NONE"}),
+    );
+    assert_body(
+        &response,
+        404,
+        "ResourceNotFoundException",
+        resource.clone(),
+    );
+    for path in [
+        "/2021-10-31/functions/nofn/url",
+        "/2021-10-31/functions/f/url?Qualifier=nosuch",
+    ] {
+        let response = post(&server, path, json!({"AuthType": "NONE"}));
+        assert_body(
+            &response,
+            404,
+            "ResourceNotFoundException",
+            function.clone(),
+        );
+    }
+    let response = put(
+        &server,
+        "/2021-10-31/functions/nofn/url",
+        json!({"AuthType": "NONE"}),
+    );
+    assert_body(
+        &response,
+        404,
+        "ResourceNotFoundException",
+        function.clone(),
+    );
+    let response = server.raw("GET", "/2021-10-31/functions/nofn/urls", &[], b"");
+    assert_body(&response, 404, "ResourceNotFoundException", function);
+
+    // Create and update answer InvokeMode only when asked for it; reads always show it.
+    let created = post(
+        &server,
+        "/2021-10-31/functions/f/url",
+        json!({"AuthType": "NONE"}),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    assert!(created.json().get("InvokeMode").is_none(), "{created:?}");
+    assert!(
+        created.json().get("LastModifiedTime").is_none(),
+        "{created:?}"
+    );
+    let updated = put(
+        &server,
+        "/2021-10-31/functions/f/url",
+        json!({"AuthType": "NONE"}),
+    );
+    assert!(updated.json().get("InvokeMode").is_none(), "{updated:?}");
+    assert!(
+        updated.json().get("LastModifiedTime").is_some(),
+        "{updated:?}"
+    );
+    let updated = put(
+        &server,
+        "/2021-10-31/functions/f/url",
+        json!({"InvokeMode": "BUFFERED"}),
+    );
+    assert_eq!(updated.json()["InvokeMode"], "BUFFERED", "{updated:?}");
+    let read = server.raw("GET", "/2021-10-31/functions/f/url", &[], b"");
+    assert_eq!(read.json()["InvokeMode"], "BUFFERED", "{read:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_invoke_config_errors() {
+    let server = server_with_function().await;
+    let missing = |function: &str| {
+        json!({"Type": "User", "Message": format!(
+            "The function arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST doesn't have an EventInvokeConfig"
+        )})
+    };
+    for function in ["f", "nofn"] {
+        let path = format!("/2019-09-25/functions/{function}/event-invoke-config");
+        for method in ["GET", "DELETE"] {
+            let response = server.raw(method, &path, &[], b"");
+            assert_body(
+                &response,
+                404,
+                "ResourceNotFoundException",
+                missing(function),
+            );
+        }
+    }
+    let response = post(
+        &server,
+        "/2019-09-25/functions/f/event-invoke-config",
+        json!({"MaximumRetryAttempts": 1}),
+    );
+    assert_body(&response, 404, "ResourceNotFoundException", missing("f"));
+    let gone = json!({"Type": "User", "Message": "The function doesn't exist."});
+    let response = put(
+        &server,
+        "/2019-09-25/functions/nofn/event-invoke-config",
+        json!({"MaximumRetryAttempts": 1}),
+    );
+    assert_body(&response, 404, "ResourceNotFoundException", gone.clone());
+    let response = server.raw(
+        "GET",
+        "/2019-09-25/functions/nofn/event-invoke-config/list",
+        &[],
+        b"",
+    );
+    assert_body(&response, 404, "ResourceNotFoundException", gone);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn function_errors_and_fields() {
+    let server = server_with_function().await;
+    let create = |name: &str, extra: Value| {
+        let mut body = json!({
+            "FunctionName": name,
+            "Runtime": "python3.12",
+            "Handler": "app.handler",
+            "Role": ROLE,
+            "Code": {"ZipFile": base64_zip()},
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        post(&server, "/2015-03-31/functions", body)
+    };
+    // A name that is only too long is an invalid parameter, in the validation's words.
+    let long = "a".repeat(65);
+    let message = format!(
+        "1 validation error detected: Value '{long}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to 64"
+    );
+    assert_body(
+        &create(&long, json!({})),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": message}),
+    );
+    // A function of another account: 403 with no message at all.
+    let response = server.raw(
+        "GET",
+        "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A111111111111%3Afunction%3Af",
+        &[],
+        b"",
+    );
+    assert_body(&response, 403, "AccessDeniedException", json!({}));
+
+    // An empty set of variables is echoed; JSON logs get INFO levels, text logs none.
+    let created = create("env", json!({"Environment": {"Variables": {}}}));
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.json()["Environment"], json!({"Variables": {}}));
+    let updated = put(
+        &server,
+        "/2015-03-31/functions/env/configuration",
+        json!({"LoggingConfig": {"LogFormat": "JSON"}}),
+    );
+    assert_eq!(
+        updated.json()["LoggingConfig"],
+        json!({"ApplicationLogLevel": "INFO", "LogFormat": "JSON", "LogGroup": "/aws/lambda/env", "SystemLogLevel": "INFO"}),
+        "{updated:?}"
+    );
+    let updated = put(
+        &server,
+        "/2015-03-31/functions/env/configuration",
+        json!({"LoggingConfig": {"LogFormat": "Text"}}),
+    );
+    assert_eq!(
+        updated.json()["LoggingConfig"],
+        json!({"LogFormat": "Text", "LogGroup": "/aws/lambda/env"}),
+        "{updated:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_errors() {
+    let server = server_with_function().await;
+    server
+        .client()
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    // The concurrency-limit refusals carry no Type.
+    let response = put(
+        &server,
+        "/2017-10-31/functions/f/concurrency",
+        json!({"ReservedConcurrentExecutions": 950}),
+    );
+    assert_body(
+        &response,
+        400,
+        "InvalidParameterValueException",
+        json!({"message": "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100]."}),
+    );
+    let response = put(
+        &server,
+        "/2019-09-30/functions/f/provisioned-concurrency?Qualifier=1",
+        json!({"ProvisionedConcurrentExecutions": 2000}),
+    );
+    assert_body(
+        &response,
+        400,
+        "InvalidParameterValueException",
+        json!({"message": "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [1000]."}),
+    );
+    let response = put(
+        &server,
+        "/2019-09-30/functions/f/provisioned-concurrency?Qualifier=1",
+        json!({"ProvisionedConcurrentExecutions": 950}),
+    );
+    assert_body(
+        &response,
+        400,
+        "InvalidParameterValueException",
+        json!({"message": "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100]."}),
+    );
+
+    let path = |q: &str| format!("/2019-09-30/functions/f/provisioned-concurrency?Qualifier={q}");
+    let response = server.raw("GET", &path("1"), &[], b"");
+    assert_body(
+        &response,
+        404,
+        "ProvisionedConcurrencyConfigNotFoundException",
+        json!({"Type": "User", "message": "No Provisioned Concurrency Config found for this function"}),
+    );
+    // Deleting a configuration that is not there is a no-op.
+    assert_eq!(server.raw("DELETE", &path("1"), &[], b"").status, 204);
+    assert_body(
+        &server.raw("DELETE", &path("%24LATEST"), &[], b""),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "The function resource provided must be an alias or a published version."}),
+    );
+    assert_body(
+        &server.raw("DELETE", &path("noalias"), &[], b""),
+        404,
+        "ResourceNotFoundException",
+        json!({"Type": "User", "Message": "Cannot find alias arn: arn:aws:lambda:us-east-1:123456789012:function:f:noalias"}),
+    );
+}
+
+fn base64_zip() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(python_zip(
+        "def handler(event, context):\n    return event\n",
+    ))
+}
