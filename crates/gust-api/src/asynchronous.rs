@@ -171,6 +171,8 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
         "RunningInvocations": app.invoker.admission().running(),
         "EnvironmentMemoryMB": app.invoker.committed_memory_mb(),
         "MemoryBudgetMB": app.invoker.memory_budget_mb(),
+        "EnvironmentTmpMB": app.invoker.tmp_usage().map(|(used, _)| used),
+        "TmpBudgetMB": app.invoker.tmp_usage().map(|(_, budget)| budget),
         "RuntimesStartedAhead": app
             .invoker
             .standby_counts()

@@ -522,6 +522,12 @@ impl Invoker {
         self.settings.memory_budget_mb
     }
 
+    /// `/tmp` storage (MB) held by environments, and the host's budget for it, where `/tmp`
+    /// is storage of its own.
+    pub fn tmp_usage(&self) -> Option<(u64, u64)> {
+        self.platform.launcher.tmp_usage()
+    }
+
     /// Total `MemorySize` of live environments (MB).
     pub fn committed_memory_mb(&self) -> u64 {
         self.committed_mb.load(Ordering::Acquire)
@@ -561,6 +567,15 @@ impl Invoker {
         initialization: InitializationType,
     ) -> Result<Environment, LambdaError> {
         let mb = u64::from(config.memory_size);
+        if let Some((_, budget)) = self.tmp_usage()
+            && u64::from(config.ephemeral_storage) > budget
+        {
+            // Nothing that could retire would make room: refuse without retiring anything.
+            return Err(LambdaError::service(format!(
+                "Gust could not create an execution environment: a {} MB /tmp is more than the {budget} MB the host allows for all environments (gust serve --tmp-budget)",
+                config.ephemeral_storage
+            )));
+        }
         self.make_room(mb);
         let created = loop {
             let claim = MemoryClaim::new(mb, self.committed_mb.clone());

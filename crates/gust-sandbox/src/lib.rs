@@ -135,6 +135,11 @@ pub trait Launcher: Send + Sync + 'static {
     fn starts_ahead(&self) -> bool {
         false
     }
+    /// MB of `/tmp` storage held by live environments (and made ahead), and the most the host
+    /// allows; `None` where `/tmp` is a plain directory.
+    fn tmp_usage(&self) -> Option<(u64, u64)> {
+        None
+    }
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError>;
     /// What a process forked from a snapshot process (a sandbox of `spec.zygote`) applies to
     /// itself; `None` where the launcher has no snapshot processes.

@@ -26,11 +26,13 @@ fn volumes_are_bounded_by_the_budget_and_leave_nothing_behind() {
     let images = dir.path().join("images");
     let mount_point = dir.path().join("tmp");
     std::fs::create_dir_all(&mount_point).unwrap();
-    // One volume is made (and kept ready) at start; the budget leaves room for one more.
+    // One volume is made (and kept ready) at start: an empty one counts for nothing. The
+    // budget has room for two taken by environments.
     let volumes = TmpVolumes::start(images.clone(), mount_point, 1100, 0)
         .expect("/tmp volumes need root, loop devices and mkfs.ext4");
-    assert_eq!(volumes.usage(), (512, 1100));
+    assert_eq!(volumes.usage(), (0, 1100));
     let first = volumes.take(512).unwrap();
+    assert_eq!(volumes.usage(), (512, 1100));
     let second = volumes.take(512).unwrap();
     assert_eq!(volumes.usage(), (1024, 1100));
     assert!(matches!(

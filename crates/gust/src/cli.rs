@@ -446,6 +446,12 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         "environment memory: {} of {} MB",
         doc["EnvironmentMemoryMB"], doc["MemoryBudgetMB"]
     );
+    if let (Some(used), Some(budget)) = (
+        doc["EnvironmentTmpMB"].as_u64(),
+        doc["TmpBudgetMB"].as_u64(),
+    ) {
+        println!("environment /tmp:   {used} of {budget} MB (on disk)");
+    }
     let ahead: Vec<String> = doc["RuntimesStartedAhead"]
         .as_array()
         .into_iter()

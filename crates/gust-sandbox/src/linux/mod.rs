@@ -380,11 +380,6 @@ impl LinuxLauncher {
         )
     }
 
-    /// MB of /tmp held by live environments (and volumes made ahead), and the most allowed.
-    pub fn tmp_usage(&self) -> (u64, u64) {
-        self.tmp_volumes.usage()
-    }
-
     /// This environment's own steps, after the template's: its code, Gust's bootstraps, its
     /// /tmp and shared memory, and interpreters installed outside the system directories.
     fn environment_ops(&self, spec: &SandboxSpec, tmp: &Path) -> Vec<Op> {
@@ -449,6 +444,10 @@ impl Launcher for LinuxLauncher {
 
     fn starts_ahead(&self) -> bool {
         true
+    }
+
+    fn tmp_usage(&self) -> Option<(u64, u64)> {
+        Some(self.tmp_volumes.usage())
     }
 
     fn confinement(&self) -> Option<Confinement> {

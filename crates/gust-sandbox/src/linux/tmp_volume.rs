@@ -127,7 +127,9 @@ impl Drop for Reservation {
 pub struct TmpVolume {
     pub mount_namespace: OwnedFd,
     pub size_mb: u32,
-    _reservation: Reservation,
+    /// Its share of the budget, from when an environment takes it (a volume made ahead is
+    /// empty and holds a few hundred KB of the disk).
+    _reservation: Option<Reservation>,
 }
 
 struct Shared {
@@ -279,17 +281,20 @@ impl TmpVolumes {
     /// A volume of `size_mb` in its own mount namespace: a ready one if it has the default
     /// size, else one made now.
     pub fn take(&self, size_mb: u32) -> Result<TmpVolume, VolumeError> {
-        if size_mb == DEFAULT_MB
-            && let Some(volume) = self.shared.lock().pop()
-        {
-            self.shared.wake.notify_one();
-            return Ok(volume);
-        }
+        let reservation = self.shared.reserve(size_mb)?;
+        let ready = (size_mb == DEFAULT_MB)
+            .then(|| self.shared.lock().pop())
+            .flatten();
         self.shared.wake.notify_one();
-        self.shared.make(size_mb)
+        let mut volume = match ready {
+            Some(volume) => volume,
+            None => self.shared.make(size_mb)?,
+        };
+        volume._reservation = Some(reservation);
+        Ok(volume)
     }
 
-    /// MB of /tmp committed to live environments and volumes made ahead, and the budget.
+    /// MB of /tmp committed to live environments, and the budget.
     pub fn usage(&self) -> (u64, u64) {
         (
             self.shared.committed.load(Ordering::Acquire),
@@ -325,7 +330,6 @@ fn refill(shared: std::sync::Weak<Shared>) {
         for _ in 0..missing {
             match strong.make(DEFAULT_MB) {
                 Ok(volume) => strong.lock().push(volume),
-                Err(VolumeError::NoRoom { .. }) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not prepare a /tmp volume");
                     break;
@@ -390,7 +394,6 @@ impl Shared {
     /// Writes an empty filesystem of `size_mb` into a new image, attaches it to a loop
     /// device, unlinks it, and mounts it in a new mount namespace.
     fn make(&self, size_mb: u32) -> Result<TmpVolume, VolumeError> {
-        let reservation = self.reserve(size_mb)?;
         let template = self.template(size_mb)?;
         let image = self.images.join(uuid_like()).with_extension("ext4");
         let made = (|| {
@@ -421,7 +424,7 @@ impl Shared {
         Ok(TmpVolume {
             mount_namespace: made?,
             size_mb,
-            _reservation: reservation,
+            _reservation: None,
         })
     }
 }

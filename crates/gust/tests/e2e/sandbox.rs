@@ -972,3 +972,38 @@ async fn expedite_rcu_tunes_the_host_when_asked() {
         server.log()
     );
 }
+
+/// The host's disk is protected: environments' `/tmp` sizes are bounded by `--tmp-budget`.
+/// When a cold start would pass it, idle environments retire to make room; when even that
+/// cannot make room, the invocation fails with a clear error and nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tmp_budget_retires_idle_environments_and_refuses_what_cannot_fit() {
+    let server = Server::start_with(&["--tmp-budget", "1024", "--standby-runtimes", "0"]);
+    let client = server.client();
+    for name in ["first", "second", "third"] {
+        create_python(&client, name, 128, 512, 30).await;
+    }
+    create_python(&client, "huge", 128, 2048, 30).await;
+    let first = attack(&client, "first", json!({"attack": "whoami"})).await;
+    attack(&client, "second", json!({"attack": "whoami"})).await;
+    let status = server.raw("GET", "/gust/status", &[], b"").json();
+    assert_eq!(status["EnvironmentTmpMB"], 1024, "{status}");
+    assert_eq!(status["TmpBudgetMB"], 1024, "{status}");
+    // A third environment fits once the least recently used idle one retires.
+    attack(&client, "third", json!({"attack": "whoami"})).await;
+    let status = server.raw("GET", "/gust/status", &[], b"").json();
+    assert_eq!(status["EnvironmentTmpMB"], 1024, "{status}");
+    assert_eq!(status["IdleEnvironments"], 2, "{status}");
+    let again = attack(&client, "first", json!({"attack": "whoami"})).await;
+    assert_ne!(
+        first["environment"], again["environment"],
+        "first was retired"
+    );
+    // More than the whole budget: refused, clearly.
+    let response = server.raw("POST", "/2015-03-31/functions/huge/invocations", &[], b"{}");
+    response.assert_error(500, "ServiceException", "--tmp-budget");
+    // ... without retiring anything for it.
+    let status = server.raw("GET", "/gust/status", &[], b"").json();
+    assert_eq!(status["IdleEnvironments"], 2, "{status}");
+    assert_eq!(status["EnvironmentTmpMB"], 1024, "{status}");
+}
