@@ -111,7 +111,13 @@ pub async fn update_code(
     } else {
         arns.qualified(&config.name, &config.version)
     };
-    let doc = function_configuration(&config, &arn, arns, View::Update);
+    // With Publish, the answer is the new version, which Lambda shows as being created.
+    let view = if config.version == gust_model::LATEST {
+        View::Update
+    } else {
+        View::Create
+    };
+    let doc = function_configuration(&config, &arn, arns, view);
     Ok(json(StatusCode::OK, &doc, rid))
 }
 

@@ -5,17 +5,28 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 /// Which operation a configuration is shown by: the lifecycle members differ.
+///
+/// Lambda's sequence is what deployment tools wait on: CreateFunction answers `Pending`
+/// (reason `Creating`) and the function then becomes `Active`; an update answers
+/// `LastUpdateStatus: InProgress` and then becomes `Successful`; each transition changes the
+/// `RevisionId`. Gust completes each transition before it answers (the control plane
+/// settles the function, see `Control::settle`), so the answer shows the state the change
+/// was accepted in and every later read the settled one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
-    /// CreateFunction: the function is ready when the response is sent (`State: Active`).
+    /// CreateFunction (and a version published by a create or a code update).
     Create,
-    /// Update*: the change is complete when the response is sent.
+    /// UpdateFunctionConfiguration, UpdateFunctionCode.
     Update,
     /// GetFunction, GetFunctionConfiguration, PublishVersion.
     Get,
     /// List items carry no lifecycle members.
     List,
 }
+
+/// StateReason and LastUpdateStatusReason while a change is being made, as Lambda words them
+/// (for updates too).
+const CREATING_REASON: &str = "The function is being created.";
 
 /// `RuntimeVersionConfig.RuntimeVersionArn`: a stable identifier per runtime id.
 fn runtime_version_arn(region: &str, runtime: &str) -> String {
@@ -80,9 +91,17 @@ pub fn function_configuration(
     match view {
         View::List => {}
         View::Create => {
-            doc.insert("State".into(), json!("Active"));
+            doc.insert("State".into(), json!("Pending"));
+            doc.insert("StateReason".into(), json!(CREATING_REASON));
+            doc.insert("StateReasonCode".into(), json!("Creating"));
         }
-        View::Update | View::Get => {
+        View::Update => {
+            doc.insert("State".into(), json!("Active"));
+            doc.insert("LastUpdateStatus".into(), json!("InProgress"));
+            doc.insert("LastUpdateStatusReason".into(), json!(CREATING_REASON));
+            doc.insert("LastUpdateStatusReasonCode".into(), json!("Creating"));
+        }
+        View::Get => {
             doc.insert("State".into(), json!("Active"));
             doc.insert("LastUpdateStatus".into(), json!("Successful"));
         }

@@ -372,6 +372,7 @@ impl Control {
                 next_version: 1,
             },
         );
+        self.settle(&name).await?;
         let published = if req.publish.unwrap_or(false) {
             Some(self.publish_locked(&name, None).await?)
         } else {
@@ -424,6 +425,27 @@ impl Control {
         Ok(config)
     }
 
+    /// Completes a change of `$LATEST` (a create or an update): the function becomes
+    /// `Active` / `Successful`, which on Lambda is a transition of its own with a new
+    /// `RevisionId`. The answer to the change shows the state before this; every later read
+    /// the settled one. (The caller holds the write lock.)
+    async fn settle(&self, name: &str) -> Result<(), LambdaError> {
+        let Some(latest) = self.read().get(name).map(|s| s.latest.clone()) else {
+            return Ok(());
+        };
+        let mut settled = (*latest).clone();
+        settled.revision_id = new_revision();
+        let settled = Arc::new(settled);
+        {
+            let settled = settled.clone();
+            self.persist(move |m| m.put_version(&settled)).await?;
+        }
+        if let Some(state) = self.write().get_mut(name) {
+            state.latest = settled;
+        }
+        Ok(())
+    }
+
     pub async fn update_configuration(
         &self,
         r: &FunctionRef,
@@ -441,6 +463,7 @@ impl Control {
         config.revision_id = new_revision();
         config.last_modified = last_modified(SystemTime::now());
         let updated = self.replace_latest(config).await?;
+        self.settle(&updated.name).await?;
         tracing::info!(function = %updated.name, "function configuration updated");
         Ok(updated)
     }
@@ -477,6 +500,7 @@ impl Control {
         config.revision_id = new_revision();
         config.last_modified = last_modified(SystemTime::now());
         let updated = self.replace_latest(config).await?;
+        self.settle(&updated.name).await?;
         tracing::info!(function = %updated.name, sha256 = %updated.code.sha256, "function code updated");
         if req.publish.unwrap_or(false) {
             return self.publish_locked(&updated.name, None).await;

@@ -95,8 +95,22 @@ async fn create_get_update_publish_delete() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PreconditionFailed);
 
+    // Becoming Active is a transition of its own, with a new revision.
+    let active = control.resolve(&fref("f")).unwrap();
+    assert_ne!(active.revision_id, created.latest.revision_id);
+    let err = control
+        .update_configuration(
+            &fref("f"),
+            serde_json::from_value(serde_json::json!({
+                "Timeout": 10, "RevisionId": created.latest.revision_id
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::PreconditionFailed);
     let update: UpdateFunctionConfiguration = serde_json::from_value(serde_json::json!({
-        "Timeout": 10, "RevisionId": created.latest.revision_id
+        "Timeout": 10, "RevisionId": active.revision_id
     }))
     .unwrap();
     let updated = control
@@ -106,7 +120,12 @@ async fn create_get_update_publish_delete() {
     assert_eq!(updated.timeout, 10);
     assert_ne!(updated.revision_id, created.latest.revision_id);
     assert!(!control.is_current(&created.latest));
-    assert!(control.is_current(&updated));
+    // The answer shows the update in progress; completing it is another revision.
+    assert!(!control.is_current(&updated));
+    let settled = control.resolve(&fref("f")).unwrap();
+    assert_eq!(settled.timeout, 10);
+    assert_ne!(settled.revision_id, updated.revision_id);
+    assert!(control.is_current(&settled));
 
     let v1 = control
         .publish_version(&fref("f"), PublishVersion::default())

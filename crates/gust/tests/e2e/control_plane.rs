@@ -49,7 +49,6 @@ async fn create_get_update_delete_round_trip() {
     assert_eq!(created.memory_size(), Some(256));
     assert_eq!(created.description(), Some("first"));
     assert_eq!(created.architectures(), &[Architecture::Arm64]);
-    assert_eq!(created.state().map(|s| s.as_str()), Some("Active"));
     assert_eq!(
         created
             .environment()
@@ -61,7 +60,19 @@ async fn create_get_update_delete_round_trip() {
     let last_modified = created.last_modified().unwrap();
     assert_eq!(last_modified.len(), 28, "{last_modified}");
     assert!(last_modified.ends_with("+0000"), "{last_modified}");
-    let revision = created.revision_id().unwrap().to_string();
+    // Lambda's sequence, which deployment tools wait on: Pending while being created, then
+    // Active with a new RevisionId.
+    assert_eq!(created.state().map(|s| s.as_str()), Some("Pending"));
+    assert_eq!(
+        created.state_reason(),
+        Some("The function is being created.")
+    );
+    assert_eq!(
+        created.state_reason_code().map(|c| c.as_str()),
+        Some("Creating")
+    );
+    assert!(created.last_update_status().is_none());
+    let created_revision = created.revision_id().unwrap().to_string();
 
     client
         .wait_until_function_active_v2()
@@ -78,6 +89,13 @@ async fn create_get_update_delete_round_trip() {
         .unwrap();
     let config = got.configuration().unwrap();
     assert_eq!(config.code_sha256(), Some(expected_sha.as_str()));
+    assert_eq!(config.state().map(|s| s.as_str()), Some("Active"));
+    assert!(config.state_reason().is_none());
+    let revision = config.revision_id().unwrap().to_string();
+    assert_ne!(
+        revision, created_revision,
+        "becoming Active is a new revision"
+    );
     assert_eq!(
         config.last_update_status().map(|s| s.as_str()),
         Some("Successful")
@@ -121,6 +139,19 @@ async fn create_get_update_delete_round_trip() {
         "members not sent are kept"
     );
     assert_ne!(updated.revision_id(), Some(revision.as_str()));
+    assert_eq!(updated.state().map(|s| s.as_str()), Some("Active"));
+    assert_eq!(
+        updated.last_update_status().map(|s| s.as_str()),
+        Some("InProgress")
+    );
+    assert_eq!(
+        updated.last_update_status_reason(),
+        Some("The function is being created.")
+    );
+    assert_eq!(
+        updated.last_update_status_reason_code().map(|c| c.as_str()),
+        Some("Creating")
+    );
     let vars = updated.environment().and_then(|e| e.variables()).unwrap();
     assert_eq!(vars.len(), 1, "Environment replaces the whole map");
     client
@@ -129,6 +160,22 @@ async fn create_get_update_delete_round_trip() {
         .wait(Duration::from_secs(10))
         .await
         .expect("function-updated-v2 waiter");
+    let settled = client
+        .get_function_configuration()
+        .function_name("round-trip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        settled.last_update_status().map(|s| s.as_str()),
+        Some("Successful")
+    );
+    assert!(settled.last_update_status_reason().is_none());
+    assert_ne!(
+        settled.revision_id(),
+        updated.revision_id(),
+        "completing the update is a new revision"
+    );
 
     let new_zip = python_zip("def handler(event, context):\n    return 2\n");
     let code = client
