@@ -1,7 +1,10 @@
-//! Reserved and provisioned concurrency: PutFunctionConcurrency, GetFunctionConcurrency,
-//! DeleteFunctionConcurrency and the ProvisionedConcurrencyConfig operations.
+//! Reserved and provisioned concurrency (PutFunctionConcurrency, GetFunctionConcurrency,
+//! DeleteFunctionConcurrency and the ProvisionedConcurrencyConfig operations), and the
+//! recursion config, which is set per function in the same way.
 
-use gust_control::requests::{PutFunctionConcurrency, PutProvisionedConcurrency};
+use gust_control::requests::{
+    PutFunctionConcurrency, PutFunctionRecursionConfig, PutProvisionedConcurrency,
+};
 use gust_model::limits::CONTROL_REQUEST_MAX;
 use gust_model::names::NameShape;
 use gust_model::{FunctionRef, LambdaError, ProvisionedConfig};
@@ -30,6 +33,33 @@ pub async fn put_reserved(
     Ok(json(
         StatusCode::OK,
         &json!({ "ReservedConcurrentExecutions": reserved }),
+        rid,
+    ))
+}
+
+pub async fn put_recursion(
+    app: &App,
+    name: &str,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, LambdaError> {
+    let r = FunctionRef::parse(name, NameShape::Plain)?;
+    let body = read_body(req, CONTROL_REQUEST_MAX, "PutFunctionRecursionConfig").await?;
+    let input: PutFunctionRecursionConfig = parse_json(&body)?;
+    let value = app.control.put_recursion_config(&r, input).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "RecursiveLoop": value }),
+        rid,
+    ))
+}
+
+pub fn get_recursion(app: &App, name: &str, rid: &str) -> Result<HttpResponse, LambdaError> {
+    let r = FunctionRef::parse(name, NameShape::Plain)?;
+    let value = app.control.get_recursion_config(&r)?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "RecursiveLoop": value }),
         rid,
     ))
 }

@@ -220,6 +220,8 @@ async fn dispatch(
         "ListTags" => resources::list_tags(app, param(0), rid),
         "PutFunctionConcurrency" => concurrency::put_reserved(app, param(0), req, rid).await,
         "GetFunctionConcurrency" => concurrency::get_reserved(app, param(0), rid),
+        "PutFunctionRecursionConfig" => concurrency::put_recursion(app, param(0), req, rid).await,
+        "GetFunctionRecursionConfig" => concurrency::get_recursion(app, param(0), rid),
         "DeleteFunctionConcurrency" => concurrency::delete_reserved(app, param(0), rid).await,
         "PutProvisionedConcurrencyConfig" => {
             concurrency::put_provisioned(app, param(0), &query, req, rid).await

@@ -21,6 +21,11 @@ fn provisioned_missing() -> LambdaError {
     )
 }
 
+/// The values of `RecursiveLoop`, and Lambda's default (stop a loop of the same request
+/// chain). Stored and answered; functions cannot call the platform yet, so no loop can form.
+const RECURSION_VALUES: &[&str] = &["Allow", "Terminate"];
+const RECURSION_DEFAULT: &str = "Terminate";
+
 impl Control {
     /// The least unreserved concurrency Lambda leaves: 100, or the whole limit when the
     /// account has less.
@@ -118,6 +123,55 @@ impl Control {
     pub fn get_function_concurrency(&self, r: &FunctionRef) -> Result<Option<u32>, LambdaError> {
         Self::unqualified_only(r)?;
         Ok(self.function_state(r)?.reserved)
+    }
+
+    /// GetFunctionRecursionConfig: `Terminate` unless set (Lambda's default).
+    pub fn get_recursion_config(&self, r: &FunctionRef) -> Result<String, LambdaError> {
+        Self::unqualified_only(r)?;
+        Ok(self
+            .function_state(r)?
+            .recursive_loop
+            .unwrap_or_else(|| RECURSION_DEFAULT.into()))
+    }
+
+    /// PutFunctionRecursionConfig.
+    pub async fn put_recursion_config(
+        &self,
+        r: &FunctionRef,
+        input: crate::requests::PutFunctionRecursionConfig,
+    ) -> Result<String, LambdaError> {
+        let value = match input.recursive_loop.as_deref() {
+            None => {
+                return Err(LambdaError::validation(&[
+                    "Value null at 'recursiveLoop' failed to satisfy constraint: Member must not be null"
+                        .into(),
+                ]));
+            }
+            Some(v) if RECURSION_VALUES.contains(&v) => v.to_string(),
+            Some(v) => {
+                return Err(LambdaError::validation(&[gust_model::error::violation(
+                    v,
+                    "recursiveLoop",
+                    &format!(
+                        "Member must satisfy enum value set: [{}]",
+                        RECURSION_VALUES.join(", ")
+                    ),
+                )]));
+            }
+        };
+        Self::unqualified_only(r)?;
+        let _write = self.writes.lock().await;
+        self.function_state(r)?;
+        {
+            let (name, value) = (r.name.clone(), value.clone());
+            self.persist(move |m| m.put_recursive_loop(&name, &value))
+                .await?;
+        }
+        if let Some(state) = self.write().get_mut(&r.name) {
+            state.recursive_loop = Some(value.clone());
+        }
+        tracing::info!(function = %r.name, recursive_loop = %value, "recursion config set");
+        Ok(value)
     }
 
     pub async fn delete_function_concurrency(&self, r: &FunctionRef) -> Result<(), LambdaError> {

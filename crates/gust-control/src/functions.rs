@@ -367,6 +367,7 @@ impl Control {
                 event_invoke_configs: BTreeMap::new(),
                 url_configs: BTreeMap::new(),
                 reserved: None,
+                recursive_loop: None,
                 provisioned: BTreeMap::new(),
                 tags,
                 next_version: 1,

@@ -56,6 +56,8 @@ struct FunctionState {
     /// Function URLs by alias (`""` for the function itself).
     url_configs: BTreeMap<String, Arc<FunctionUrlConfig>>,
     reserved: Option<u32>,
+    /// `RecursiveLoop` (PutFunctionRecursionConfig), when set.
+    recursive_loop: Option<String>,
     /// Provisioned concurrency by version or alias.
     provisioned: BTreeMap<String, Arc<ProvisionedConfig>>,
     tags: BTreeMap<String, String>,
@@ -216,6 +218,7 @@ impl Control {
                         .map(|c| (c.qualifier.clone().unwrap_or_default(), Arc::new(c)))
                         .collect(),
                     reserved: stored.reserved_concurrency,
+                    recursive_loop: stored.recursive_loop,
                     provisioned: stored
                         .provisioned
                         .into_iter()

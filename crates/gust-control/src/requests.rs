@@ -216,6 +216,13 @@ pub struct PutFunctionConcurrency {
     pub reserved_concurrent_executions: Option<i64>,
 }
 
+/// PutFunctionRecursionConfig.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutFunctionRecursionConfig {
+    pub recursive_loop: Option<String>,
+}
+
 /// PutProvisionedConcurrencyConfig.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -46,6 +46,8 @@ pub struct StoredFunction {
     pub url_configs: Vec<FunctionUrlConfig>,
     /// Reserved concurrency, when set.
     pub reserved_concurrency: Option<u32>,
+    /// PutFunctionRecursionConfig's `RecursiveLoop`, when set.
+    pub recursive_loop: Option<String>,
     pub provisioned: Vec<ProvisionedConfig>,
 }
 
@@ -89,6 +91,10 @@ impl MetaStore {
              CREATE TABLE IF NOT EXISTS reserved_concurrency (
                  name TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
                  reserved INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS recursion_config (
+                 name TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+                 recursive_loop TEXT NOT NULL
              );
              CREATE TABLE IF NOT EXISTS provisioned_concurrency (
                  name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
@@ -138,6 +144,9 @@ impl MetaStore {
         let mut provisioned = self.conn.prepare(
             "SELECT config FROM provisioned_concurrency WHERE name = ?1 ORDER BY qualifier",
         )?;
+        let mut recursion = self
+            .conn
+            .prepare("SELECT recursive_loop FROM recursion_config WHERE name = ?1")?;
         let mut urls = self
             .conn
             .prepare("SELECT config FROM function_urls WHERE name = ?1 ORDER BY qualifier")?;
@@ -176,6 +185,9 @@ impl MetaStore {
                 .query_row([&name], |r| r.get::<_, i64>(0))
                 .optional()?
                 .map(|n| n.clamp(0, u32::MAX as i64) as u32);
+            let recursive_loop = recursion
+                .query_row([&name], |r| r.get::<_, String>(0))
+                .optional()?;
             let mut provisioned_configs = Vec::new();
             for config in provisioned.query_map([&name], |r| r.get::<_, String>(0))? {
                 provisioned_configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
@@ -184,6 +196,7 @@ impl MetaStore {
                 event_invoke_configs,
                 url_configs,
                 reserved_concurrency,
+                recursive_loop,
                 provisioned: provisioned_configs,
                 name,
                 tags,
@@ -346,6 +359,16 @@ impl MetaStore {
                 .conn
                 .execute("DELETE FROM reserved_concurrency WHERE name = ?1", [name])?,
         };
+        Ok(())
+    }
+
+    /// Sets a function's `RecursiveLoop` setting.
+    pub fn put_recursive_loop(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO recursion_config (name, recursive_loop) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET recursive_loop = excluded.recursive_loop",
+            params![name, value],
+        )?;
         Ok(())
     }
 

@@ -306,3 +306,64 @@ fn base64_zip() -> String {
         "def handler(event, context):\n    return event\n",
     ))
 }
+
+/// PutFunctionRecursionConfig / GetFunctionRecursionConfig: Terminate by default, stored
+/// across a restart, the enum and the unqualified name enforced.
+#[tokio::test(flavor = "multi_thread")]
+async fn recursion_config_is_stored_per_function() {
+    let server = server_with_function().await;
+    let client = server.client();
+    let got = client
+        .get_function_recursion_config()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.recursive_loop().map(|r| r.as_str()), Some("Terminate"));
+    let put = client
+        .put_function_recursion_config()
+        .function_name("f")
+        .recursive_loop(aws_sdk_lambda::types::RecursiveLoop::Allow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.recursive_loop().map(|r| r.as_str()), Some("Allow"));
+
+    let path = "/2024-08-31/functions/f/recursion-config";
+    put_raw_recursion(&server, path, "Sometimes").assert_error(
+        400,
+        "ValidationException",
+        "1 validation error detected: Value 'Sometimes' at 'recursiveLoop' failed to satisfy constraint: Member must satisfy enum value set: [Allow, Terminate]",
+    );
+    put_raw_recursion(
+        &server,
+        "/2024-08-31/functions/f%3A1/recursion-config",
+        "Allow",
+    )
+    .assert_error(
+        400,
+        "InvalidParameterValueException",
+        "This operation is permitted on Lambda functions only.",
+    );
+    put_raw_recursion(
+        &server,
+        "/2024-08-31/functions/nofn/recursion-config",
+        "Allow",
+    )
+    .assert_error(
+        404,
+        "ResourceNotFoundException",
+        "Function not found: arn:aws:lambda:us-east-1:123456789012:function:nofn",
+    );
+
+    let data_dir = server.kill();
+    let server = Server::start_in(&data_dir, &[]);
+    let got = server.raw("GET", path, &[], b"");
+    assert_eq!(got.json(), json!({"RecursiveLoop": "Allow"}), "{got:?}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(data_dir.parent().unwrap());
+}
+
+fn put_raw_recursion(server: &Server, path: &str, value: &str) -> RawResponse {
+    put(server, path, json!({"RecursiveLoop": value}))
+}
