@@ -154,12 +154,14 @@ fn parse_version_marker(marker: &str) -> (String, u64) {
 /// `max_items` of them. The marker is the key of the last item returned, so pages stay correct
 /// while items are added or removed between calls.
 fn paginate<T: Clone, K: Ord>(
-    all: Vec<T>,
+    mut all: Vec<T>,
     marker: Option<K>,
     max_items: usize,
     key: impl Fn(&T) -> K,
     marker_of: impl Fn(&T) -> String,
 ) -> Page<T> {
+    // The marker names a position in key order: the items must be in that order.
+    all.sort_by_key(&key);
     let start = match marker {
         Some(marker) => all
             .iter()

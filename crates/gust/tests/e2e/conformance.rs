@@ -367,3 +367,69 @@ async fn recursion_config_is_stored_per_function() {
 fn put_raw_recursion(server: &Server, path: &str, value: &str) -> RawResponse {
     put(server, path, json!({"RecursiveLoop": value}))
 }
+
+/// ListFunctionUrlConfigs pages as Lambda does: `MaxItems` items and a `NextMarker` that
+/// yields the rest, none when done.
+#[tokio::test(flavor = "multi_thread")]
+async fn url_configs_page() {
+    let server = server_with_function().await;
+    let client = server.client();
+    client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let empty = server.raw("GET", "/2021-10-31/functions/f/urls", &[], b"");
+    assert_eq!(empty.json(), json!({"FunctionUrlConfigs": []}));
+    for path in [
+        "/2021-10-31/functions/f/url",
+        "/2021-10-31/functions/f/url?Qualifier=live",
+    ] {
+        assert_eq!(post(&server, path, json!({"AuthType": "NONE"})).status, 201);
+    }
+    let first = server
+        .raw("GET", "/2021-10-31/functions/f/urls?MaxItems=1", &[], b"")
+        .json();
+    assert_eq!(
+        first["FunctionUrlConfigs"].as_array().unwrap().len(),
+        1,
+        "{first}"
+    );
+    let marker = first["NextMarker"].as_str().expect("a next marker");
+    let second = server
+        .raw(
+            "GET",
+            &format!("/2021-10-31/functions/f/urls?MaxItems=1&Marker={marker}"),
+            &[],
+            b"",
+        )
+        .json();
+    assert_eq!(
+        second["FunctionUrlConfigs"].as_array().unwrap().len(),
+        1,
+        "{second}"
+    );
+    assert!(second.get("NextMarker").is_none(), "{second}");
+    assert_ne!(
+        first["FunctionUrlConfigs"][0]["FunctionArn"],
+        second["FunctionUrlConfigs"][0]["FunctionArn"]
+    );
+    let all = server
+        .raw("GET", "/2021-10-31/functions/f/urls", &[], b"")
+        .json();
+    assert_eq!(
+        all["FunctionUrlConfigs"].as_array().unwrap().len(),
+        2,
+        "{all}"
+    );
+    assert!(all.get("NextMarker").is_none(), "{all}");
+}
