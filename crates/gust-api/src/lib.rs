@@ -5,6 +5,7 @@
 //! live in `gust-control`, the execution in `gust-invoke`.
 
 pub mod asynchronous;
+pub mod code_signing;
 pub mod concurrency;
 pub mod functions;
 pub mod http;
@@ -220,6 +221,19 @@ async fn dispatch(
         "ListTags" => resources::list_tags(app, param(0), rid),
         "PutFunctionConcurrency" => concurrency::put_reserved(app, param(0), req, rid).await,
         "GetFunctionConcurrency" => concurrency::get_reserved(app, param(0), rid),
+        "CreateCodeSigningConfig" => code_signing::create(app, req, rid).await,
+        "ListCodeSigningConfigs" => code_signing::list(app, &query, rid),
+        "GetCodeSigningConfig" => code_signing::get(app, param(0), rid),
+        "UpdateCodeSigningConfig" => code_signing::update(app, param(0), req, rid).await,
+        "DeleteCodeSigningConfig" => code_signing::delete(app, param(0), rid).await,
+        "ListFunctionsByCodeSigningConfig" => {
+            code_signing::list_functions(app, param(0), &query, rid)
+        }
+        "PutFunctionCodeSigningConfig" => code_signing::put_function(app, param(0), req, rid).await,
+        "GetFunctionCodeSigningConfig" => code_signing::get_function(app, param(0), rid),
+        "DeleteFunctionCodeSigningConfig" => {
+            code_signing::delete_function(app, param(0), rid).await
+        }
         "PutFunctionRecursionConfig" => concurrency::put_recursion(app, param(0), req, rid).await,
         "GetFunctionRecursionConfig" => concurrency::get_recursion(app, param(0), rid),
         "DeleteFunctionConcurrency" => concurrency::delete_reserved(app, param(0), rid).await,

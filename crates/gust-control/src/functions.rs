@@ -349,13 +349,23 @@ impl Control {
                 "Function already exist: {name}"
             )));
         }
+        let code_signing = req
+            .code_signing_config_arn
+            .as_deref()
+            .map(|arn| self.code_signing_to_attach(arn))
+            .transpose()?;
         config.code = self.store_code(zip, false).await?;
         let latest = Arc::new(config);
         let tags = req.tags.clone().unwrap_or_default();
         {
             let latest = latest.clone();
             let tags = tags.clone();
-            self.persist(move |m| m.create(&latest, &tags)).await?;
+            let code_signing = code_signing.clone();
+            self.persist(move |m| {
+                m.create(&latest, &tags)?;
+                m.put_function_code_signing(&latest.name, code_signing.as_deref())
+            })
+            .await?;
         }
         self.write().insert(
             name.clone(),
@@ -368,6 +378,7 @@ impl Control {
                 url_configs: BTreeMap::new(),
                 reserved: None,
                 recursive_loop: None,
+                code_signing_config: code_signing,
                 provisioned: BTreeMap::new(),
                 tags,
                 next_version: 1,

@@ -6,6 +6,7 @@
 //! wait for a writer longer than a map update.
 
 mod aliases;
+mod code_signing;
 mod concurrency;
 mod functions;
 mod invoke_configs;
@@ -58,6 +59,8 @@ struct FunctionState {
     reserved: Option<u32>,
     /// `RecursiveLoop` (PutFunctionRecursionConfig), when set.
     recursive_loop: Option<String>,
+    /// The id of its code signing configuration, if one is attached.
+    code_signing_config: Option<String>,
     /// Provisioned concurrency by version or alias.
     provisioned: BTreeMap<String, Arc<ProvisionedConfig>>,
     tags: BTreeMap<String, String>,
@@ -118,6 +121,8 @@ pub struct Control {
     changes: broadcast::Sender<String>,
     /// Sum of all functions' reserved concurrency.
     reserved_total: std::sync::atomic::AtomicU32,
+    /// Code signing configurations by id.
+    code_signing: RwLock<BTreeMap<String, Arc<gust_model::code_signing::CodeSigningConfig>>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> LambdaError {
@@ -221,6 +226,7 @@ impl Control {
                         .collect(),
                     reserved: stored.reserved_concurrency,
                     recursive_loop: stored.recursive_loop,
+                    code_signing_config: stored.code_signing_config,
                     provisioned: stored
                         .provisioned
                         .into_iter()
@@ -231,6 +237,11 @@ impl Control {
                 },
             );
         }
+        let code_signing = meta
+            .load_code_signing_configs()?
+            .into_iter()
+            .map(|c| (c.id.clone(), Arc::new(c)))
+            .collect();
         let (changes, _) = broadcast::channel(256);
         let control = Self {
             settings,
@@ -240,6 +251,7 @@ impl Control {
             writes: tokio::sync::Mutex::new(()),
             changes,
             reserved_total: std::sync::atomic::AtomicU32::new(0),
+            code_signing: RwLock::new(code_signing),
         };
         control.refresh_reserved_total();
         Ok(control)

@@ -216,6 +216,37 @@ pub struct PutFunctionConcurrency {
     pub reserved_concurrent_executions: Option<i64>,
 }
 
+/// `AllowedPublishers` of a code signing configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AllowedPublishers {
+    pub signing_profile_version_arns: Option<Vec<String>>,
+}
+
+/// `CodeSigningPolicies` of a code signing configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CodeSigningPolicies {
+    pub untrusted_artifact_on_deployment: Option<String>,
+}
+
+/// CreateCodeSigningConfig and UpdateCodeSigningConfig.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CodeSigningConfigInput {
+    pub description: Option<String>,
+    pub allowed_publishers: Option<AllowedPublishers>,
+    pub code_signing_policies: Option<CodeSigningPolicies>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// PutFunctionCodeSigningConfig.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutFunctionCodeSigningConfig {
+    pub code_signing_config_arn: Option<String>,
+}
+
 /// PutFunctionRecursionConfig.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]

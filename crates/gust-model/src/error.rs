@@ -23,6 +23,7 @@ pub enum ErrorCode {
     PolicyLengthExceeded,
     ProvisionedConcurrencyConfigNotFound,
     AccessDenied,
+    CodeSigningConfigNotFound,
 }
 
 impl ErrorCode {
@@ -44,6 +45,7 @@ impl ErrorCode {
             Self::InvalidRuntime => "InvalidRuntimeException",
             Self::PolicyLengthExceeded => "PolicyLengthExceededException",
             Self::AccessDenied => "AccessDeniedException",
+            Self::CodeSigningConfigNotFound => "CodeSigningConfigNotFoundException",
             Self::ProvisionedConcurrencyConfigNotFound => {
                 "ProvisionedConcurrencyConfigNotFoundException"
             }
@@ -54,7 +56,8 @@ impl ErrorCode {
         match self {
             Self::ResourceNotFound
             | Self::UnknownOperation
-            | Self::ProvisionedConcurrencyConfigNotFound => 404,
+            | Self::ProvisionedConcurrencyConfigNotFound
+            | Self::CodeSigningConfigNotFound => 404,
             Self::ResourceConflict => 409,
             Self::AccessDenied => 403,
             Self::InvalidParameterValue
@@ -81,7 +84,8 @@ impl ErrorCode {
             | Self::Service
             | Self::RequestEntityTooLarge
             | Self::InvalidRuntime
-            | Self::AccessDenied => "Message",
+            | Self::AccessDenied
+            | Self::CodeSigningConfigNotFound => "Message",
             _ => "message",
         }
     }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use gust_model::code_signing::CodeSigningConfig;
 use gust_model::{
     Alias, EventInvokeConfig, FunctionConfig, FunctionUrlConfig, Policy, ProvisionedConfig,
 };
@@ -48,6 +49,8 @@ pub struct StoredFunction {
     pub reserved_concurrency: Option<u32>,
     /// PutFunctionRecursionConfig's `RecursiveLoop`, when set.
     pub recursive_loop: Option<String>,
+    /// The id of the code signing configuration attached to the function, if any.
+    pub code_signing_config: Option<String>,
     pub provisioned: Vec<ProvisionedConfig>,
 }
 
@@ -91,6 +94,14 @@ impl MetaStore {
              CREATE TABLE IF NOT EXISTS reserved_concurrency (
                  name TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
                  reserved INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS code_signing_configs (
+                 id TEXT PRIMARY KEY,
+                 config TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS function_code_signing (
+                 name TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+                 config_id TEXT NOT NULL
              );
              CREATE TABLE IF NOT EXISTS recursion_config (
                  name TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
@@ -147,6 +158,9 @@ impl MetaStore {
         let mut recursion = self
             .conn
             .prepare("SELECT recursive_loop FROM recursion_config WHERE name = ?1")?;
+        let mut signing = self
+            .conn
+            .prepare("SELECT config_id FROM function_code_signing WHERE name = ?1")?;
         let mut urls = self
             .conn
             .prepare("SELECT config FROM function_urls WHERE name = ?1 ORDER BY qualifier")?;
@@ -188,6 +202,9 @@ impl MetaStore {
             let recursive_loop = recursion
                 .query_row([&name], |r| r.get::<_, String>(0))
                 .optional()?;
+            let code_signing_config = signing
+                .query_row([&name], |r| r.get::<_, String>(0))
+                .optional()?;
             let mut provisioned_configs = Vec::new();
             for config in provisioned.query_map([&name], |r| r.get::<_, String>(0))? {
                 provisioned_configs.push(serde_json::from_str(&config?).map_err(corrupt)?);
@@ -197,6 +214,7 @@ impl MetaStore {
                 url_configs,
                 reserved_concurrency,
                 recursive_loop,
+                code_signing_config,
                 provisioned: provisioned_configs,
                 name,
                 tags,
@@ -358,6 +376,62 @@ impl MetaStore {
             None => self
                 .conn
                 .execute("DELETE FROM reserved_concurrency WHERE name = ?1", [name])?,
+        };
+        Ok(())
+    }
+
+    /// Every code signing configuration.
+    pub fn load_code_signing_configs(&self) -> Result<Vec<CodeSigningConfig>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, config FROM code_signing_configs ORDER BY id")?;
+        let rows =
+            statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut configs = Vec::new();
+        for row in rows {
+            let (id, config) = row?;
+            configs.push(
+                serde_json::from_str(&config)
+                    .map_err(|source| StoreError::Corrupt { name: id, source })?,
+            );
+        }
+        Ok(configs)
+    }
+
+    /// Writes (inserting or replacing) a code signing configuration.
+    pub fn put_code_signing_config(
+        &mut self,
+        config: &CodeSigningConfig,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO code_signing_configs (id, config) VALUES (?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET config = excluded.config",
+            params![config.id, to_json(config)],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_code_signing_config(&mut self, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM code_signing_configs WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Attaches (`Some`) or detaches (`None`) a function's code signing configuration.
+    pub fn put_function_code_signing(
+        &mut self,
+        name: &str,
+        config_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match config_id {
+            Some(id) => self.conn.execute(
+                "INSERT INTO function_code_signing (name, config_id) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET config_id = excluded.config_id",
+                params![name, id],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM function_code_signing WHERE name = ?1", [name])?,
         };
         Ok(())
     }

@@ -433,3 +433,166 @@ async fn url_configs_page() {
     );
     assert!(all.get("NextMarker").is_none(), "{all}");
 }
+
+/// Code signing configurations: their lifecycle with the SDK, attaching them to functions,
+/// and Lambda's errors for what does not exist.
+#[tokio::test(flavor = "multi_thread")]
+async fn code_signing_configs() {
+    use aws_sdk_lambda::types::{AllowedPublishers, CodeSigningPolicies, CodeSigningPolicy};
+    let server = server_with_function().await;
+    let client = server.client();
+    let profile = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/test";
+    let created = client
+        .create_code_signing_config()
+        .description("Testing CodeSigning Config")
+        .allowed_publishers(
+            AllowedPublishers::builder()
+                .signing_profile_version_arns(profile)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let config = created.code_signing_config().unwrap();
+    let id = config.code_signing_config_id();
+    assert!(
+        id.len() == 21 && id.starts_with("csc-") && id[4..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let arn = config.code_signing_config_arn().to_string();
+    assert_eq!(
+        arn,
+        format!("arn:aws:lambda:us-east-1:123456789012:code-signing-config:{id}")
+    );
+    assert_eq!(
+        config
+            .code_signing_policies()
+            .unwrap()
+            .untrusted_artifact_on_deployment(),
+        Some(&CodeSigningPolicy::Warn),
+        "Warn unless set"
+    );
+    let updated = client
+        .update_code_signing_config()
+        .code_signing_config_arn(&arn)
+        .code_signing_policies(
+            CodeSigningPolicies::builder()
+                .untrusted_artifact_on_deployment(CodeSigningPolicy::Enforce)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let updated = updated.code_signing_config().unwrap();
+    assert_eq!(updated.description(), Some("Testing CodeSigning Config"));
+    assert_eq!(
+        updated
+            .code_signing_policies()
+            .unwrap()
+            .untrusted_artifact_on_deployment(),
+        Some(&CodeSigningPolicy::Enforce)
+    );
+    let listed = client.list_code_signing_configs().send().await.unwrap();
+    assert_eq!(listed.code_signing_configs().len(), 1);
+
+    // Attached to a function: at creation, or later.
+    let none = server.raw(
+        "GET",
+        "/2020-06-30/functions/f/code-signing-config",
+        &[],
+        b"",
+    );
+    assert_eq!(none.json(), json!({}), "{none:?}");
+    let attached_f = client
+        .put_function_code_signing_config()
+        .function_name("f")
+        .code_signing_config_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached_f.code_signing_config_arn(), arn);
+    assert_eq!(attached_f.function_name(), "f");
+    let attached = create_with_signing(&server, "signed", &arn);
+    assert_eq!(attached.status, 201, "{attached:?}");
+    let users = client
+        .list_functions_by_code_signing_config()
+        .code_signing_config_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        users.function_arns(),
+        [
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "arn:aws:lambda:us-east-1:123456789012:function:signed"
+        ]
+    );
+    let config_path = format!(
+        "/2020-04-22/code-signing-configs/{}",
+        arn.replace(':', "%3A")
+    );
+    let in_use = server.raw("DELETE", &config_path, &[], b"");
+    assert_eq!(in_use.status, 409, "{in_use:?}");
+
+    // What does not exist.
+    let missing_arn = format!("{}x", &arn[..arn.len() - 1]);
+    let missing_path = format!(
+        "/2020-04-22/code-signing-configs/{}",
+        missing_arn.replace(':', "%3A")
+    );
+    assert_body(
+        &server.raw("GET", &missing_path, &[], b""),
+        404,
+        "ResourceNotFoundException",
+        json!({"Message": format!("The Lambda code signing configuration {missing_arn} can not be found.")}),
+    );
+    assert_body(
+        &put(
+            &server,
+            "/2020-06-30/functions/f/code-signing-config",
+            json!({"CodeSigningConfigArn": missing_arn}),
+        ),
+        404,
+        "CodeSigningConfigNotFoundException",
+        json!({"Type": "User", "Message": format!("The code signing configuration cannot be found. Check that the provided configuration is not deleted: {missing_arn}.")}),
+    );
+    assert_eq!(
+        create_with_signing(&server, "unsigned", &missing_arn).status,
+        404
+    );
+    assert_body(
+        &server.raw(
+            "GET",
+            "/2020-06-30/functions/nofn/code-signing-config",
+            &[],
+            b"",
+        ),
+        404,
+        "ResourceNotFoundException",
+        json!({"Type": "User", "Message": "Function not found: arn:aws:lambda:us-east-1:123456789012:function:nofn"}),
+    );
+
+    // Detached from both (twice: the second is a no-op), then deleted.
+    for function in ["f", "signed", "signed"] {
+        let path = format!("/2020-06-30/functions/{function}/code-signing-config");
+        assert_eq!(server.raw("DELETE", &path, &[], b"").status, 204);
+    }
+    assert_eq!(server.raw("DELETE", &config_path, &[], b"").status, 204);
+    assert_eq!(server.raw("GET", &config_path, &[], b"").status, 404);
+}
+
+fn create_with_signing(server: &Server, name: &str, arn: &str) -> RawResponse {
+    post(
+        server,
+        "/2015-03-31/functions",
+        json!({
+            "FunctionName": name,
+            "Runtime": "python3.12",
+            "Handler": "app.handler",
+            "Role": ROLE,
+            "Code": {"ZipFile": base64_zip()},
+            "CodeSigningConfigArn": arn,
+        }),
+    )
+}
