@@ -14,6 +14,31 @@ use gust_control::Control;
 use gust_model::LambdaError;
 use tokio::sync::Notify;
 
+/// What admission needs to know of the control plane: the account's and each function's
+/// concurrency limits. A seam of its own, so that the rules below are tested without a store.
+pub trait ConcurrencyLimits: Send + Sync {
+    /// The function's reserved concurrency, if it has one.
+    fn reserved(&self, function: &str) -> Option<u32>;
+    /// What functions without a reservation share (`UnreservedConcurrentExecutions`).
+    fn unreserved_limit(&self) -> u32;
+    /// The account's `ConcurrentExecutions`.
+    fn concurrent_executions(&self) -> u32;
+}
+
+impl ConcurrencyLimits for Control {
+    fn reserved(&self, function: &str) -> Option<u32> {
+        Control::reserved(self, function)
+    }
+
+    fn unreserved_limit(&self) -> u32 {
+        Control::unreserved_limit(self)
+    }
+
+    fn concurrent_executions(&self) -> u32 {
+        self.settings().concurrent_executions
+    }
+}
+
 /// Invocations per second allowed per unit of concurrency.
 const RATE_PER_CONCURRENCY: u64 = 10;
 
@@ -28,7 +53,7 @@ struct Counts {
 }
 
 pub struct Admission {
-    control: Arc<Control>,
+    control: Arc<dyn ConcurrencyLimits>,
     counts: Mutex<Counts>,
     freed: Notify,
 }
@@ -65,7 +90,7 @@ fn current_second() -> u64 {
 }
 
 impl Admission {
-    pub fn new(control: Arc<Control>) -> Arc<Self> {
+    pub fn new(control: Arc<dyn ConcurrencyLimits>) -> Arc<Self> {
         Arc::new(Self {
             control,
             counts: Mutex::new(Counts::default()),
@@ -101,7 +126,7 @@ impl Admission {
             _ => {}
         }
         if check_rate {
-            let concurrency = reserved.unwrap_or(self.control.settings().concurrent_executions);
+            let concurrency = reserved.unwrap_or(self.control.concurrent_executions());
             let limit = RATE_PER_CONCURRENCY * u64::from(concurrency);
             let second = current_second();
             let window = counts
@@ -163,5 +188,119 @@ impl Admission {
     /// Invocations of `function` running now.
     pub fn running_of(&self, function: &str) -> u32 {
         self.lock().running.get(function).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Limits set by hand: the account's, and reservations per function.
+    struct Limits {
+        account: u32,
+        reserved: HashMap<&'static str, u32>,
+    }
+
+    impl ConcurrencyLimits for Limits {
+        fn reserved(&self, function: &str) -> Option<u32> {
+            self.reserved.get(function).copied()
+        }
+
+        fn unreserved_limit(&self) -> u32 {
+            self.account - self.reserved.values().sum::<u32>()
+        }
+
+        fn concurrent_executions(&self) -> u32 {
+            self.account
+        }
+    }
+
+    fn admission(account: u32, reserved: &[(&'static str, u32)]) -> Arc<Admission> {
+        Admission::new(Arc::new(Limits {
+            account,
+            reserved: reserved.iter().copied().collect(),
+        }))
+    }
+
+    fn reason(result: Result<Permit, LambdaError>) -> &'static str {
+        match result {
+            Ok(_) => "admitted",
+            Err(e) => e.reason.unwrap_or("no reason"),
+        }
+    }
+
+    #[test]
+    fn a_reservation_bounds_its_function_and_is_not_shared() {
+        let admission = admission(5, &[("reserved", 2)]);
+        let first = admission.try_admit("reserved").unwrap();
+        let _second = admission.try_admit("reserved").unwrap();
+        assert_eq!(
+            reason(admission.try_admit("reserved")),
+            "ReservedFunctionConcurrentInvocationLimitExceeded"
+        );
+        // The others share what is left: 3.
+        let shared: Vec<_> = (0..3)
+            .map(|_| admission.try_admit("other").unwrap())
+            .collect();
+        assert_eq!(
+            reason(admission.try_admit("another")),
+            "ConcurrentInvocationLimitExceeded"
+        );
+        assert_eq!(admission.running(), 5);
+        assert_eq!(admission.running_of("reserved"), 2);
+        // Dropping a permit frees its slot, and only its kind of slot.
+        drop(first);
+        assert_eq!(
+            reason(admission.try_admit("another")),
+            "ConcurrentInvocationLimitExceeded"
+        );
+        assert!(admission.try_admit("reserved").is_ok());
+        drop(shared);
+        assert!(admission.try_admit("another").is_ok());
+    }
+
+    #[test]
+    fn synchronous_calls_are_held_to_ten_per_second_per_unit_of_concurrency() {
+        let admission = admission(1, &[]);
+        let mut refused = None;
+        // Within one second (the loop is far shorter), the eleventh call of a function with
+        // one unit of concurrency is throttled for its rate, whatever finished before it.
+        let second = current_second();
+        for n in 0..11 {
+            match admission.try_admit("f") {
+                Ok(permit) => drop(permit),
+                Err(e) => {
+                    refused = Some((n, e.reason));
+                    break;
+                }
+            }
+        }
+        if current_second() == second {
+            assert_eq!(
+                refused,
+                Some((10, Some("FunctionInvocationRateLimitExceeded")))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_events_wait_for_a_slot_and_a_reservation_of_zero_refuses_them() {
+        let admission = admission(2, &[("off", 0), ("one", 1)]);
+        assert_eq!(
+            reason(admission.admit("off").await),
+            "ReservedFunctionConcurrentInvocationLimitExceeded"
+        );
+        let held = admission.admit("one").await.unwrap();
+        let waiting = {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit("one").await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "the event waits for its function's slot"
+        );
+        drop(held);
+        assert!(waiting.await.unwrap(), "admitted once the slot is free");
     }
 }
