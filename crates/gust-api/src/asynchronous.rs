@@ -163,6 +163,7 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
             })
         })
         .collect();
+    let tmp = app.invoker.tmp_usage();
     let doc = json!({
         "Isolation": app.isolation,
         "IsolationWarning": (app.isolation == "process").then_some(PROCESS_ISOLATION_WARNING),
@@ -171,8 +172,8 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
         "RunningInvocations": app.invoker.admission().running(),
         "EnvironmentMemoryMB": app.invoker.committed_memory_mb(),
         "MemoryBudgetMB": app.invoker.memory_budget_mb(),
-        "EnvironmentTmpMB": app.invoker.tmp_usage().map(|(used, _)| used),
-        "TmpBudgetMB": app.invoker.tmp_usage().map(|(_, budget)| budget),
+        "EnvironmentTmpMB": tmp.map(|(used, _)| used),
+        "TmpBudgetMB": tmp.map(|(_, budget)| budget),
         "RuntimesStartedAhead": app
             .invoker
             .standby_counts()

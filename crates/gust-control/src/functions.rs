@@ -363,7 +363,10 @@ impl Control {
             let code_signing = code_signing.clone();
             self.persist(move |m| {
                 m.create(&latest, &tags)?;
-                m.put_function_code_signing(&latest.name, code_signing.as_deref())
+                match code_signing {
+                    Some(id) => m.put_function_code_signing(&latest.name, Some(&id)),
+                    None => Ok(()),
+                }
             })
             .await?;
         }

@@ -324,20 +324,16 @@ impl EnvironmentGroup {
     /// disk) is charged to the group but reclaimable, and on Lambda /tmp never counts as
     /// memory used.
     pub fn peak_memory(&self) -> Option<u64> {
-        let (peak, usage) = if self.v2 {
-            ("memory.peak", "memory.current")
+        let peak = if self.v2 {
+            "memory.peak"
         } else {
-            ("memory.max_usage_in_bytes", "memory.usage_in_bytes")
+            "memory.max_usage_in_bytes"
         };
-        let read = |file: &str| -> Option<u64> {
-            fs::read_to_string(self.memory_dir.join(file))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        };
-        let peak = read(peak)?;
-        let usage = read(usage).unwrap_or(peak);
+        let peak: u64 = fs::read_to_string(self.memory_dir.join(peak))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         let stat = fs::read_to_string(self.memory_dir.join("memory.stat")).unwrap_or_default();
         let (active, inactive) = if self.v2 {
             ("active_file ", "inactive_file ")
@@ -352,8 +348,7 @@ impl EnvironmentGroup {
             })
             .filter_map(|n| n.trim().parse::<u64>().ok())
             .sum();
-        let now = usage.saturating_sub(file_pages);
-        Some(peak.saturating_sub(file_pages).max(now))
+        Some(peak.saturating_sub(file_pages))
     }
 
     /// How many processes the kernel killed for exceeding the group's memory limit.
