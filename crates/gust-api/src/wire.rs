@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 /// Lambda's sequence is what deployment tools wait on: CreateFunction answers `Pending`
 /// (reason `Creating`) and the function then becomes `Active`; an update answers
 /// `LastUpdateStatus: InProgress` and then becomes `Successful`; each transition changes the
-/// `RevisionId`. Gust completes each transition before it answers (the control plane
-/// settles the function, see `Control::settle`), so the answer shows the state the change
-/// was accepted in and every later read the settled one.
+/// `RevisionId`. Gust completes each transition before it answers (see the control plane's
+/// `accepted`), so the answer shows the state the change was accepted in and every later
+/// read the settled one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     /// CreateFunction (and a version published by a create or a code update).

@@ -194,6 +194,17 @@ fn check_semantics(config: &FunctionConfig, input: &ConfigurationInput) -> Resul
     )
 }
 
+/// The answer to a change of `$LATEST` (a create or an update): the function as it was while
+/// the change was being made. On Lambda becoming `Active` / `Successful` is a transition of
+/// its own with a new `RevisionId`; Gust completes it before it answers, so what it stores
+/// (and every later read shows) is the settled function, and the answer carries the
+/// revision it was accepted under, which nothing else holds.
+fn accepted(config: &Arc<FunctionConfig>) -> Arc<FunctionConfig> {
+    let mut accepted = (**config).clone();
+    accepted.revision_id = new_revision();
+    Arc::new(accepted)
+}
+
 /// Two versions that would behave identically (PublishVersion returns the existing one).
 fn same_behaviour(a: &FunctionConfig, b: &FunctionConfig) -> bool {
     let normalise = |c: &FunctionConfig| {
@@ -387,14 +398,16 @@ impl Control {
                 next_version: 1,
             },
         );
-        self.settle(&name).await?;
         let published = if req.publish.unwrap_or(false) {
             Some(self.publish_locked(&name, None).await?)
         } else {
             None
         };
         tracing::info!(function = %name, runtime = ?latest.runtime, "function created");
-        Ok(Created { latest, published })
+        Ok(Created {
+            latest: accepted(&latest),
+            published,
+        })
     }
 
     /// The current state of a function for a mutation on `$LATEST`.
@@ -440,27 +453,6 @@ impl Control {
         Ok(config)
     }
 
-    /// Completes a change of `$LATEST` (a create or an update): the function becomes
-    /// `Active` / `Successful`, which on Lambda is a transition of its own with a new
-    /// `RevisionId`. The answer to the change shows the state before this; every later read
-    /// the settled one. (The caller holds the write lock.)
-    async fn settle(&self, name: &str) -> Result<(), LambdaError> {
-        let Some(latest) = self.read().get(name).map(|s| s.latest.clone()) else {
-            return Ok(());
-        };
-        let mut settled = (*latest).clone();
-        settled.revision_id = new_revision();
-        let settled = Arc::new(settled);
-        {
-            let settled = settled.clone();
-            self.persist(move |m| m.put_version(&settled)).await?;
-        }
-        if let Some(state) = self.write().get_mut(name) {
-            state.latest = settled;
-        }
-        Ok(())
-    }
-
     pub async fn update_configuration(
         &self,
         r: &FunctionRef,
@@ -478,9 +470,8 @@ impl Control {
         config.revision_id = new_revision();
         config.last_modified = last_modified(SystemTime::now());
         let updated = self.replace_latest(config).await?;
-        self.settle(&updated.name).await?;
         tracing::info!(function = %updated.name, "function configuration updated");
-        Ok(updated)
+        Ok(accepted(&updated))
     }
 
     /// Returns the new `$LATEST`, or the new version when `Publish` was set.
@@ -515,12 +506,11 @@ impl Control {
         config.revision_id = new_revision();
         config.last_modified = last_modified(SystemTime::now());
         let updated = self.replace_latest(config).await?;
-        self.settle(&updated.name).await?;
         tracing::info!(function = %updated.name, sha256 = %updated.code.sha256, "function code updated");
         if req.publish.unwrap_or(false) {
             return self.publish_locked(&updated.name, None).await;
         }
-        Ok(updated)
+        Ok(accepted(&updated))
     }
 
     pub async fn publish_version(
