@@ -20,7 +20,6 @@ use crate::{Control, Page, paginate};
 const SIGNING_PROFILE_PATTERN: &str =
     r"arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)";
 const MAX_PUBLISHERS: usize = 20;
-const DESCRIPTION_MAX: usize = 256;
 
 fn is_signing_profile_arn(arn: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -66,15 +65,7 @@ fn attach_missing(arn: &str) -> LambdaError {
 /// Checks the members a create or update sets; `create` requires the publishers.
 fn check_input(input: &CodeSigningConfigInput, create: bool) -> Result<(), LambdaError> {
     let mut v = Violations::default();
-    if let Some(description) = &input.description
-        && description.chars().count() > DESCRIPTION_MAX
-    {
-        v.push(
-            description,
-            "description",
-            &format!("Member must have length less than or equal to {DESCRIPTION_MAX}"),
-        );
-    }
+    crate::validate::check_description(input.description.as_deref(), &mut v);
     match input
         .allowed_publishers
         .as_ref()

@@ -164,15 +164,7 @@ pub fn check_configuration(input: &ConfigurationInput, v: &mut Violations) {
             );
         }
     }
-    if let Some(description) = &input.description
-        && description.chars().count() > DESCRIPTION_MAX
-    {
-        v.push(
-            description,
-            "description",
-            &format!("Member must have length less than or equal to {DESCRIPTION_MAX}"),
-        );
-    }
+    check_description(input.description.as_deref(), v);
     if let Some(timeout) = input.timeout {
         v.range(timeout, "timeout", TIMEOUT_MIN_S, TIMEOUT_MAX_S);
     }
@@ -233,6 +225,19 @@ pub fn check_configuration(input: &ConfigurationInput, v: &mut Violations) {
                 &["DEBUG", "INFO", "WARN"],
             );
         }
+    }
+}
+
+/// A `Description` member (functions and code signing configurations alike).
+pub fn check_description(description: Option<&str>, v: &mut Violations) {
+    if let Some(description) = description
+        && description.chars().count() > DESCRIPTION_MAX
+    {
+        v.push(
+            description,
+            "description",
+            &format!("Member must have length less than or equal to {DESCRIPTION_MAX}"),
+        );
     }
 }
 
