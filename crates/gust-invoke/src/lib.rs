@@ -172,6 +172,12 @@ fn retire_standbys(standbys: Vec<Standby>) {
     });
 }
 
+/// Something retired to make room for a new environment.
+enum Retiree {
+    Standby(Standby),
+    Environment(Environment),
+}
+
 fn teardown(envs: Vec<Environment>) {
     if envs.is_empty() {
         return;
@@ -537,6 +543,17 @@ impl Invoker {
     /// only save an interpreter's start), then idle on-demand environments, least recently
     /// used first. Running work is never stopped: when nothing idle is left, the budget is
     /// exceeded rather than an invocation refused.
+    /// The next of what may retire to make room for a new environment: sandboxes started
+    /// ahead first, then idle environments, least recently used first.
+    fn next_to_retire(&self) -> Option<Retiree> {
+        if let Some(standby) = self.standbys.take_any() {
+            return Some(Retiree::Standby(standby));
+        }
+        let env = self.pool.remove_least_recent()?;
+        tracing::debug!(function = %env.config.name, environment = %env.id, "idle environment retired to make room");
+        Some(Retiree::Environment(env))
+    }
+
     fn make_room(&self, mb: u64) {
         let mut freed = 0;
         let mut retired = Vec::new();
@@ -545,17 +562,17 @@ impl Invoker {
             self.committed_memory_mb().saturating_sub(freed) + mb > self.settings.memory_budget_mb
         };
         while over(freed) {
-            if let Some(standby) = self.standbys.take_any() {
-                freed += u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
-                standbys.push(standby);
-                continue;
+            match self.next_to_retire() {
+                Some(Retiree::Standby(standby)) => {
+                    freed += u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
+                    standbys.push(standby);
+                }
+                Some(Retiree::Environment(env)) => {
+                    freed += u64::from(env.config.memory_size);
+                    retired.push(env);
+                }
+                None => break,
             }
-            let Some(env) = self.pool.remove_least_recent() else {
-                break;
-            };
-            freed += u64::from(env.config.memory_size);
-            tracing::debug!(function = %env.config.name, environment = %env.id, "idle environment retired to make room");
-            retired.push(env);
         }
         retire_standbys(standbys);
         teardown(retired);
@@ -583,17 +600,16 @@ impl Invoker {
                 Err(EnvironmentError::Sandbox(gust_sandbox::SandboxError::Setup(e)))
                     if e.kind() == std::io::ErrorKind::StorageFull =>
                 {
-                    // The host's room for /tmp is taken: idle environments give theirs back,
-                    // sandboxes started ahead first, then the least recently used.
-                    if let Some(standby) = self.standbys.take_any() {
-                        platform::blocking(|| standby.destroy());
-                    } else if let Some(env) = self.pool.remove_least_recent() {
-                        tracing::debug!(function = %env.config.name, environment = %env.id, "idle environment retired to make room for /tmp");
-                        platform::blocking(|| env.destroy());
-                    } else {
-                        break Err(EnvironmentError::Sandbox(
-                            gust_sandbox::SandboxError::Setup(e),
-                        ));
+                    // The host's room for /tmp is taken: what may retire gives its /tmp back
+                    // (at once: the next try needs the room).
+                    match self.next_to_retire() {
+                        Some(Retiree::Standby(standby)) => platform::blocking(|| standby.destroy()),
+                        Some(Retiree::Environment(env)) => platform::blocking(|| env.destroy()),
+                        None => {
+                            break Err(EnvironmentError::Sandbox(
+                                gust_sandbox::SandboxError::Setup(e),
+                            ));
+                        }
                     }
                 }
                 other => break other,
