@@ -35,11 +35,7 @@ pub async fn run(server: Arc<Server>, report: Report) {
     functions::report_to(&admin, FUNCTION, MAILBOX, 1).await;
     let client = calls::client(&server);
     // The mailbox's environment before the event: it must keep the record to the end.
-    let mut mailbox_environment = None;
-    match calls::mailbox(&client, MAILBOX).await {
-        Ok(mail) => mailbox_environment = Some(mail.environment),
-        Err(e) => report.fail(e),
-    }
+    let mut mailbox = calls::MailboxWatch::start(&client, MAILBOX, &report).await;
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -61,17 +57,9 @@ pub async fn run(server: Arc<Server>, report: Report) {
     // Nothing can be decided before the retry's one-minute backoff.
     tokio::time::sleep(Duration::from_secs(55)).await;
     let records = loop {
-        let mail = match calls::mailbox(&client, MAILBOX).await {
-            Ok(mail) => mail,
-            Err(e) => {
-                report.fail(e);
-                return;
-            }
+        let Some(mail) = mailbox.look(&report).await else {
+            return;
         };
-        if let Err(e) = mail.same_environment(&mut mailbox_environment) {
-            report.fail(e);
-            mailbox_environment = Some(mail.environment.clone());
-        }
         let about: Vec<serde_json::Value> = mail.about(&request_id).into_iter().cloned().collect();
         if !about.is_empty() {
             break about;

@@ -13,6 +13,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::common::{RawResponse, Server, raw_http};
+use crate::report::Report;
 
 /// How long any one call may take before it counts as a failure (a hung call must not hang
 /// the suite).
@@ -205,6 +206,48 @@ pub async fn send_event(
             code: "no request id".into(),
             message: "a 202 without x-amzn-RequestId".into(),
         })
+}
+
+/// A mailbox watched over a scenario: every look also checks that it kept its environment,
+/// since a mailbox in a new environment has lost its records.
+pub struct MailboxWatch<'a> {
+    client: &'a aws_sdk_lambda::Client,
+    name: &'static str,
+    environment: Option<String>,
+}
+
+impl<'a> MailboxWatch<'a> {
+    /// Starts watching `name`: the first look fixes its environment.
+    pub async fn start(
+        client: &'a aws_sdk_lambda::Client,
+        name: &'static str,
+        report: &Report,
+    ) -> Self {
+        let mut watch = Self {
+            client,
+            name,
+            environment: None,
+        };
+        watch.look(report).await;
+        watch
+    }
+
+    /// What the mailbox holds now; `None` (and a failure reported) if it could not be asked.
+    pub async fn look(&mut self, report: &Report) -> Option<Mail> {
+        match mailbox(self.client, self.name).await {
+            Err(e) => {
+                report.fail(e);
+                None
+            }
+            Ok(mail) => {
+                if let Err(e) = mail.same_environment(&mut self.environment) {
+                    report.fail(e);
+                    self.environment = Some(mail.environment.clone());
+                }
+                Some(mail)
+            }
+        }
+    }
 }
 
 /// What a mailbox holds: the id of its environment and its records.

@@ -121,11 +121,7 @@ pub async fn run(server: Arc<Server>, report: Report) {
     }
     let client = calls::client(&server);
     // The mailbox's environment before the traffic: it must hold every record to the end.
-    let mut mailbox_environment = None;
-    match calls::mailbox(&client, MAILBOX).await {
-        Ok(mail) => mailbox_environment = Some(mail.environment),
-        Err(e) => report.fail(e),
-    }
+    let mut mailbox = calls::MailboxWatch::start(&client, MAILBOX, &report).await;
     let pid = server.pid();
     let rss_before = host::rss_kib(pid);
 
@@ -166,17 +162,9 @@ pub async fn run(server: Arc<Server>, report: Report) {
     let accepted = tally.lock().unwrap().accepted.clone();
     let drain_started = Instant::now();
     let mail = loop {
-        let mail = match calls::mailbox(&client, MAILBOX).await {
-            Ok(mail) => mail,
-            Err(e) => {
-                report.fail(e);
-                return;
-            }
+        let Some(mail) = mailbox.look(&report).await else {
+            return;
         };
-        if let Err(e) = mail.same_environment(&mut mailbox_environment) {
-            report.fail(e);
-            mailbox_environment = Some(mail.environment.clone());
-        }
         let missing = accepted
             .keys()
             .filter(|id| mail.about(id).is_empty())

@@ -31,11 +31,7 @@ pub async fn run(server: Arc<Server>, report: Report) {
     functions::report_to(&admin, FUNCTION, MAILBOX, 0).await;
     let client = calls::client(&server);
     // The mailbox's environment before the first tick: it must hold every record to the end.
-    let mut mailbox_environment = None;
-    match calls::mailbox(&client, MAILBOX).await {
-        Ok(mail) => mailbox_environment = Some(mail.environment),
-        Err(e) => report.fail(e),
-    }
+    let mut mailbox = calls::MailboxWatch::start(&client, MAILBOX, &report).await;
 
     calls::events(
         &server,
@@ -56,17 +52,9 @@ pub async fn run(server: Arc<Server>, report: Report) {
     tokio::time::sleep(Duration::from_secs(60)).await;
     let mut seen = 0;
     let ticks: Vec<Value> = loop {
-        let mail = match calls::mailbox(&client, MAILBOX).await {
-            Ok(mail) => mail,
-            Err(e) => {
-                report.fail(e);
-                return;
-            }
+        let Some(mail) = mailbox.look(&report).await else {
+            return;
         };
-        if let Err(e) = mail.same_environment(&mut mailbox_environment) {
-            report.fail(e);
-            mailbox_environment = Some(mail.environment.clone());
-        }
         let ticks: Vec<Value> = mail
             .records
             .iter()
