@@ -143,6 +143,8 @@ struct Shared {
     mount_point: PathBuf,
     mkfs: PathBuf,
     wanted: usize,
+    /// Set when the launcher goes: the refill thread stops instead of making more.
+    closing: std::sync::atomic::AtomicBool,
     /// A formatted, empty filesystem per size, made once.
     templates: Mutex<HashMap<u32, Arc<Template>>>,
 }
@@ -266,6 +268,7 @@ impl TmpVolumes {
             mount_point,
             mkfs,
             wanted: ready,
+            closing: std::sync::atomic::AtomicBool::new(false),
             templates: Mutex::new(HashMap::new()),
         });
         // One volume made now proves that the host can make them.
@@ -305,6 +308,7 @@ impl TmpVolumes {
 
 impl Drop for TmpVolumes {
     fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Release);
         self.shared.lock().clear();
         self.shared.wake.notify_all();
     }
@@ -325,9 +329,15 @@ fn refill(shared: std::sync::Weak<Shared>) {
                 })
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|p| p.into_inner().0);
+            if strong.closing.load(Ordering::Acquire) {
+                return;
+            }
             strong.wanted.saturating_sub(ready.len())
         };
         for _ in 0..missing {
+            if strong.closing.load(Ordering::Acquire) {
+                return;
+            }
             match strong.make(DEFAULT_MB) {
                 Ok(volume) => strong.lock().push(volume),
                 Err(e) => {
