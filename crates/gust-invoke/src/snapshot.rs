@@ -6,7 +6,7 @@
 //! then forks each new environment, which makes namespaces of its own, is given its cgroup and
 //! Runtime API by Gust, confines itself exactly as every sandboxed runtime is confined, runs
 //! the after-restore hooks and serves events from the initialised state (see the Python
-//! runtime's `_gust_snapshot.py`). Values made during init are therefore the same in every
+//! runtime's `_gust_snapshot.py` and `_gust_confine.py`). Values made during init are therefore the same in every
 //! environment, as on Lambda; Python re-seeds `random` in each.
 
 use std::sync::Arc;

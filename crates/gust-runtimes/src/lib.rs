@@ -20,6 +20,8 @@ pub use resolve::Interpreter;
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
 /// The Python runtime's SnapStart side (the snapshot process and the restored environments).
 const PYTHON_SNAPSHOT: &str = include_str!("../bootstrap/python/_gust_snapshot.py");
+/// How a SnapStart fork confines itself, from the rules Gust writes (`gust/confinement.json`).
+const PYTHON_CONFINE: &str = include_str!("../bootstrap/python/_gust_confine.py");
 /// SnapStart's runtime hooks module, which Lambda's Python runtimes provide to every function.
 const PYTHON_RUNTIME_HOOKS: &str = include_str!("../bootstrap/python/lib/snapshot_restore_py.py");
 /// The stand-in a custom runtime's sandbox started ahead runs until adopted: a small program
@@ -164,6 +166,7 @@ impl RuntimeTable {
         for (path, content) in [
             ("python/bootstrap.py", PYTHON_BOOTSTRAP),
             ("python/_gust_snapshot.py", PYTHON_SNAPSHOT),
+            ("python/_gust_confine.py", PYTHON_CONFINE),
             ("python/lib/snapshot_restore_py.py", PYTHON_RUNTIME_HOOKS),
         ] {
             install(&self.runtime_dir, path, content.as_bytes(), 0o644)?;
