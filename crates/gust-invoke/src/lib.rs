@@ -109,7 +109,7 @@ pub struct Invoker {
     control: Arc<Control>,
     platform: Platform,
     settings: Settings,
-    pool: Pool,
+    pool: Pool<Environment>,
     admission: Arc<Admission>,
     /// Environments being set up at once. A burst of cold starts beyond what the machine can
     /// set up in parallel only makes every one of them slower (sandbox setup is kernel work
@@ -264,7 +264,10 @@ impl Invoker {
 
     /// Retires expired environments and removes packages nothing uses any more.
     pub async fn sweep(self: &Arc<Self>) {
-        teardown(self.pool.remove_expired(self.settings.keep_alive));
+        teardown(
+            self.pool
+                .remove_expired(self.settings.keep_alive, std::time::Instant::now()),
+        );
         retire_standbys(self.standbys.expired(self.settings.keep_alive));
         self.retire_snapshots();
         self.reconcile_provisioned();

@@ -532,3 +532,21 @@ enum Ended {
     /// The runtime could not be started or the invocation was lost.
     Failed(Bytes),
 }
+
+impl crate::pool::Pooled for Environment {
+    fn key(&self) -> crate::pool::PoolKey {
+        crate::pool::PoolKey::of(&self.config)
+    }
+
+    fn is_provisioned(&self) -> bool {
+        self.provision.is_some()
+    }
+
+    fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    fn code_digest(&self) -> &str {
+        &self.config.code.digest_hex
+    }
+}
