@@ -21,7 +21,6 @@ pub mod standbys;
 mod variables;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ use gust_control::Control;
 use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 
 pub use admission::{Admission, Permit};
-use budget::MemoryClaim;
+use budget::{MemoryBudget, MemoryClaim};
 use environment::{Environment, InitializationType, ProvisionTag, Request};
 use platform::EnvironmentError;
 pub use platform::Platform;
@@ -118,8 +117,8 @@ pub struct Invoker {
     setups: Arc<tokio::sync::Semaphore>,
     /// Package digests of environments currently running an invocation.
     busy_code: Mutex<HashMap<String, usize>>,
-    /// Total `MemorySize` of live environments (MB).
-    committed_mb: Arc<AtomicU64>,
+    /// The host's memory budget and what live environments hold of it.
+    budget: MemoryBudget,
     /// Live provisioned environments per configuration (idle or busy).
     allocated: Arc<Mutex<HashMap<Target, usize>>>,
     provisioning: Mutex<HashMap<Target, Provisioning>>,
@@ -203,13 +202,13 @@ impl Invoker {
         };
         Arc::new(Self {
             admission: Admission::new(control.clone()),
+            budget: MemoryBudget::new(settings.memory_budget_mb),
             control,
             platform,
             settings,
             pool: Pool::default(),
             setups: Arc::new(tokio::sync::Semaphore::new(parallel_setups())),
             busy_code: Mutex::new(HashMap::new()),
-            committed_mb: Arc::new(AtomicU64::new(0)),
             allocated: Arc::new(Mutex::new(HashMap::new())),
             provisioning: Mutex::new(HashMap::new()),
             standbys: Standbys::new(settings_standbys),
@@ -317,9 +316,7 @@ impl Invoker {
             return None;
         }
         let snapshot = self.snapshot(config).await?;
-        let mb = u64::from(config.memory_size);
-        self.make_room(mb);
-        let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+        let claim = self.room_for(u64::from(config.memory_size));
         match Environment::restore(&self.platform, config.clone(), &snapshot, claim).await {
             Ok(env) => {
                 tracing::info!(function = %config.name, environment = %env.id, "environment restored from a SnapStart snapshot");
@@ -361,9 +358,7 @@ impl Invoker {
             .or_default()
             .clone();
         cell.get_or_init(|| async {
-            let mb = u64::from(config.memory_size);
-            self.make_room(mb);
-            let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+            let claim = self.room_for(u64::from(config.memory_size));
             match Snapshot::start(&self.platform, config.clone(), claim).await {
                 Ok(snapshot) => {
                     tracing::info!(function = %config.name, version = %config.version, "SnapStart snapshot initialised");
@@ -444,9 +439,7 @@ impl Invoker {
         let (standby, dead) = self.standbys.take(&kind);
         retire_standbys(dead);
         let standby = standby?;
-        let mb = u64::from(config.memory_size);
-        self.make_room(mb);
-        let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+        let claim = self.room_for(u64::from(config.memory_size));
         match Environment::adopt(&self.platform, config.clone(), standby, claim) {
             Ok(env) => {
                 tracing::info!(function = %config.name, environment = %env.id, "environment adopted a runtime started ahead");
@@ -478,11 +471,11 @@ impl Invoker {
                 let setup = invoker.setups.clone().acquire_owned().await;
                 let mb = u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
                 // Never make room for a speculation: only start ahead in memory to spare.
-                if invoker.committed_memory_mb() + mb > invoker.settings.memory_budget_mb {
+                if !invoker.budget.has_room(mb) {
                     invoker.standbys.started(&runtime, None);
                     return;
                 }
-                let claim = MemoryClaim::new(mb, invoker.committed_mb.clone());
+                let claim = invoker.budget.claim(mb);
                 let started = Standby::start(
                     &invoker.platform,
                     &runtime,
@@ -528,7 +521,7 @@ impl Invoker {
     }
 
     pub fn memory_budget_mb(&self) -> u64 {
-        self.settings.memory_budget_mb
+        self.budget.limit_mb()
     }
 
     /// `/tmp` storage (MB) held by environments, and the host's budget for it, where `/tmp`
@@ -539,13 +532,9 @@ impl Invoker {
 
     /// Total `MemorySize` of live environments (MB).
     pub fn committed_memory_mb(&self) -> u64 {
-        self.committed_mb.load(Ordering::Acquire)
+        self.budget.committed_mb()
     }
 
-    /// Makes `mb` more fit in the memory budget: retires runtimes started ahead first (they
-    /// only save an interpreter's start), then idle on-demand environments, least recently
-    /// used first. Running work is never stopped: when nothing idle is left, the budget is
-    /// exceeded rather than an invocation refused.
     /// The next of what may retire to make room for a new environment: sandboxes started
     /// ahead first, then idle environments, least recently used first.
     fn next_to_retire(&self) -> Option<Retiree> {
@@ -557,28 +546,27 @@ impl Invoker {
         Some(Retiree::Environment(env))
     }
 
-    fn make_room(&self, mb: u64) {
-        let mut freed = 0;
-        let mut retired = Vec::new();
-        let mut standbys = Vec::new();
-        let over = |freed: u64| {
-            self.committed_memory_mb().saturating_sub(freed) + mb > self.settings.memory_budget_mb
-        };
-        while over(freed) {
-            match self.next_to_retire() {
-                Some(Retiree::Standby(standby)) => {
-                    freed += u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
-                    standbys.push(standby);
-                }
-                Some(Retiree::Environment(env)) => {
-                    freed += u64::from(env.config.memory_size);
-                    retired.push(env);
-                }
-                None => break,
+    /// Makes `mb` more fit in the memory budget (see [`Invoker::next_to_retire`] for the
+    /// order) and claims it.
+    fn room_for(&self, mb: u64) -> MemoryClaim {
+        let retired = self.budget.make_room(
+            mb,
+            || self.next_to_retire(),
+            |retiree| match retiree {
+                Retiree::Standby(_) => u64::from(gust_model::limits::DEFAULT_MEMORY_MB),
+                Retiree::Environment(env) => u64::from(env.config.memory_size),
+            },
+        );
+        let (mut standbys, mut envs) = (Vec::new(), Vec::new());
+        for retiree in retired {
+            match retiree {
+                Retiree::Standby(standby) => standbys.push(standby),
+                Retiree::Environment(env) => envs.push(env),
             }
         }
         retire_standbys(standbys);
-        teardown(retired);
+        teardown(envs);
+        self.budget.claim(mb)
     }
 
     fn new_environment(
@@ -596,9 +584,10 @@ impl Invoker {
                 config.ephemeral_storage
             )));
         }
-        self.make_room(mb);
+        let mut room = Some(self.room_for(mb));
         let created = loop {
-            let claim = MemoryClaim::new(mb, self.committed_mb.clone());
+            // A retry after a full /tmp claims its memory again (the failed start returned it).
+            let claim = room.take().unwrap_or_else(|| self.budget.claim(mb));
             match Environment::create(&self.platform, config.clone(), initialization, claim) {
                 Err(EnvironmentError::Sandbox(gust_sandbox::SandboxError::Setup(e)))
                     if e.kind() == std::io::ErrorKind::StorageFull =>
