@@ -1,5 +1,9 @@
 //! EventBridge schedule expressions: `rate(n unit)` and six-field `cron(...)` in UTC, with
 //! the full syntax (`, - * ? /`, `L`, `W`, `#`), and when each next fires.
+//!
+//! Hand-written rather than `croner` (4.0, checked): croner has no `L-n`, accepts `L` alone in
+//! day-of-week (Saturday) but never fires it, reads `MON` in the month field as February, has
+//! neither AWS's `?` rule nor its 1970-2199 years, and needs chrono or jiff where Gust uses `time`.
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
@@ -549,6 +553,31 @@ mod tests {
         ] {
             assert!(Schedule::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    /// What a Unix-cron library (croner) gets wrong for AWS: these must keep their AWS meaning.
+    #[test]
+    fn cron_keeps_aws_semantics() {
+        for bad in [
+            "cron(0 0 1 MON ? *)",
+            "cron(0 0 * * ? 2200)",
+            "cron(0 0 ? * +MON *)",
+            "cron(0 0 ? * 5#L *)",
+            "cron(0 0 ? * MON-FRI#2 *)",
+            "cron(0 0 ? * 2#1,3#2 *)",
+            "cron(0 0 ? * 0 *)",
+        ] {
+            assert!(Schedule::parse(bad).is_err(), "{bad} accepted");
+        }
+        // `L-n` in February of a leap year, and `L` alone in day-of-week (Saturday).
+        assert_eq!(
+            next("cron(0 0 L-1 * ? *)", datetime!(2028-02-01 00:00 UTC)),
+            datetime!(2028-02-28 00:00 UTC)
+        );
+        assert_eq!(
+            next("cron(0 0 ? * L 2027)", datetime!(2026-12-30 00:00 UTC)),
+            datetime!(2027-01-02 00:00 UTC)
+        );
     }
 
     #[test]
