@@ -99,7 +99,7 @@ fn provisioned_document(app: &App, config: &ProvisionedConfig, with_arn: bool) -
     doc["RequestedProvisionedConcurrentExecutions"] = json!(config.requested);
     doc["AvailableProvisionedConcurrentExecutions"] = json!(status.allocated);
     doc["AllocatedProvisionedConcurrentExecutions"] = json!(status.allocated);
-    doc["Status"] = json!(status.status);
+    doc["Status"] = json!(status.state.as_str());
     if let Some(reason) = status.reason {
         doc["StatusReason"] = json!(reason);
     }

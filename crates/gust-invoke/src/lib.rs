@@ -13,6 +13,7 @@ pub mod environment;
 pub mod logs;
 pub mod platform;
 pub mod pool;
+pub mod provisioned;
 pub mod queue;
 pub mod report;
 mod runtime_process;
@@ -30,10 +31,12 @@ use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 
 pub use admission::{Admission, Permit};
 use budget::{MemoryBudget, MemoryClaim};
-use environment::{Environment, InitializationType, ProvisionTag, Request};
+use environment::{Environment, InitializationType, Request};
 use platform::EnvironmentError;
 pub use platform::Platform;
 use pool::{Pool, PoolKey};
+use provisioned::{Provisioned, Target, Wanted};
+pub use provisioned::{ProvisionedState, ProvisionedStatus};
 pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
 use snapshot::Snapshot;
 use standbys::Standby;
@@ -58,27 +61,6 @@ pub struct Settings {
 /// Provisioned environments may take this long to initialise (Lambda does not hold them to
 /// the 10-second on-demand limit).
 const PROVISIONED_INIT_LIMIT: Duration = Duration::from_secs(900);
-
-/// A provisioned concurrency configuration: `(function, qualifier)`.
-type Target = (String, String);
-
-/// Progress of one provisioned concurrency configuration.
-#[derive(Debug, Clone, Default)]
-struct Provisioning {
-    /// Environments being created.
-    in_progress: usize,
-    /// Why the last environment could not be initialised, for the configuration it was.
-    failure: Option<(PoolKey, String)>,
-}
-
-/// What GetProvisionedConcurrencyConfig shows of a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProvisionedStatus {
-    pub allocated: u32,
-    /// `IN_PROGRESS`, `READY` or `FAILED`.
-    pub status: &'static str,
-    pub reason: Option<String>,
-}
 
 /// A synchronous invocation as the API received it.
 #[derive(Debug, Clone)]
@@ -119,9 +101,8 @@ pub struct Invoker {
     busy_code: Mutex<HashMap<String, usize>>,
     /// The host's memory budget and what live environments hold of it.
     budget: MemoryBudget,
-    /// Live provisioned environments per configuration (idle or busy).
-    allocated: Arc<Mutex<HashMap<Target, usize>>>,
-    provisioning: Mutex<HashMap<Target, Provisioning>>,
+    /// Provisioned concurrency: live environments per configuration, starts under way.
+    provisioned: Provisioned,
     standbys: Standbys,
     /// SnapStart snapshot processes per `(function, version)`, started on the version's
     /// first cold start (`None`: its init failed; retried after the next sweep).
@@ -209,8 +190,7 @@ impl Invoker {
             pool: Pool::default(),
             setups: Arc::new(tokio::sync::Semaphore::new(parallel_setups())),
             busy_code: Mutex::new(HashMap::new()),
-            allocated: Arc::new(Mutex::new(HashMap::new())),
-            provisioning: Mutex::new(HashMap::new()),
+            provisioned: Provisioned::default(),
             standbys: Standbys::new(settings_standbys),
             snapshots: Mutex::new(HashMap::new()),
             snap_start,
@@ -625,88 +605,37 @@ impl Invoker {
         qualifier: &str,
         requested: u32,
     ) -> ProvisionedStatus {
-        let target = (function.to_string(), qualifier.to_string());
-        let allocated = self
-            .allocated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&target)
-            .copied()
-            .unwrap_or(0) as u32;
-        let failure = self
-            .provisioning
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&target)
-            .and_then(|p| p.failure.clone());
-        let (status, reason) = if allocated >= requested {
-            ("READY", None)
-        } else if let Some((_, reason)) = failure {
-            ("FAILED", Some(reason))
-        } else {
-            ("IN_PROGRESS", None)
-        };
-        ProvisionedStatus {
-            allocated: allocated.min(requested),
-            status,
-            reason,
-        }
+        self.provisioned
+            .status(&(function.to_string(), qualifier.to_string()), requested)
     }
 
     /// Brings provisioned environments in line with the configurations: creates missing ones
     /// in the background, retires idle ones nobody asked for (busy ones turn on-demand when
     /// they finish).
     pub fn reconcile_provisioned(self: &Arc<Self>) {
-        let desired: HashMap<Target, (Arc<FunctionConfig>, usize)> = self
+        let wanted: HashMap<Target, Wanted<Arc<FunctionConfig>>> = self
             .control
             .provisioned_targets()
             .into_iter()
             .map(|(p, config)| {
-                (
-                    (p.function.clone(), p.qualifier.clone()),
-                    (config, p.requested as usize),
-                )
+                let wanted = Wanted {
+                    key: PoolKey::of(&config),
+                    requested: p.requested as usize,
+                    config,
+                };
+                ((p.function.clone(), p.qualifier.clone()), wanted)
             })
             .collect();
-        let mut allocated = self
-            .allocated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut retiring = self.provisioned.retiring(&wanted);
         let retired = self.pool.remove_where(|env| {
-            let Some(tag) = &env.provision else {
-                return false;
-            };
-            let wanted = desired.get(&tag.target).is_some_and(|(config, requested)| {
-                PoolKey::of(config) == PoolKey::of(&env.config)
-                    && allocated.get(&tag.target).copied().unwrap_or(0) <= *requested
-            });
-            if !wanted && let Some(n) = allocated.get_mut(&tag.target) {
-                *n = n.saturating_sub(1);
-            }
-            !wanted
+            env.provision
+                .as_ref()
+                .is_some_and(|tag| retiring(&tag.target, &PoolKey::of(&env.config)))
         });
         teardown(retired);
-        let mut provisioning = self.provisioning.lock().unwrap_or_else(|p| p.into_inner());
-        provisioning.retain(|target, p| desired.contains_key(target) || p.in_progress > 0);
-        for (target, (config, requested)) in desired {
-            let progress = provisioning.entry(target.clone()).or_default();
-            if progress
-                .failure
-                .as_ref()
-                .is_some_and(|(key, _)| *key == PoolKey::of(&config))
-            {
-                // Init failed for this very configuration: wait for a change.
-                continue;
-            }
-            progress.failure = None;
-            let have = allocated.get(&target).copied().unwrap_or(0) + progress.in_progress;
-            for _ in have..requested {
-                progress.in_progress += 1;
-                let invoker = self.clone();
-                let (target, config) = (target.clone(), config.clone());
-                tokio::spawn(async move { invoker.provision_one(target, config).await });
-            }
+        for (target, config) in self.provisioned.starts(&wanted) {
+            let invoker = self.clone();
+            tokio::spawn(async move { invoker.provision_one(target, config).await });
         }
     }
 
@@ -718,8 +647,7 @@ impl Invoker {
                 drop(setup);
                 match warmed {
                     Ok(()) => {
-                        env.provision =
-                            Some(ProvisionTag::new(target.clone(), self.allocated.clone()));
+                        env.provision = Some(self.provisioned.tag(target.clone()));
                         self.pool.put(env);
                         Ok(())
                     }
@@ -731,18 +659,16 @@ impl Invoker {
             }
             Err(e) => Err(e.message),
         };
-        {
-            let mut provisioning = self.provisioning.lock().unwrap_or_else(|p| p.into_inner());
-            let progress = provisioning.entry(target.clone()).or_default();
-            progress.in_progress = progress.in_progress.saturating_sub(1);
-            if let Err(reason) = &result {
-                tracing::warn!(function = %target.0, qualifier = %target.1, %reason, "provisioned environment failed to initialise");
-                progress.failure = Some((PoolKey::of(&config), reason.clone()));
+        match &result {
+            Ok(()) => {
+                tracing::debug!(function = %target.0, qualifier = %target.1, "provisioned environment ready")
+            }
+            Err(reason) => {
+                tracing::warn!(function = %target.0, qualifier = %target.1, %reason, "provisioned environment failed to initialise")
             }
         }
-        if result.is_ok() {
-            tracing::debug!(function = %target.0, qualifier = %target.1, "provisioned environment ready");
-        }
+        self.provisioned
+            .finished(&target, PoolKey::of(&config), result);
     }
 
     /// Whether a provisioned environment is still wanted by its configuration.

@@ -21,6 +21,7 @@ use crate::logs::{self, SharedLog};
 use crate::platform::{
     EnvironmentError, Platform, blocking, code_dir, function_command, sandbox_spec,
 };
+pub use crate::provisioned::ProvisionTag;
 use crate::report::{self, Report, Status};
 use crate::runtime_process::{RuntimeProcess, Waiting, describe_exit, exit_of, serve_runtime_api};
 use crate::standbys::Standby;
@@ -70,39 +71,6 @@ impl InitializationType {
         match self {
             Self::OnDemand => "on-demand",
             Self::Provisioned => "provisioned-concurrency",
-        }
-    }
-}
-
-/// Counts an environment toward its provisioned concurrency configuration while it lives.
-pub struct ProvisionTag {
-    /// `(function, qualifier)` of the configuration.
-    pub target: (String, String),
-    allocated: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), usize>>>,
-}
-
-impl ProvisionTag {
-    pub fn new(
-        target: (String, String),
-        allocated: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), usize>>>,
-    ) -> Self {
-        *allocated
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(target.clone())
-            .or_default() += 1;
-        Self { target, allocated }
-    }
-}
-
-impl Drop for ProvisionTag {
-    fn drop(&mut self) {
-        let mut allocated = self.allocated.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = allocated.get_mut(&self.target) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                allocated.remove(&self.target);
-            }
         }
     }
 }
