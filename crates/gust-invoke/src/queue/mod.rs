@@ -7,7 +7,7 @@
 //! that runs while Gust dies stays in the queue and runs again after a restart: delivery is at
 //! least once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -22,12 +22,11 @@ use tokio::sync::Notify;
 
 use crate::{InvokeRequest, InvokeResponse, Invoker};
 
-/// Delay before the first retry after a function error (Lambda: about a minute); the second
-/// waits twice as long.
-const RETRY_BASE_MS: f64 = 60_000.0;
-/// Backoff after a platform error (throttle, failed environment): from 1 s, doubling, up to 5 min.
-const BACKOFF_START_MS: f64 = 1_000.0;
-const BACKOFF_MAX_MS: f64 = 300_000.0;
+mod dispatch;
+mod retry;
+
+use dispatch::{DispatchState, Waiting};
+use retry::RetryPolicy;
 
 /// Tunables of the asynchronous path.
 #[derive(Debug, Clone)]
@@ -51,46 +50,6 @@ pub struct FunctionQueueStatus {
     pub dead_lettered: u64,
     /// Events that ran successfully since Gust started.
     pub succeeded: u64,
-}
-
-#[derive(Default)]
-struct FunctionQueue {
-    /// Waiting events by (due time, id).
-    waiting: BTreeMap<(u64, i64), Waiting>,
-    /// Received time of each running event.
-    running: HashMap<i64, u64>,
-    succeeded: u64,
-}
-
-#[derive(Debug, Clone)]
-struct Waiting {
-    event: QueuedEvent,
-    /// Platform failures in a row (they back off without using up retries).
-    platform_failures: u32,
-}
-
-#[derive(Default)]
-struct DispatchState {
-    functions: BTreeMap<String, FunctionQueue>,
-    /// The function served last: the next pick starts after it.
-    cursor: Option<String>,
-}
-
-impl DispatchState {
-    /// Puts an event in its function's line, ordered by when it may next run.
-    fn wait(&mut self, event: QueuedEvent, platform_failures: u32) {
-        self.functions
-            .entry(event.function.clone())
-            .or_default()
-            .waiting
-            .insert(
-                (event.next_attempt_ms, event.id),
-                Waiting {
-                    event,
-                    platform_failures,
-                },
-            );
-    }
 }
 
 pub struct AsyncQueue {
@@ -157,8 +116,10 @@ impl AsyncQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn scaled(&self, ms: f64) -> u64 {
-        (ms * self.settings.time_scale).max(0.0) as u64
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            time_scale: self.settings.time_scale,
+        }
     }
 
     /// Accepts an event: returns once it is durably stored.
@@ -215,41 +176,15 @@ impl AsyncQueue {
     /// Takes the next due event, serving functions in turn. Returns the event or, when nothing
     /// is due, when to look again.
     fn next_due(&self, now: u64) -> Result<Waiting, Option<u64>> {
-        let mut state = self.lock();
-        let names: Vec<String> = state.functions.keys().cloned().collect();
-        if names.is_empty() {
-            return Err(None);
-        }
-        let start = match &state.cursor {
-            Some(cursor) => names.iter().position(|n| n > cursor).unwrap_or(0),
-            None => 0,
-        };
-        let mut earliest: Option<u64> = None;
-        for i in 0..names.len() {
-            let name = &names[(start + i) % names.len()];
-            let queue = state.functions.get_mut(name).expect("listed above");
-            let Some((&(due, id), _)) = queue.waiting.iter().next() else {
-                continue;
-            };
-            // A reservation caps the function's running events too (0 still lets one through,
-            // to be refused).
-            let limit = match self.control.reserved(name) {
-                Some(reserved) => (reserved as usize).clamp(1, self.settings.per_function_limit),
-                None => self.settings.per_function_limit,
-            };
-            if queue.running.len() >= limit {
-                continue;
+        let per_function = self.settings.per_function_limit;
+        self.lock().next_due(now, |function| {
+            // A reservation caps the function's running events too (0 still lets one
+            // through, to be refused).
+            match self.control.reserved(function) {
+                Some(reserved) => (reserved as usize).clamp(1, per_function),
+                None => per_function,
             }
-            if due > now {
-                earliest = Some(earliest.map_or(due, |e| e.min(due)));
-                continue;
-            }
-            let waiting = queue.waiting.remove(&(due, id)).expect("just seen");
-            queue.running.insert(id, waiting.event.received_ms);
-            state.cursor = Some(name.clone());
-            return Ok(waiting);
-        }
-        Err(earliest)
+        })
     }
 
     /// Runs the dispatcher until shutdown.
@@ -306,10 +241,7 @@ impl AsyncQueue {
     }
 
     fn finish(&self, event: &QueuedEvent) {
-        let mut state = self.lock();
-        if let Some(queue) = state.functions.get_mut(&event.function) {
-            queue.running.remove(&event.id);
-        }
+        self.lock().finish(event);
     }
 
     fn reschedule(&self, mut event: QueuedEvent, platform_failures: u32, delay_ms: u64) {
@@ -369,7 +301,7 @@ impl AsyncQueue {
             .map_or(EventInvokeConfig::DEFAULT_MAX_AGE_SECONDS, |c| {
                 c.max_age_seconds()
             });
-        if now_ms().saturating_sub(event.received_ms) > self.scaled(max_age as f64 * 1000.0) {
+        if self.policy().too_old(event.received_ms, max_age, now_ms()) {
             drop(permit);
             return self
                 .fail(event, config.as_deref(), "EventAgeExceeded", None, None)
@@ -447,7 +379,10 @@ impl AsyncQueue {
             }
             Ok(response) => {
                 event.attempts += 1;
-                if event.attempts > retries {
+                let retry = self.policy().after_function_error(event.attempts, retries);
+                if let Some(delay) = retry {
+                    self.reschedule(event, 0, delay);
+                } else {
                     self.fail(
                         event,
                         config.as_deref(),
@@ -456,9 +391,6 @@ impl AsyncQueue {
                         Some((response.body.clone(), Some(response))),
                     )
                     .await;
-                } else {
-                    let delay = self.scaled(RETRY_BASE_MS * event.attempts as f64);
-                    self.reschedule(event, 0, delay);
                 }
             }
             Err(e) => {
@@ -470,8 +402,7 @@ impl AsyncQueue {
     }
 
     fn backoff(&self, failures: u32) -> u64 {
-        let ms = (BACKOFF_START_MS * 2f64.powi(failures.min(16) as i32)).min(BACKOFF_MAX_MS);
-        self.scaled(ms)
+        self.policy().platform_backoff(failures)
     }
 
     /// The invocation record Lambda sends to destinations.
