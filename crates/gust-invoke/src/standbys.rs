@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gust_model::{FunctionConfig, Network};
 use gust_runtimes::RuntimeTable;
@@ -52,11 +52,44 @@ fn sets_any(config: &FunctionConfig, variables: &[&str]) -> bool {
     })
 }
 
-/// The runtime id and memory size (MB) of a Node.js pool: Node.js sizes its heap from the
-/// memory at start-up, so its pools are per memory size (`nodejs20.x/512`).
-pub fn node_kind(kind: &str) -> Option<(&str, u32)> {
-    let (runtime, memory) = kind.split_once('/')?;
-    Some((runtime, memory.parse().ok()?))
+/// Which sandboxes started ahead an environment may adopt: one pool per kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StandbyKind {
+    /// A Python runtime, its interpreter and Gust's bootstrap loaded.
+    Python { runtime: String },
+    /// A Node.js runtime: Node.js sizes its heap from the memory at start-up, so its pools
+    /// are per memory size.
+    Node { runtime: String, memory_mb: u32 },
+    /// A stand-in that execs the function's runtime command when adopted; `prefix` is the
+    /// interpreter's installation its sandbox shows, as a fresh sandbox for that runtime
+    /// would (none for custom runtimes, whose `bootstrap` is in the function's code).
+    StandIn { prefix: Option<PathBuf> },
+}
+
+impl StandbyKind {
+    /// The runtime id whose command starts it (none for a stand-in) and the memory it starts
+    /// with.
+    fn runtime(&self) -> Option<(&str, u32)> {
+        match self {
+            Self::Python { runtime } => Some((runtime, gust_model::limits::DEFAULT_MEMORY_MB)),
+            Self::Node { runtime, memory_mb } => Some((runtime, *memory_mb)),
+            Self::StandIn { .. } => None,
+        }
+    }
+}
+
+/// As `gust status` shows it: `python3.12`, `nodejs20.x/512`, `provided`, `provided:/opt/py`.
+impl std::fmt::Display for StandbyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Python { runtime } => f.write_str(runtime),
+            Self::Node { runtime, memory_mb } => write!(f, "{runtime}/{memory_mb}"),
+            Self::StandIn { prefix: None } => f.write_str("provided"),
+            Self::StandIn {
+                prefix: Some(prefix),
+            } => write!(f, "provided:{}", prefix.display()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -67,33 +100,10 @@ struct Pool {
     wanted: Option<Instant>,
 }
 
-/// The pool that serves custom runtimes (`provided*`): the function's own `bootstrap` is
-/// exec'd at adoption, so one kind serves them all.
-pub const CUSTOM: &str = "provided";
-
-/// The kind of sandboxes whose stand-in execs a runtime command at adoption; `prefix` is the
-/// interpreter's installation a sandbox must show for it (none for custom runtimes), as a
-/// fresh sandbox for that runtime would.
-pub fn stand_in_kind(prefix: Option<&Path>) -> String {
-    match prefix {
-        None => CUSTOM.to_string(),
-        Some(prefix) => format!("{CUSTOM}:{}", prefix.display()),
-    }
-}
-
-/// For a kind of [`stand_in_kind`], the installation its sandboxes show.
-pub fn stand_in_prefix(kind: &str) -> Option<Option<PathBuf>> {
-    if kind == CUSTOM {
-        return Some(None);
-    }
-    let prefix = kind.strip_prefix(CUSTOM)?.strip_prefix(':')?;
-    Some(Some(PathBuf::from(prefix)))
-}
-
 #[derive(Default)]
 pub struct Standbys {
     per_runtime: usize,
-    pools: Mutex<HashMap<String, Pool>>,
+    pools: Mutex<HashMap<StandbyKind, Pool>>,
 }
 
 impl Standbys {
@@ -104,12 +114,12 @@ impl Standbys {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pool>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StandbyKind, Pool>> {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The pool whose sandboxes an environment of `config` may adopt, if any.
-    pub fn kind(&self, config: &FunctionConfig, runtimes: &RuntimeTable) -> Option<String> {
+    pub fn kind(&self, config: &FunctionConfig, runtimes: &RuntimeTable) -> Option<StandbyKind> {
         // Egress attaches the network namespace to the host's when the sandbox is made.
         if self.per_runtime == 0 || config.network() != Network::None {
             return None;
@@ -117,7 +127,7 @@ impl Standbys {
         let runtime = config.runtime.as_deref()?;
         if runtime.starts_with("provided") {
             // The bootstrap is exec'd with the function's variables: nothing is read early.
-            return Some(CUSTOM.to_string());
+            return Some(StandbyKind::StandIn { prefix: None });
         }
         let reads_at_start = if runtime.starts_with("nodejs") {
             NODE_READS_AT_START
@@ -128,27 +138,32 @@ impl Standbys {
         };
         if sets_any(config, reads_at_start) {
             // The interpreter must start with them: the stand-in execs it at adoption.
-            let prefix = runtimes.install_prefix(runtime);
-            return Some(stand_in_kind(prefix.as_deref()));
+            return Some(StandbyKind::StandIn {
+                prefix: runtimes.install_prefix(runtime),
+            });
         }
+        let runtime = runtime.to_string();
         if runtime.starts_with("nodejs") {
-            return Some(format!("{runtime}/{}", config.memory_size));
+            return Some(StandbyKind::Node {
+                runtime,
+                memory_mb: config.memory_size,
+            });
         }
-        Some(runtime.to_string())
+        Some(StandbyKind::Python { runtime })
     }
 
     /// Returns a sandbox that could not be adopted for a reason of its function's.
     pub fn put_back(&self, standby: Standby) {
         let mut pools = self.lock();
-        let pool = pools.entry(standby.runtime.clone()).or_default();
+        let pool = pools.entry(standby.kind.clone()).or_default();
         pool.ready.push(standby);
     }
 
     /// A runtime of `runtime` started ahead, if one is there. Dead ones are handed back for
     /// teardown.
-    pub fn take(&self, runtime: &str) -> (Option<Standby>, Vec<Standby>) {
+    pub fn take(&self, kind: &StandbyKind) -> (Option<Standby>, Vec<Standby>) {
         let mut pools = self.lock();
-        let Some(pool) = pools.get_mut(runtime) else {
+        let Some(pool) = pools.get_mut(kind) else {
             return (None, Vec::new());
         };
         let (alive, dead): (Vec<Standby>, Vec<Standby>) =
@@ -165,11 +180,11 @@ impl Standbys {
         (taken, dead)
     }
 
-    /// Records a cold start of `runtime`; returns how many runtimes to start to refill its
+    /// Records a cold start of `kind`; returns how many runtimes to start to refill its
     /// pool (the caller starts them and reports each with [`Standbys::started`]).
-    pub fn wanted(&self, runtime: &str) -> usize {
+    pub fn wanted(&self, kind: &StandbyKind) -> usize {
         let mut pools = self.lock();
-        let pool = pools.entry(runtime.to_string()).or_default();
+        let pool = pools.entry(kind.clone()).or_default();
         pool.wanted = Some(Instant::now());
         let missing = self
             .per_runtime
@@ -179,9 +194,9 @@ impl Standbys {
     }
 
     /// A runtime started for the pool (or `None` when it could not be started).
-    pub fn started(&self, runtime: &str, standby: Option<Standby>) -> Option<Standby> {
+    pub fn started(&self, kind: &StandbyKind, standby: Option<Standby>) -> Option<Standby> {
         let mut pools = self.lock();
-        let pool = pools.entry(runtime.to_string()).or_default();
+        let pool = pools.entry(kind.clone()).or_default();
         pool.starting = pool.starting.saturating_sub(1);
         let standby = standby?;
         if pool.ready.len() >= self.per_runtime {
@@ -211,12 +226,17 @@ impl Standbys {
         self.lock().values_mut().find_map(|p| p.ready.pop())
     }
 
-    /// Ready runtimes per runtime id, for status output.
+    /// Ready runtimes per kind, for status output.
     pub fn counts(&self) -> Vec<(String, usize)> {
         let mut counts: Vec<(String, usize)> = self
             .lock()
             .iter()
-            .map(|(k, p)| (k.clone(), p.ready.iter().filter(|s| s.is_ready()).count()))
+            .map(|(k, p)| {
+                (
+                    k.to_string(),
+                    p.ready.iter().filter(|s| s.is_ready()).count(),
+                )
+            })
             .collect();
         counts.sort();
         counts
@@ -236,8 +256,8 @@ impl Standbys {
 /// destroyed.
 pub struct Standby {
     pub id: String,
-    /// The runtime id it was started for.
-    pub runtime: String,
+    /// The pool it was started for.
+    pub kind: StandbyKind,
     pub created: Instant,
     pub(crate) sandbox: Box<dyn Sandbox>,
     pub(crate) runtime_process: Waiting,
@@ -245,22 +265,19 @@ pub struct Standby {
 }
 
 impl Standby {
-    /// Starts `runtime` in a new sandbox whose task root is `placeholder` (an empty
-    /// directory) until a function adopts it.
+    /// Starts a runtime of `kind` in a new sandbox whose task root is `placeholder` (an
+    /// empty directory) until a function adopts it.
     pub fn start(
         platform: &Platform,
-        runtime: &str,
+        kind: &StandbyKind,
         placeholder: &std::path::Path,
         claim: MemoryClaim,
     ) -> Result<Self, EnvironmentError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let stand_in = stand_in_prefix(runtime);
-        // Node.js pools are per memory size: the heap limit is set when it starts.
-        let (runtime_id, memory_mb) =
-            node_kind(runtime).unwrap_or((runtime, gust_model::limits::DEFAULT_MEMORY_MB));
-        let read_only_paths = match &stand_in {
-            Some(prefix) => prefix.clone(),
-            None => platform.runtimes.install_prefix(runtime_id),
+        let read_only_paths = match (kind, kind.runtime()) {
+            (StandbyKind::StandIn { prefix }, _) => prefix.clone(),
+            (_, Some((runtime_id, _))) => platform.runtimes.install_prefix(runtime_id),
+            (_, None) => None,
         };
         let mut sandbox = platform.launcher.create(&SandboxSpec {
             environment_id: id.clone(),
@@ -272,10 +289,7 @@ impl Standby {
             egress: false,
             zygote: false,
         })?;
-        let command = if stand_in.is_some() {
-            // A stand-in that execs the function's runtime command once adopted.
-            gust_runtimes::standby_command(sandbox.runtime_dir())
-        } else {
+        let command = if let Some((runtime_id, memory_mb)) = kind.runtime() {
             let placement = Placement {
                 host_task_root: placeholder,
                 task_root: sandbox.task_root(),
@@ -285,18 +299,16 @@ impl Standby {
                 .runtimes
                 .command(runtime_id, placement, memory_mb)
                 .map_err(EnvironmentError::Runtime)?
+        } else {
+            // A stand-in that execs the function's runtime command once adopted.
+            gust_runtimes::standby_command(sandbox.runtime_dir())
         };
         let env = standby_variables(sandbox.as_ref(), &command);
         sandbox.run_in_background();
-        let waiting = Waiting::start(
-            sandbox.as_mut(),
-            &command,
-            env,
-            &format!("standby {runtime}"),
-        )?;
+        let waiting = Waiting::start(sandbox.as_mut(), &command, env, &format!("standby {kind}"))?;
         Ok(Self {
             id,
-            runtime: runtime.to_string(),
+            kind: kind.clone(),
             created: Instant::now(),
             sandbox,
             runtime_process: waiting,
@@ -316,5 +328,125 @@ impl Standby {
     pub fn destroy(mut self) {
         self.runtime_process.stop();
         self.sandbox.destroy();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn config(runtime: &str, memory_mb: u32, variables: &[(&str, &str)]) -> FunctionConfig {
+        let mut config = FunctionConfig::sample("f");
+        config.runtime = Some(runtime.into());
+        config.memory_size = memory_mb;
+        config.environment = (!variables.is_empty()).then(|| {
+            variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        });
+        config
+    }
+
+    fn runtimes() -> RuntimeTable {
+        RuntimeTable::discover(std::path::Path::new("/nonexistent"), &BTreeMap::new())
+    }
+
+    #[test]
+    fn each_runtime_adopts_from_its_own_kind_of_pool() {
+        let standbys = Standbys::new(2);
+        let runtimes = runtimes();
+        let kind = |c: &FunctionConfig| standbys.kind(c, &runtimes);
+        assert_eq!(
+            kind(&config("python3.12", 1024, &[])),
+            Some(StandbyKind::Python {
+                runtime: "python3.12".into()
+            }),
+            "Python's pool does not depend on memory"
+        );
+        assert_eq!(
+            kind(&config("nodejs20.x", 512, &[])),
+            Some(StandbyKind::Node {
+                runtime: "nodejs20.x".into(),
+                memory_mb: 512
+            })
+        );
+        assert_eq!(
+            kind(&config("provided.al2023", 128, &[("LANG", "C")])),
+            Some(StandbyKind::StandIn { prefix: None }),
+            "a custom runtime's bootstrap is exec'd with its variables"
+        );
+    }
+
+    #[test]
+    fn a_variable_read_at_start_needs_a_stand_in_or_a_fresh_start() {
+        let standbys = Standbys::new(2);
+        let runtimes = runtimes();
+        for (runtime, variable) in [
+            ("python3.12", "PYTHONPATH"),
+            ("python3.12", "LD_PRELOAD"),
+            ("nodejs20.x", "NODE_OPTIONS"),
+            ("nodejs20.x", "TZ"),
+        ] {
+            assert_eq!(
+                standbys.kind(&config(runtime, 128, &[(variable, "x")]), &runtimes),
+                Some(StandbyKind::StandIn {
+                    prefix: runtimes.install_prefix(runtime)
+                }),
+                "{runtime} with {variable}"
+            );
+        }
+        assert_eq!(
+            standbys.kind(&config("java21", 128, &[]), &runtimes),
+            None,
+            "no pool for runtimes Gust does not start ahead"
+        );
+        let egress = config("python3.12", 128, &[("GUST_NETWORK", "egress")]);
+        assert_eq!(standbys.kind(&egress, &runtimes), None);
+        let none = Standbys::new(0);
+        assert_eq!(none.kind(&config("python3.12", 128, &[]), &runtimes), None);
+    }
+
+    #[test]
+    fn a_cold_start_asks_for_what_the_pool_lacks_once() {
+        let standbys = Standbys::new(2);
+        let kind = StandbyKind::Python {
+            runtime: "python3.12".into(),
+        };
+        assert_eq!(standbys.wanted(&kind), 2);
+        assert_eq!(standbys.wanted(&kind), 0, "two are starting");
+        assert!(standbys.started(&kind, None).is_none());
+        assert_eq!(standbys.wanted(&kind), 1, "one could not start");
+        let (taken, dead) = standbys.take(&kind);
+        assert!(taken.is_none() && dead.is_empty());
+    }
+
+    #[test]
+    fn kinds_show_as_gust_status_names_them() {
+        let kinds = [
+            StandbyKind::Python {
+                runtime: "python3.12".into(),
+            },
+            StandbyKind::Node {
+                runtime: "nodejs20.x".into(),
+                memory_mb: 512,
+            },
+            StandbyKind::StandIn { prefix: None },
+            StandbyKind::StandIn {
+                prefix: Some("/opt/python".into()),
+            },
+        ];
+        let shown: Vec<String> = kinds.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "python3.12",
+                "nodejs20.x/512",
+                "provided",
+                "provided:/opt/python"
+            ]
+        );
     }
 }

@@ -549,43 +549,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gust_model::function::{CodeRef, LoggingConfig};
 
     fn config(name: &str) -> FunctionConfig {
-        FunctionConfig {
-            name: name.into(),
-            version: "$LATEST".into(),
-            runtime: Some("python3.12".into()),
-            role: "arn:aws:iam::123456789012:role/r".into(),
-            handler: Some("app.handler".into()),
-            description: String::new(),
-            timeout: 3,
-            memory_size: 128,
-            environment: None,
-            architecture: "x86_64".into(),
-            ephemeral_storage: 512,
-            tracing_mode: "PassThrough".into(),
-            code: CodeRef {
-                sha256: "x".into(),
-                digest_hex: "y".into(),
-                size: 1,
-                unzipped_size: 1,
-            },
-            last_modified: "2020-04-10T19:06:32.563+0000".into(),
-            revision_id: "r".into(),
-            dead_letter_target: None,
-            kms_key_arn: None,
-            vpc_config: None,
-            file_system_configs: None,
-            snap_start_apply_on: "None".into(),
-            logging: LoggingConfig {
-                log_format: "Text".into(),
-                application_log_level: None,
-                system_log_level: None,
-                log_group: "/aws/lambda/f".into(),
-            },
-            published_description: None,
-        }
+        FunctionConfig::sample(name)
     }
 
     #[test]
