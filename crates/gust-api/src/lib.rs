@@ -177,84 +177,123 @@ async fn dispatch(
             .map(String::as_str)
             .unwrap_or_default()
     };
+    use routes::Operation as Op;
     match matched.operation {
-        "CreateFunction" => functions::create(app, req, rid).await,
-        "ListFunctions" => functions::list(app, &query, rid),
-        "GetFunction" => {
+        Op::CreateFunction => functions::create(app, req, rid).await,
+        Op::ListFunctions => functions::list(app, &query, rid),
+        Op::GetFunction => {
             let host = http::request_host(&req, &app.public_address);
             functions::get(app, param(0), &query, &host, rid)
         }
-        "GetFunctionConfiguration" => functions::get_configuration(app, param(0), &query, rid),
-        "UpdateFunctionConfiguration" => {
+        Op::GetFunctionConfiguration => functions::get_configuration(app, param(0), &query, rid),
+        Op::UpdateFunctionConfiguration => {
             functions::update_configuration(app, param(0), req, rid).await
         }
-        "UpdateFunctionCode" => functions::update_code(app, param(0), req, rid).await,
-        "PublishVersion" => functions::publish_version(app, param(0), req, rid).await,
-        "ListVersionsByFunction" => functions::list_versions(app, param(0), &query, rid),
-        "DeleteFunction" => functions::delete(app, param(0), &query, rid).await,
-        "GetAccountSettings" => functions::account_settings(app, rid),
-        "Invoke" => invoke::invoke(app, param(0), &query, req, rid).await,
-        "CreateAlias" => resources::create_alias(app, param(0), req, rid).await,
-        "GetAlias" => resources::get_alias(app, param(0), param(1), rid),
-        "UpdateAlias" => resources::update_alias(app, param(0), param(1), req, rid).await,
-        "DeleteAlias" => resources::delete_alias(app, param(0), param(1), rid).await,
-        "ListAliases" => resources::list_aliases(app, param(0), &query, rid),
-        "AddPermission" => resources::add_permission(app, param(0), &query, req, rid).await,
-        "GetPolicy" => resources::get_policy(app, param(0), &query, rid),
-        "RemovePermission" => {
+        Op::UpdateFunctionCode => functions::update_code(app, param(0), req, rid).await,
+        Op::PublishVersion => functions::publish_version(app, param(0), req, rid).await,
+        Op::ListVersionsByFunction => functions::list_versions(app, param(0), &query, rid),
+        Op::DeleteFunction => functions::delete(app, param(0), &query, rid).await,
+        Op::GetAccountSettings => functions::account_settings(app, rid),
+        Op::Invoke => invoke::invoke(app, param(0), &query, req, rid).await,
+        Op::CreateAlias => resources::create_alias(app, param(0), req, rid).await,
+        Op::GetAlias => resources::get_alias(app, param(0), param(1), rid),
+        Op::UpdateAlias => resources::update_alias(app, param(0), param(1), req, rid).await,
+        Op::DeleteAlias => resources::delete_alias(app, param(0), param(1), rid).await,
+        Op::ListAliases => resources::list_aliases(app, param(0), &query, rid),
+        Op::AddPermission => resources::add_permission(app, param(0), &query, req, rid).await,
+        Op::GetPolicy => resources::get_policy(app, param(0), &query, rid),
+        Op::RemovePermission => {
             resources::remove_permission(app, param(0), param(1), &query, rid).await
         }
-        "InvokeAsync" => invoke::invoke_async(app, param(0), req, rid).await,
-        "PutFunctionEventInvokeConfig" => {
+        Op::InvokeAsync => invoke::invoke_async(app, param(0), req, rid).await,
+        Op::PutFunctionEventInvokeConfig => {
             asynchronous::put_config(app, param(0), &query, req, false, rid).await
         }
-        "UpdateFunctionEventInvokeConfig" => {
+        Op::UpdateFunctionEventInvokeConfig => {
             asynchronous::put_config(app, param(0), &query, req, true, rid).await
         }
-        "GetFunctionEventInvokeConfig" => asynchronous::get_config(app, param(0), &query, rid),
-        "DeleteFunctionEventInvokeConfig" => {
+        Op::GetFunctionEventInvokeConfig => asynchronous::get_config(app, param(0), &query, rid),
+        Op::DeleteFunctionEventInvokeConfig => {
             asynchronous::delete_config(app, param(0), &query, rid).await
         }
-        "ListFunctionEventInvokeConfigs" => asynchronous::list_configs(app, param(0), &query, rid),
-        "TagResource" => resources::tag_resource(app, param(0), req, rid).await,
-        "UntagResource" => resources::untag_resource(app, param(0), &query, rid).await,
-        "ListTags" => resources::list_tags(app, param(0), rid),
-        "PutFunctionConcurrency" => concurrency::put_reserved(app, param(0), req, rid).await,
-        "GetFunctionConcurrency" => concurrency::get_reserved(app, param(0), rid),
-        "CreateCodeSigningConfig" => code_signing::create(app, req, rid).await,
-        "ListCodeSigningConfigs" => code_signing::list(app, &query, rid),
-        "GetCodeSigningConfig" => code_signing::get(app, param(0), rid),
-        "UpdateCodeSigningConfig" => code_signing::update(app, param(0), req, rid).await,
-        "DeleteCodeSigningConfig" => code_signing::delete(app, param(0), rid).await,
-        "ListFunctionsByCodeSigningConfig" => {
+        Op::ListFunctionEventInvokeConfigs => {
+            asynchronous::list_configs(app, param(0), &query, rid)
+        }
+        Op::TagResource => resources::tag_resource(app, param(0), req, rid).await,
+        Op::UntagResource => resources::untag_resource(app, param(0), &query, rid).await,
+        Op::ListTags => resources::list_tags(app, param(0), rid),
+        Op::PutFunctionConcurrency => concurrency::put_reserved(app, param(0), req, rid).await,
+        Op::GetFunctionConcurrency => concurrency::get_reserved(app, param(0), rid),
+        Op::CreateCodeSigningConfig => code_signing::create(app, req, rid).await,
+        Op::ListCodeSigningConfigs => code_signing::list(app, &query, rid),
+        Op::GetCodeSigningConfig => code_signing::get(app, param(0), rid),
+        Op::UpdateCodeSigningConfig => code_signing::update(app, param(0), req, rid).await,
+        Op::DeleteCodeSigningConfig => code_signing::delete(app, param(0), rid).await,
+        Op::ListFunctionsByCodeSigningConfig => {
             code_signing::list_functions(app, param(0), &query, rid)
         }
-        "PutFunctionCodeSigningConfig" => code_signing::put_function(app, param(0), req, rid).await,
-        "GetFunctionCodeSigningConfig" => code_signing::get_function(app, param(0), rid),
-        "DeleteFunctionCodeSigningConfig" => {
+        Op::PutFunctionCodeSigningConfig => {
+            code_signing::put_function(app, param(0), req, rid).await
+        }
+        Op::GetFunctionCodeSigningConfig => code_signing::get_function(app, param(0), rid),
+        Op::DeleteFunctionCodeSigningConfig => {
             code_signing::delete_function(app, param(0), rid).await
         }
-        "PutFunctionRecursionConfig" => concurrency::put_recursion(app, param(0), req, rid).await,
-        "GetFunctionRecursionConfig" => concurrency::get_recursion(app, param(0), rid),
-        "DeleteFunctionConcurrency" => concurrency::delete_reserved(app, param(0), rid).await,
-        "PutProvisionedConcurrencyConfig" => {
+        Op::PutFunctionRecursionConfig => concurrency::put_recursion(app, param(0), req, rid).await,
+        Op::GetFunctionRecursionConfig => concurrency::get_recursion(app, param(0), rid),
+        Op::DeleteFunctionConcurrency => concurrency::delete_reserved(app, param(0), rid).await,
+        Op::PutProvisionedConcurrencyConfig => {
             concurrency::put_provisioned(app, param(0), &query, req, rid).await
         }
-        "GetProvisionedConcurrencyConfig" => {
+        Op::GetProvisionedConcurrencyConfig => {
             concurrency::get_provisioned(app, param(0), &query, rid)
         }
-        "DeleteProvisionedConcurrencyConfig" => {
+        Op::DeleteProvisionedConcurrencyConfig => {
             concurrency::delete_provisioned(app, param(0), &query, rid).await
         }
-        "ListProvisionedConcurrencyConfigs" => {
+        Op::ListProvisionedConcurrencyConfigs => {
             concurrency::list_provisioned(app, param(0), &query, rid)
         }
-        "CreateFunctionUrlConfig" => urls::create(app, param(0), &query, req, rid).await,
-        "GetFunctionUrlConfig" => urls::get(app, param(0), &query, &req, rid),
-        "UpdateFunctionUrlConfig" => urls::update(app, param(0), &query, req, rid).await,
-        "DeleteFunctionUrlConfig" => urls::delete(app, param(0), &query, rid).await,
-        "ListFunctionUrlConfigs" => urls::list(app, param(0), &query, &req, rid),
-        other => Err(LambdaError::not_implemented(other)),
+        Op::CreateFunctionUrlConfig => urls::create(app, param(0), &query, req, rid).await,
+        Op::GetFunctionUrlConfig => urls::get(app, param(0), &query, &req, rid),
+        Op::UpdateFunctionUrlConfig => urls::update(app, param(0), &query, req, rid).await,
+        Op::DeleteFunctionUrlConfig => urls::delete(app, param(0), &query, rid).await,
+        Op::ListFunctionUrlConfigs => urls::list(app, param(0), &query, &req, rid),
+        // Operations of the model Gust does not have yet: a Lambda error naming each.
+        Op::CreateEventSourceMapping
+        | Op::ListEventSourceMappings
+        | Op::DeleteEventSourceMapping
+        | Op::GetEventSourceMapping
+        | Op::UpdateEventSourceMapping
+        | Op::ListLayers
+        | Op::ListLayerVersions
+        | Op::PublishLayerVersion
+        | Op::DeleteLayerVersion
+        | Op::GetLayerVersion
+        | Op::AddLayerVersionPermission
+        | Op::GetLayerVersionPolicy
+        | Op::RemoveLayerVersionPermission
+        | Op::GetRuntimeManagementConfig
+        | Op::PutRuntimeManagementConfig
+        | Op::InvokeWithResponseStream
+        | Op::CreateCapacityProvider
+        | Op::ListCapacityProviders
+        | Op::DeleteCapacityProvider
+        | Op::GetCapacityProvider
+        | Op::UpdateCapacityProvider
+        | Op::ListFunctionVersionsByCapacityProvider
+        | Op::GetFunctionScalingConfig
+        | Op::PutFunctionScalingConfig
+        | Op::SendDurableExecutionCallbackFailure
+        | Op::SendDurableExecutionCallbackHeartbeat
+        | Op::SendDurableExecutionCallbackSuccess
+        | Op::GetDurableExecution
+        | Op::CheckpointDurableExecution
+        | Op::GetDurableExecutionHistory
+        | Op::GetDurableExecutionState
+        | Op::StopDurableExecution
+        | Op::ListDurableExecutionsByFunction
+        | Op::GetLayerVersionByArn => Err(LambdaError::not_implemented(matched.operation.name())),
     }
 }
 

@@ -3,337 +3,488 @@
 //! Every operation of the model is listed, implemented or not, so that a client calling one
 //! Gust does not have yet gets a well-formed Lambda error naming it rather than a bare 404.
 
+gust_model::closed_set! {
+    /// Lambda's operations, as the API model names them.
+    pub enum Operation {
+        InvokeAsync,
+        CreateEventSourceMapping,
+        ListEventSourceMappings,
+        DeleteEventSourceMapping,
+        GetEventSourceMapping,
+        UpdateEventSourceMapping,
+        CreateFunction,
+        ListFunctions,
+        DeleteFunction,
+        GetFunction,
+        CreateAlias,
+        ListAliases,
+        DeleteAlias,
+        GetAlias,
+        UpdateAlias,
+        UpdateFunctionCode,
+        GetFunctionConfiguration,
+        UpdateFunctionConfiguration,
+        Invoke,
+        AddPermission,
+        GetPolicy,
+        RemovePermission,
+        ListVersionsByFunction,
+        PublishVersion,
+        GetAccountSettings,
+        ListTags,
+        TagResource,
+        UntagResource,
+        DeleteFunctionConcurrency,
+        PutFunctionConcurrency,
+        ListLayers,
+        ListLayerVersions,
+        PublishLayerVersion,
+        DeleteLayerVersion,
+        GetLayerVersion,
+        AddLayerVersionPermission,
+        GetLayerVersionPolicy,
+        RemoveLayerVersionPermission,
+        DeleteFunctionEventInvokeConfig,
+        GetFunctionEventInvokeConfig,
+        PutFunctionEventInvokeConfig,
+        UpdateFunctionEventInvokeConfig,
+        ListFunctionEventInvokeConfigs,
+        GetFunctionConcurrency,
+        DeleteProvisionedConcurrencyConfig,
+        GetProvisionedConcurrencyConfig,
+        PutProvisionedConcurrencyConfig,
+        CreateCodeSigningConfig,
+        ListCodeSigningConfigs,
+        DeleteCodeSigningConfig,
+        GetCodeSigningConfig,
+        UpdateCodeSigningConfig,
+        ListFunctionsByCodeSigningConfig,
+        DeleteFunctionCodeSigningConfig,
+        GetFunctionCodeSigningConfig,
+        PutFunctionCodeSigningConfig,
+        GetRuntimeManagementConfig,
+        PutRuntimeManagementConfig,
+        CreateFunctionUrlConfig,
+        DeleteFunctionUrlConfig,
+        GetFunctionUrlConfig,
+        UpdateFunctionUrlConfig,
+        ListFunctionUrlConfigs,
+        InvokeWithResponseStream,
+        GetFunctionRecursionConfig,
+        PutFunctionRecursionConfig,
+        CreateCapacityProvider,
+        ListCapacityProviders,
+        DeleteCapacityProvider,
+        GetCapacityProvider,
+        UpdateCapacityProvider,
+        ListFunctionVersionsByCapacityProvider,
+        GetFunctionScalingConfig,
+        PutFunctionScalingConfig,
+        SendDurableExecutionCallbackFailure,
+        SendDurableExecutionCallbackHeartbeat,
+        SendDurableExecutionCallbackSuccess,
+        GetDurableExecution,
+        CheckpointDurableExecution,
+        GetDurableExecutionHistory,
+        GetDurableExecutionState,
+        StopDurableExecution,
+        ListDurableExecutionsByFunction,
+        ListProvisionedConcurrencyConfigs,
+        GetLayerVersionByArn,
+    }
+}
+
 /// `(method, path pattern, operation)`; `*` matches one path segment.
-const OPERATIONS: &[(&str, &str, &str)] = &[
-    ("POST", "2014-11-13/functions/*/invoke-async", "InvokeAsync"),
+const OPERATIONS: &[(&str, &str, Operation)] = &[
+    (
+        "POST",
+        "2014-11-13/functions/*/invoke-async",
+        Operation::InvokeAsync,
+    ),
     (
         "POST",
         "2015-03-31/event-source-mappings",
-        "CreateEventSourceMapping",
+        Operation::CreateEventSourceMapping,
     ),
     (
         "GET",
         "2015-03-31/event-source-mappings",
-        "ListEventSourceMappings",
+        Operation::ListEventSourceMappings,
     ),
     (
         "DELETE",
         "2015-03-31/event-source-mappings/*",
-        "DeleteEventSourceMapping",
+        Operation::DeleteEventSourceMapping,
     ),
     (
         "GET",
         "2015-03-31/event-source-mappings/*",
-        "GetEventSourceMapping",
+        Operation::GetEventSourceMapping,
     ),
     (
         "PUT",
         "2015-03-31/event-source-mappings/*",
-        "UpdateEventSourceMapping",
+        Operation::UpdateEventSourceMapping,
     ),
-    ("POST", "2015-03-31/functions", "CreateFunction"),
-    ("GET", "2015-03-31/functions", "ListFunctions"),
-    ("DELETE", "2015-03-31/functions/*", "DeleteFunction"),
-    ("GET", "2015-03-31/functions/*", "GetFunction"),
-    ("POST", "2015-03-31/functions/*/aliases", "CreateAlias"),
-    ("GET", "2015-03-31/functions/*/aliases", "ListAliases"),
-    ("DELETE", "2015-03-31/functions/*/aliases/*", "DeleteAlias"),
-    ("GET", "2015-03-31/functions/*/aliases/*", "GetAlias"),
-    ("PUT", "2015-03-31/functions/*/aliases/*", "UpdateAlias"),
-    ("PUT", "2015-03-31/functions/*/code", "UpdateFunctionCode"),
+    ("POST", "2015-03-31/functions", Operation::CreateFunction),
+    ("GET", "2015-03-31/functions", Operation::ListFunctions),
+    (
+        "DELETE",
+        "2015-03-31/functions/*",
+        Operation::DeleteFunction,
+    ),
+    ("GET", "2015-03-31/functions/*", Operation::GetFunction),
+    (
+        "POST",
+        "2015-03-31/functions/*/aliases",
+        Operation::CreateAlias,
+    ),
+    (
+        "GET",
+        "2015-03-31/functions/*/aliases",
+        Operation::ListAliases,
+    ),
+    (
+        "DELETE",
+        "2015-03-31/functions/*/aliases/*",
+        Operation::DeleteAlias,
+    ),
+    (
+        "GET",
+        "2015-03-31/functions/*/aliases/*",
+        Operation::GetAlias,
+    ),
+    (
+        "PUT",
+        "2015-03-31/functions/*/aliases/*",
+        Operation::UpdateAlias,
+    ),
+    (
+        "PUT",
+        "2015-03-31/functions/*/code",
+        Operation::UpdateFunctionCode,
+    ),
     (
         "GET",
         "2015-03-31/functions/*/configuration",
-        "GetFunctionConfiguration",
+        Operation::GetFunctionConfiguration,
     ),
     (
         "PUT",
         "2015-03-31/functions/*/configuration",
-        "UpdateFunctionConfiguration",
+        Operation::UpdateFunctionConfiguration,
     ),
-    ("POST", "2015-03-31/functions/*/invocations", "Invoke"),
-    ("POST", "2015-03-31/functions/*/policy", "AddPermission"),
-    ("GET", "2015-03-31/functions/*/policy", "GetPolicy"),
+    (
+        "POST",
+        "2015-03-31/functions/*/invocations",
+        Operation::Invoke,
+    ),
+    (
+        "POST",
+        "2015-03-31/functions/*/policy",
+        Operation::AddPermission,
+    ),
+    ("GET", "2015-03-31/functions/*/policy", Operation::GetPolicy),
     (
         "DELETE",
         "2015-03-31/functions/*/policy/*",
-        "RemovePermission",
+        Operation::RemovePermission,
     ),
     (
         "GET",
         "2015-03-31/functions/*/versions",
-        "ListVersionsByFunction",
+        Operation::ListVersionsByFunction,
     ),
-    ("POST", "2015-03-31/functions/*/versions", "PublishVersion"),
-    ("GET", "2016-08-19/account-settings", "GetAccountSettings"),
-    ("GET", "2017-03-31/tags/*", "ListTags"),
-    ("POST", "2017-03-31/tags/*", "TagResource"),
-    ("DELETE", "2017-03-31/tags/*", "UntagResource"),
+    (
+        "POST",
+        "2015-03-31/functions/*/versions",
+        Operation::PublishVersion,
+    ),
+    (
+        "GET",
+        "2016-08-19/account-settings",
+        Operation::GetAccountSettings,
+    ),
+    ("GET", "2017-03-31/tags/*", Operation::ListTags),
+    ("POST", "2017-03-31/tags/*", Operation::TagResource),
+    ("DELETE", "2017-03-31/tags/*", Operation::UntagResource),
     (
         "DELETE",
         "2017-10-31/functions/*/concurrency",
-        "DeleteFunctionConcurrency",
+        Operation::DeleteFunctionConcurrency,
     ),
     (
         "PUT",
         "2017-10-31/functions/*/concurrency",
-        "PutFunctionConcurrency",
+        Operation::PutFunctionConcurrency,
     ),
-    ("GET", "2018-10-31/layers", "ListLayers"),
-    ("GET", "2018-10-31/layers/*/versions", "ListLayerVersions"),
+    ("GET", "2018-10-31/layers", Operation::ListLayers),
+    (
+        "GET",
+        "2018-10-31/layers/*/versions",
+        Operation::ListLayerVersions,
+    ),
     (
         "POST",
         "2018-10-31/layers/*/versions",
-        "PublishLayerVersion",
+        Operation::PublishLayerVersion,
     ),
     (
         "DELETE",
         "2018-10-31/layers/*/versions/*",
-        "DeleteLayerVersion",
+        Operation::DeleteLayerVersion,
     ),
-    ("GET", "2018-10-31/layers/*/versions/*", "GetLayerVersion"),
+    (
+        "GET",
+        "2018-10-31/layers/*/versions/*",
+        Operation::GetLayerVersion,
+    ),
     (
         "POST",
         "2018-10-31/layers/*/versions/*/policy",
-        "AddLayerVersionPermission",
+        Operation::AddLayerVersionPermission,
     ),
     (
         "GET",
         "2018-10-31/layers/*/versions/*/policy",
-        "GetLayerVersionPolicy",
+        Operation::GetLayerVersionPolicy,
     ),
     (
         "DELETE",
         "2018-10-31/layers/*/versions/*/policy/*",
-        "RemoveLayerVersionPermission",
+        Operation::RemoveLayerVersionPermission,
     ),
     (
         "DELETE",
         "2019-09-25/functions/*/event-invoke-config",
-        "DeleteFunctionEventInvokeConfig",
+        Operation::DeleteFunctionEventInvokeConfig,
     ),
     (
         "GET",
         "2019-09-25/functions/*/event-invoke-config",
-        "GetFunctionEventInvokeConfig",
+        Operation::GetFunctionEventInvokeConfig,
     ),
     (
         "PUT",
         "2019-09-25/functions/*/event-invoke-config",
-        "PutFunctionEventInvokeConfig",
+        Operation::PutFunctionEventInvokeConfig,
     ),
     (
         "POST",
         "2019-09-25/functions/*/event-invoke-config",
-        "UpdateFunctionEventInvokeConfig",
+        Operation::UpdateFunctionEventInvokeConfig,
     ),
     (
         "GET",
         "2019-09-25/functions/*/event-invoke-config/list",
-        "ListFunctionEventInvokeConfigs",
+        Operation::ListFunctionEventInvokeConfigs,
     ),
     (
         "GET",
         "2019-09-30/functions/*/concurrency",
-        "GetFunctionConcurrency",
+        Operation::GetFunctionConcurrency,
     ),
     (
         "DELETE",
         "2019-09-30/functions/*/provisioned-concurrency",
-        "DeleteProvisionedConcurrencyConfig",
+        Operation::DeleteProvisionedConcurrencyConfig,
     ),
     (
         "GET",
         "2019-09-30/functions/*/provisioned-concurrency",
-        "GetProvisionedConcurrencyConfig",
+        Operation::GetProvisionedConcurrencyConfig,
     ),
     (
         "PUT",
         "2019-09-30/functions/*/provisioned-concurrency",
-        "PutProvisionedConcurrencyConfig",
+        Operation::PutProvisionedConcurrencyConfig,
     ),
     (
         "POST",
         "2020-04-22/code-signing-configs",
-        "CreateCodeSigningConfig",
+        Operation::CreateCodeSigningConfig,
     ),
     (
         "GET",
         "2020-04-22/code-signing-configs",
-        "ListCodeSigningConfigs",
+        Operation::ListCodeSigningConfigs,
     ),
     (
         "DELETE",
         "2020-04-22/code-signing-configs/*",
-        "DeleteCodeSigningConfig",
+        Operation::DeleteCodeSigningConfig,
     ),
     (
         "GET",
         "2020-04-22/code-signing-configs/*",
-        "GetCodeSigningConfig",
+        Operation::GetCodeSigningConfig,
     ),
     (
         "PUT",
         "2020-04-22/code-signing-configs/*",
-        "UpdateCodeSigningConfig",
+        Operation::UpdateCodeSigningConfig,
     ),
     (
         "GET",
         "2020-04-22/code-signing-configs/*/functions",
-        "ListFunctionsByCodeSigningConfig",
+        Operation::ListFunctionsByCodeSigningConfig,
     ),
     (
         "DELETE",
         "2020-06-30/functions/*/code-signing-config",
-        "DeleteFunctionCodeSigningConfig",
+        Operation::DeleteFunctionCodeSigningConfig,
     ),
     (
         "GET",
         "2020-06-30/functions/*/code-signing-config",
-        "GetFunctionCodeSigningConfig",
+        Operation::GetFunctionCodeSigningConfig,
     ),
     (
         "PUT",
         "2020-06-30/functions/*/code-signing-config",
-        "PutFunctionCodeSigningConfig",
+        Operation::PutFunctionCodeSigningConfig,
     ),
     (
         "GET",
         "2021-07-20/functions/*/runtime-management-config",
-        "GetRuntimeManagementConfig",
+        Operation::GetRuntimeManagementConfig,
     ),
     (
         "PUT",
         "2021-07-20/functions/*/runtime-management-config",
-        "PutRuntimeManagementConfig",
+        Operation::PutRuntimeManagementConfig,
     ),
     (
         "POST",
         "2021-10-31/functions/*/url",
-        "CreateFunctionUrlConfig",
+        Operation::CreateFunctionUrlConfig,
     ),
     (
         "DELETE",
         "2021-10-31/functions/*/url",
-        "DeleteFunctionUrlConfig",
+        Operation::DeleteFunctionUrlConfig,
     ),
-    ("GET", "2021-10-31/functions/*/url", "GetFunctionUrlConfig"),
+    (
+        "GET",
+        "2021-10-31/functions/*/url",
+        Operation::GetFunctionUrlConfig,
+    ),
     (
         "PUT",
         "2021-10-31/functions/*/url",
-        "UpdateFunctionUrlConfig",
+        Operation::UpdateFunctionUrlConfig,
     ),
     (
         "GET",
         "2021-10-31/functions/*/urls",
-        "ListFunctionUrlConfigs",
+        Operation::ListFunctionUrlConfigs,
     ),
     (
         "POST",
         "2021-11-15/functions/*/response-streaming-invocations",
-        "InvokeWithResponseStream",
+        Operation::InvokeWithResponseStream,
     ),
     (
         "GET",
         "2024-08-31/functions/*/recursion-config",
-        "GetFunctionRecursionConfig",
+        Operation::GetFunctionRecursionConfig,
     ),
     (
         "PUT",
         "2024-08-31/functions/*/recursion-config",
-        "PutFunctionRecursionConfig",
+        Operation::PutFunctionRecursionConfig,
     ),
     (
         "POST",
         "2025-11-30/capacity-providers",
-        "CreateCapacityProvider",
+        Operation::CreateCapacityProvider,
     ),
     (
         "GET",
         "2025-11-30/capacity-providers",
-        "ListCapacityProviders",
+        Operation::ListCapacityProviders,
     ),
     (
         "DELETE",
         "2025-11-30/capacity-providers/*",
-        "DeleteCapacityProvider",
+        Operation::DeleteCapacityProvider,
     ),
     (
         "GET",
         "2025-11-30/capacity-providers/*",
-        "GetCapacityProvider",
+        Operation::GetCapacityProvider,
     ),
     (
         "PUT",
         "2025-11-30/capacity-providers/*",
-        "UpdateCapacityProvider",
+        Operation::UpdateCapacityProvider,
     ),
     (
         "GET",
         "2025-11-30/capacity-providers/*/function-versions",
-        "ListFunctionVersionsByCapacityProvider",
+        Operation::ListFunctionVersionsByCapacityProvider,
     ),
     (
         "GET",
         "2025-11-30/functions/*/function-scaling-config",
-        "GetFunctionScalingConfig",
+        Operation::GetFunctionScalingConfig,
     ),
     (
         "PUT",
         "2025-11-30/functions/*/function-scaling-config",
-        "PutFunctionScalingConfig",
+        Operation::PutFunctionScalingConfig,
     ),
     (
         "POST",
         "2025-12-01/durable-execution-callbacks/*/fail",
-        "SendDurableExecutionCallbackFailure",
+        Operation::SendDurableExecutionCallbackFailure,
     ),
     (
         "POST",
         "2025-12-01/durable-execution-callbacks/*/heartbeat",
-        "SendDurableExecutionCallbackHeartbeat",
+        Operation::SendDurableExecutionCallbackHeartbeat,
     ),
     (
         "POST",
         "2025-12-01/durable-execution-callbacks/*/succeed",
-        "SendDurableExecutionCallbackSuccess",
+        Operation::SendDurableExecutionCallbackSuccess,
     ),
     (
         "GET",
         "2025-12-01/durable-executions/*",
-        "GetDurableExecution",
+        Operation::GetDurableExecution,
     ),
     (
         "POST",
         "2025-12-01/durable-executions/*/checkpoint",
-        "CheckpointDurableExecution",
+        Operation::CheckpointDurableExecution,
     ),
     (
         "GET",
         "2025-12-01/durable-executions/*/history",
-        "GetDurableExecutionHistory",
+        Operation::GetDurableExecutionHistory,
     ),
     (
         "GET",
         "2025-12-01/durable-executions/*/state",
-        "GetDurableExecutionState",
+        Operation::GetDurableExecutionState,
     ),
     (
         "POST",
         "2025-12-01/durable-executions/*/stop",
-        "StopDurableExecution",
+        Operation::StopDurableExecution,
     ),
     (
         "GET",
         "2025-12-01/functions/*/durable-executions",
-        "ListDurableExecutionsByFunction",
+        Operation::ListDurableExecutionsByFunction,
     ),
 ];
 
 /// A matched operation and its path parameters (percent-decoded), in order.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Matched {
-    pub operation: &'static str,
+    pub operation: Operation,
     pub params: Vec<String>,
 }
 
@@ -366,10 +517,10 @@ pub fn find(
             continue;
         }
         let operation = match *operation {
-            "GetProvisionedConcurrencyConfig" if query_has("List") => {
-                "ListProvisionedConcurrencyConfigs"
+            Operation::GetProvisionedConcurrencyConfig if query_has("List") => {
+                Operation::ListProvisionedConcurrencyConfigs
             }
-            "ListLayers" if query_has("find") => "GetLayerVersionByArn",
+            Operation::ListLayers if query_has("find") => Operation::GetLayerVersionByArn,
             other => other,
         };
         return Some(Matched { operation, params });
@@ -395,7 +546,7 @@ mod tests {
             |_| false,
         )
         .unwrap();
-        assert_eq!(m.operation, "Invoke");
+        assert_eq!(m.operation, Operation::Invoke);
         assert_eq!(
             m.params,
             vec!["arn:aws:lambda:us-east-1:123456789012:function:f"]
@@ -406,7 +557,7 @@ mod tests {
             })
             .unwrap()
             .operation,
-            "GetFunctionConcurrency"
+            Operation::GetFunctionConcurrency
         );
         assert_eq!(
             find(
@@ -416,7 +567,7 @@ mod tests {
             )
             .unwrap()
             .operation,
-            "ListProvisionedConcurrencyConfigs"
+            Operation::ListProvisionedConcurrencyConfigs
         );
         assert!(find("PATCH", &segs("2015-03-31/functions"), |_| false).is_none());
         assert!(
@@ -425,5 +576,17 @@ mod tests {
             })
             .is_none()
         );
+    }
+
+    #[test]
+    fn every_operation_is_reachable_by_exactly_one_route() {
+        for operation in Operation::ALL {
+            let routes = OPERATIONS.iter().filter(|(_, _, o)| o == operation).count();
+            let by_query = matches!(
+                operation,
+                Operation::ListProvisionedConcurrencyConfigs | Operation::GetLayerVersionByArn
+            );
+            assert_eq!(routes, usize::from(!by_query), "{operation}");
+        }
     }
 }

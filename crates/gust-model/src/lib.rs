@@ -4,6 +4,7 @@
 //! unmodified Lambda clients and functions work against it.
 
 pub mod alias;
+pub mod closed_set;
 pub mod code_signing;
 pub mod concurrency;
 pub mod error;

@@ -30,6 +30,23 @@ use crate::transform::InputTransformer;
 
 const DEFAULT_BUS: &str = "default";
 const NAME_PATTERN: &str = r"[\.\-_A-Za-z0-9]+";
+
+gust_model::closed_set! {
+    /// The EventBridge operations Gust serves (scheduled rules and their targets).
+    pub enum EventsOperation {
+        PutRule,
+        DescribeRule,
+        DeleteRule,
+        EnableRule,
+        DisableRule,
+        ListRules,
+        PutTargets,
+        RemoveTargets,
+        ListTargetsByRule,
+        ListRuleNamesByTarget,
+    }
+}
+
 /// EventBridge's limit of targets per rule.
 const TARGETS_PER_RULE: usize = 5;
 const INPUT_MAX: usize = 8192;
@@ -356,18 +373,20 @@ impl Schedules {
 
     /// Runs one operation of the JSON 1.1 protocol (`X-Amz-Target: AWSEvents.<operation>`).
     pub async fn call(&self, operation: &str, body: &[u8]) -> Result<Value, EventsError> {
+        let Some(operation) = EventsOperation::parse(operation) else {
+            return Err(EventsError::unknown_operation(operation));
+        };
         match operation {
-            "PutRule" => self.put_rule(parse(body)?).await,
-            "DescribeRule" => self.describe_rule(parse(body)?),
-            "DeleteRule" => self.delete_rule(parse(body)?).await,
-            "EnableRule" => self.set_state(parse(body)?, "ENABLED").await,
-            "DisableRule" => self.set_state(parse(body)?, "DISABLED").await,
-            "ListRules" => self.list_rules(parse(body)?),
-            "PutTargets" => self.put_targets(parse(body)?).await,
-            "RemoveTargets" => self.remove_targets(parse(body)?).await,
-            "ListTargetsByRule" => self.list_targets(parse(body)?),
-            "ListRuleNamesByTarget" => self.list_rule_names_by_target(parse(body)?),
-            other => Err(EventsError::unknown_operation(other)),
+            EventsOperation::PutRule => self.put_rule(parse(body)?).await,
+            EventsOperation::DescribeRule => self.describe_rule(parse(body)?),
+            EventsOperation::DeleteRule => self.delete_rule(parse(body)?).await,
+            EventsOperation::EnableRule => self.set_state(parse(body)?, "ENABLED").await,
+            EventsOperation::DisableRule => self.set_state(parse(body)?, "DISABLED").await,
+            EventsOperation::ListRules => self.list_rules(parse(body)?),
+            EventsOperation::PutTargets => self.put_targets(parse(body)?).await,
+            EventsOperation::RemoveTargets => self.remove_targets(parse(body)?).await,
+            EventsOperation::ListTargetsByRule => self.list_targets(parse(body)?),
+            EventsOperation::ListRuleNamesByTarget => self.list_rule_names_by_target(parse(body)?),
         }
     }
 
