@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod budget;
+pub mod engine;
 pub mod environment;
 pub mod logs;
 pub mod platform;
@@ -31,6 +32,7 @@ use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 
 pub use admission::{Admission, Permit};
 use budget::{MemoryBudget, MemoryClaim};
+pub use engine::{Invoke, InvokeFuture};
 use environment::{Environment, InitializationType, Request};
 use platform::EnvironmentError;
 pub use platform::Platform;

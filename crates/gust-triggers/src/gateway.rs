@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use gust_control::Control;
-use gust_invoke::{InvokeRequest, Invoker};
+use gust_invoke::{Invoke, InvokeRequest};
 use gust_model::limits::SYNC_PAYLOAD_MAX;
 use gust_model::{Cors, ErrorCode, FunctionRef, FunctionUrlConfig, LambdaError};
 use http_body_util::Full;
@@ -121,7 +121,7 @@ enum Failure {
 
 pub struct Gateway {
     control: Arc<Control>,
-    invoker: Arc<Invoker>,
+    invoker: Arc<dyn Invoke>,
     routes: Arc<Routes>,
 }
 
@@ -248,7 +248,7 @@ fn apply_cors(cors: &Cors, request_headers: &HeaderMap, response: &mut HttpRespo
 }
 
 impl Gateway {
-    pub fn new(control: Arc<Control>, invoker: Arc<Invoker>, routes: Arc<Routes>) -> Self {
+    pub fn new(control: Arc<Control>, invoker: Arc<dyn Invoke>, routes: Arc<Routes>) -> Self {
         Self {
             control,
             invoker,
@@ -387,5 +387,156 @@ impl Gateway {
         };
         let outcome = self.run(matched.function.clone(), &call, source).await;
         answer(outcome, &ROUTE_ANSWERS, &matched.route_key, rid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Write};
+    use std::sync::Mutex;
+
+    use base64::Engine;
+    use gust_invoke::{InvokeFuture, InvokeResponse};
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// An engine that records what it was asked to run and answers with `answer`.
+    struct Recorder {
+        seen: Mutex<Vec<InvokeRequest>>,
+        answer: fn() -> Result<InvokeResponse, LambdaError>,
+    }
+
+    impl Invoke for Recorder {
+        fn invoke(&self, request: InvokeRequest) -> InvokeFuture<'_> {
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(request);
+            let answer = (self.answer)();
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn response(body: &str, function_error: bool) -> InvokeResponse {
+        InvokeResponse {
+            body: Bytes::from(body.to_string()),
+            content_type: None,
+            function_error,
+            executed_version: "$LATEST".into(),
+            log: Vec::new(),
+        }
+    }
+
+    fn code() -> String {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        zip.start_file("app.py", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(b"def handler(e, c):\n    return e\n")
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(zip.finish().unwrap().into_inner())
+    }
+
+    /// A gateway over a real control plane and route table, with `answer` as the engine.
+    async fn gateway(
+        dir: &std::path::Path,
+        answer: fn() -> Result<InvokeResponse, LambdaError>,
+    ) -> (Gateway, Arc<Recorder>) {
+        let settings = gust_control::Settings {
+            arns: gust_model::Arns::new("us-east-1", "123456789012"),
+            concurrent_executions: 1000,
+        };
+        let control = Arc::new(Control::open(dir, settings).unwrap());
+        let create = serde_json::from_value(serde_json::json!({
+            "FunctionName": "hello",
+            "Runtime": "python3.12",
+            "Role": "arn:aws:iam::123456789012:role/r",
+            "Handler": "app.handler",
+            "Code": {"ZipFile": code()},
+        }))
+        .unwrap();
+        control.create(create).await.unwrap();
+        let store = gust_store::TriggerStore::open(&dir.join("triggers.db")).unwrap();
+        let routes = Routes::open(control.clone(), Arc::new(Mutex::new(store))).unwrap();
+        routes.add("GET /greet/{name}", "hello").await.unwrap();
+        let recorder = Arc::new(Recorder {
+            seen: Mutex::new(Vec::new()),
+            answer,
+        });
+        let gateway = Gateway::new(control, recorder.clone(), routes);
+        (gateway, recorder)
+    }
+
+    async fn get(gateway: &Gateway, path: &str) -> (u16, String) {
+        let headers = HeaderMap::new();
+        let answer = gateway
+            .route(HttpCall {
+                method: "GET",
+                path,
+                query: Some("polite=yes"),
+                headers: &headers,
+                body: Bytes::new(),
+                peer: "127.0.0.1:40000".parse().unwrap(),
+                local_port: 9000,
+                request_id: "rid-1",
+            })
+            .await;
+        let status = answer.status().as_u16();
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_route_request_becomes_an_http_api_event_and_its_result_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gateway, engine) = gateway(dir.path(), || {
+            Ok(response(
+                r#"{"statusCode": 201, "body": "hi there"}"#,
+                false,
+            ))
+        })
+        .await;
+        assert_eq!(get(&gateway, "/greet/ada").await, (201, "hi there".into()));
+        let seen = engine.seen.lock().unwrap();
+        let [request] = seen.as_slice() else {
+            panic!("one invocation expected, got {}", seen.len());
+        };
+        assert_eq!(request.function.name, "hello");
+        assert_eq!(request.request_id, "rid-1");
+        let event: serde_json::Value = serde_json::from_slice(&request.payload).unwrap();
+        assert_eq!(event["version"], "2.0");
+        assert_eq!(event["routeKey"], "GET /greet/{name}");
+        assert_eq!(event["rawPath"], "/greet/ada");
+        assert_eq!(event["rawQueryString"], "polite=yes");
+        assert_eq!(event["pathParameters"]["name"], "ada");
+        assert_eq!(event["requestContext"]["http"]["sourceIp"], "127.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn failures_get_the_gateways_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (throttled, _) = gateway(dir.path(), || {
+            Err(LambdaError::new(
+                ErrorCode::TooManyRequests,
+                "Rate Exceeded.",
+            ))
+        })
+        .await;
+        assert_eq!(get(&throttled, "/greet/ada").await.0, 429);
+
+        let dir = tempfile::tempdir().unwrap();
+        let (failing, _) = gateway(dir.path(), || {
+            Ok(response(r#"{"errorMessage": "boom"}"#, true))
+        })
+        .await;
+        assert_eq!(
+            get(&failing, "/greet/ada").await,
+            (500, r#"{"message":"Internal Server Error"}"#.into())
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (engine_unused, engine) = gateway(dir.path(), || unreachable!()).await;
+        assert_eq!(get(&engine_unused, "/nowhere").await.0, 404);
+        assert!(engine.seen.lock().unwrap().is_empty());
     }
 }

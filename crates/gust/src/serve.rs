@@ -385,7 +385,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot load the scheduled rules")?;
     schedules.start();
     let routes = Routes::open(control.clone(), trigger_store).context("cannot load the routes")?;
-    let gateway = Arc::new(Gateway::new(control.clone(), invoker.clone(), routes));
+    let gateway = Arc::new(Gateway::new(
+        control.clone(),
+        Arc::new(invoker.clone()),
+        routes,
+    ));
     let gateway_listener = if args.gateway_listen == "off" {
         None
     } else {
