@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod budget;
+pub mod control_plane;
 pub mod engine;
 pub mod environment;
 pub mod logs;
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gust_control::Control;
+pub use control_plane::ControlPlane;
 use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 
 pub use admission::{Admission, Permit};
@@ -89,7 +90,7 @@ pub struct InvokeResponse {
 }
 
 pub struct Invoker {
-    control: Arc<Control>,
+    control: Arc<dyn ControlPlane>,
     platform: Platform,
     settings: Settings,
     pool: Pool<Environment>,
@@ -173,7 +174,11 @@ fn teardown(envs: Vec<Environment>) {
 }
 
 impl Invoker {
-    pub fn new(control: Arc<Control>, platform: Platform, settings: Settings) -> Arc<Self> {
+    pub fn new(
+        control: Arc<dyn ControlPlane>,
+        platform: Platform,
+        settings: Settings,
+    ) -> Arc<Self> {
         let snap_start = snapshot::publish_confinement(&platform).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not publish the sandbox confinement; SnapStart versions initialise on demand");
             false
