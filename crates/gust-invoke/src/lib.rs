@@ -20,6 +20,7 @@ pub mod queue;
 pub mod report;
 mod runtime_process;
 pub mod snapshot;
+mod snapshots;
 pub mod standbys;
 mod variables;
 
@@ -42,6 +43,7 @@ use provisioned::{Provisioned, Target, Wanted};
 pub use provisioned::{ProvisionedState, ProvisionedStatus};
 pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
 use snapshot::Snapshot;
+use snapshots::Snapshots;
 use standbys::Standby;
 use standbys::Standbys;
 
@@ -109,13 +111,11 @@ pub struct Invoker {
     standbys: Standbys,
     /// SnapStart snapshot processes per `(function, version)`, started on the version's
     /// first cold start (`None`: its init failed; retried after the next sweep).
-    snapshots: Mutex<HashMap<Target, SnapshotCell>>,
+    snapshots: Snapshots,
     /// Whether the launcher forks SnapStart environments (and their confinement is
     /// published for the runtime).
     snap_start: bool,
 }
-
-type SnapshotCell = Arc<tokio::sync::OnceCell<Option<Arc<Snapshot>>>>;
 
 /// Counts an environment's package as in use for as long as it lives.
 struct BusyCode<'a> {
@@ -199,7 +199,7 @@ impl Invoker {
             busy_code: Mutex::new(HashMap::new()),
             provisioned: Provisioned::default(),
             standbys: Standbys::new(settings_standbys),
-            snapshots: Mutex::new(HashMap::new()),
+            snapshots: Snapshots::default(),
             snap_start,
         })
     }
@@ -258,7 +258,7 @@ impl Invoker {
         self.retire_snapshots();
         self.reconcile_provisioned();
         let mut in_use: HashSet<String> = self.pool.code_in_use().into_iter().collect();
-        in_use.extend(self.snapshot_code());
+        in_use.extend(self.snapshots.code());
         in_use.extend(
             self.busy_code
                 .lock()
@@ -280,10 +280,7 @@ impl Invoker {
             standby.destroy();
         }
         // Snapshots go with the last environment restored from them.
-        self.snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.snapshots.clear();
     }
 
     /// Runtimes started ahead and ready, per runtime id.
@@ -318,32 +315,12 @@ impl Invoker {
 
     /// `(function, version)` of each live SnapStart snapshot, for status output.
     pub fn snapshots(&self) -> Vec<(String, String)> {
-        let mut live: Vec<(String, String)> = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, cell)| {
-                cell.get()
-                    .and_then(Option::as_ref)
-                    .is_some_and(|s| s.is_alive())
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
-        live.sort();
-        live
+        self.snapshots.live()
     }
 
     /// The snapshot of `config`'s version, made now (its init runs) if it has none yet.
     async fn snapshot(&self, config: &Arc<FunctionConfig>) -> Option<Arc<Snapshot>> {
-        let key = (config.name.clone(), config.version.clone());
-        let cell = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = self.snapshots.cell(config);
         cell.get_or_init(|| async {
             let claim = self.room_for(u64::from(config.memory_size));
             match Snapshot::start(&self.platform, config.clone(), claim).await {
@@ -382,42 +359,13 @@ impl Invoker {
     /// has needed for a keep-alive (a snapshot process ends when the last environment
     /// restored from it does, as they live in its PID namespace).
     fn retire_snapshots(&self) {
-        let keep_alive = self.settings.keep_alive;
-        let mut retired = Vec::new();
-        self.snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, cell| {
-                let keep = match cell.get() {
-                    None => true,
-                    Some(None) => false,
-                    Some(Some(snapshot)) => {
-                        let last = *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner());
-                        snapshot.is_alive()
-                            && last.elapsed() <= keep_alive
-                            && self.control.is_current(&snapshot.config)
-                    }
-                };
-                if !keep {
-                    retired.push(cell.clone());
-                }
-                keep
-            });
+        let retired = self.snapshots.retire(self.settings.keep_alive, |config| {
+            self.control.is_current(config)
+        });
         if !retired.is_empty() {
             // Killing a snapshot's sandbox waits for its processes to go.
             tokio::task::spawn_blocking(move || drop(retired));
         }
-    }
-
-    /// Packages snapshot processes run.
-    fn snapshot_code(&self) -> Vec<String> {
-        self.snapshots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter_map(|cell| cell.get().cloned().flatten())
-            .map(|snapshot| snapshot.config.code.digest_hex.clone())
-            .collect()
     }
 
     /// An environment for `config` made from a runtime started ahead, if one is ready.
