@@ -2,6 +2,7 @@
 //! sandbox of its own and carries on from its snapshot.
 
 use super::*;
+use crate::snapshot::SnapshotError;
 
 impl Environment {
     /// Starts an environment of `config` from its version's SnapStart snapshot: the snapshot
@@ -13,9 +14,9 @@ impl Environment {
         config: Arc<FunctionConfig>,
         snapshot: &Arc<crate::snapshot::Snapshot>,
         claim: MemoryClaim,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SnapshotError> {
         let command = function_command(platform, &config, snapshot.sandbox.as_ref())
-            .map_err(|e| e.to_string())?;
+            .map_err(SnapshotError::Command)?;
         let mut spare = snapshot.forking.lock().await;
         // Waiting for another restore to finish with the snapshot is not this one's.
         let started = Instant::now();
@@ -57,12 +58,13 @@ impl Environment {
         };
         let output = tokio::time::timeout(crate::snapshot::STEP_LIMIT, output)
             .await
-            .map_err(|_| "the restored environment did not connect its output".to_string())?
-            .map_err(|e| e.to_string())?;
-        let (link, server) = serve_runtime_api(sandbox.as_mut()).map_err(|e| e.to_string())?;
+            .map_err(|_| SnapshotError::OutputNotConnected)?
+            .map_err(SnapshotError::Output)?;
+        let (link, server) =
+            serve_runtime_api(sandbox.as_mut()).map_err(SnapshotError::RuntimeApi)?;
         let log = SharedLog::default();
         let process = RuntimeProcess::follow(pid, link.clone(), output, &log, &config.name)
-            .map_err(|e| e.to_string())?;
+            .map_err(SnapshotError::Follow)?;
         *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         let runtime = Waiting {
             link,
