@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use gust_model::FunctionConfig;
 use gust_runtime_api::Link;
+use gust_runtime_api::control::{Claim, ControlError, ForkAnswer, ForkReport, ForkRequest};
 use gust_runtimes::CommandError;
 use gust_sandbox::{Sandbox, SandboxError, SandboxSpec};
 
@@ -94,6 +95,8 @@ pub enum SnapshotError {
     AdoptFork(#[source] SandboxError),
     #[error("the function's runtime: {0}")]
     Command(#[source] CommandError),
+    #[error("the fork's environment cannot be sent to it: {0}")]
+    Answer(#[source] ControlError),
     #[error("the restored environment did not connect its output")]
     OutputNotConnected,
     #[error("accepting the restored environment's output: {0}")]
@@ -201,8 +204,9 @@ impl Snapshot {
         platform: &Platform,
         config: &FunctionConfig,
     ) -> Result<Prepared, SnapshotError> {
-        self.link()
-            .claim_standby(serde_json::json!({ "TmpMB": config.ephemeral_storage }).to_string());
+        self.link().claim_standby(Claim::Fork(ForkRequest {
+            tmp_mb: config.ephemeral_storage,
+        }));
         let report = tokio::time::timeout(STEP_LIMIT, self.link().fork_reported())
             .await
             .map_err(|_| {
@@ -211,17 +215,17 @@ impl Snapshot {
                 SnapshotError::ForkNotReported
             })?
             .map_err(|_| SnapshotError::SnapshotGone)?;
-        let forked = match report.trim().parse::<u32>() {
-            Ok(pid) => self
+        let forked = match report {
+            ForkReport::Forked { pid } => self
                 .forked_pid(pid)
                 .ok_or(SnapshotError::ForkNotFound { pid }),
-            Err(_) => Err(SnapshotError::ForkFailed { reason: report }),
+            ForkReport::Failed { reason } => Err(SnapshotError::ForkFailed { reason }),
         };
         let pid = match forked {
             Ok(pid) => pid,
             Err(e) => {
-                // Without its answer the fork ends itself.
-                self.link().answer_fork(String::new());
+                // The snapshot process hands the answer on to its fork, if it made one.
+                self.link().answer_fork(ForkAnswer::Abandon);
                 return Err(e);
             }
         };
@@ -235,7 +239,7 @@ impl Snapshot {
                 log_sink,
             }),
             Err(e) => {
-                self.link().answer_fork(String::new());
+                self.link().answer_fork(ForkAnswer::Abandon);
                 if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }

@@ -1,6 +1,8 @@
 //! A start from a SnapStart snapshot: the version's initialised runtime is forked into a
 //! sandbox of its own and carries on from its snapshot.
 
+use gust_runtime_api::control::ForkAnswer;
+
 use super::*;
 use crate::snapshot::SnapshotError;
 
@@ -40,10 +42,15 @@ impl Environment {
             Some(&command),
         );
         set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
-        let document = variables_document(&env);
-        snapshot
-            .link()
-            .answer_fork(serde_json::json!({ "Environment": document }).to_string());
+        let answer = ForkAnswer::Restore {
+            environment: env.clone(),
+        };
+        // Checked here: the Runtime API could only refuse to write it to the fork.
+        if let Err(e) = answer.encode() {
+            snapshot.link().answer_fork(ForkAnswer::Abandon);
+            return Err(SnapshotError::Answer(e));
+        }
+        snapshot.link().answer_fork(answer);
         drop(spare);
         // The next restore finds its fork made and in its sandbox.
         crate::snapshot::Snapshot::prepare_spare(
