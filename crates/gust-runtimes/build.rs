@@ -9,6 +9,8 @@ use std::process::Command;
 fn main() {
     let source = "bootstrap/standby/exec.rs";
     println!("cargo:rerun-if-changed={source}");
+    // The control protocol, which the stand-in includes from the Runtime API's crate.
+    println!("cargo:rerun-if-changed=../gust-runtime-api/src/control.rs");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let target = env::var("TARGET").expect("cargo sets TARGET");

@@ -8,6 +8,7 @@ use anyhow::Context;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gust_runtime_api::control::{Adoption, Claim, Exec};
 use gust_sandbox::linux::LinuxLauncher;
 use gust_sandbox::{Launcher, ProcessLauncher, ProcessSpec, SandboxSpec};
 
@@ -124,13 +125,16 @@ async fn time_started_ahead(
             .context("the stand-in did not get ready")?;
         let started = Instant::now();
         sandbox.assign(dir, 128, 512, pid)?;
-        link.claim_standby(
-            serde_json::json!({
-                "Environment": {"PATH": "/usr/bin:/bin", "LAMBDA_TASK_ROOT": "/var/task"},
-                "Exec": {"Program": "/bin/echo", "Args": ["hello"]},
-            })
-            .to_string(),
-        );
+        link.claim_standby(Claim::Adopt(Adoption {
+            environment: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("LAMBDA_TASK_ROOT".into(), "/var/task".into()),
+            ],
+            exec: Some(Exec {
+                program: "/bin/echo".into(),
+                args: vec!["hello".into()],
+            }),
+        }));
         let status = child.wait().await?;
         let elapsed = started.elapsed();
         check_hello(status, spawned.output)?;

@@ -550,6 +550,9 @@ impl Invoker {
             EnvironmentError::Sandbox(e) => LambdaError::service(format!(
                 "Gust could not create an execution environment: {e}"
             )),
+            e @ EnvironmentError::Control(_) => LambdaError::service(format!(
+                "Gust could not create an execution environment: {e}"
+            )),
         })
     }
 

@@ -25,6 +25,9 @@ pub enum EnvironmentError {
     Sandbox(#[from] gust_sandbox::SandboxError),
     #[error("{0}")]
     Runtime(CommandError),
+    /// What a runtime started ahead would be handed cannot be written to it.
+    #[error("the runtime's environment cannot be handed over: {0}")]
+    Control(#[source] gust_runtime_api::control::ControlError),
 }
 
 /// Runs blocking sandbox work (starting a sandboxed process builds its filesystem before

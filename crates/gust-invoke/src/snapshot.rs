@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use gust_model::FunctionConfig;
 use gust_runtime_api::Link;
-use gust_sandbox::{Sandbox, SandboxSpec};
+use gust_runtime_api::control::{Claim, ControlError, ForkAnswer, ForkReport, ForkRequest};
+use gust_runtimes::CommandError;
+use gust_sandbox::{Sandbox, SandboxError, SandboxSpec};
 
 use crate::budget::MemoryClaim;
 use crate::logs;
@@ -70,6 +72,41 @@ pub fn publish_confinement(platform: &Platform) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Why a snapshot could not be made, or an environment restored from it: the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("starting the snapshot process: {0}")]
+    Start(#[source] EnvironmentError),
+    #[error("its init failed")]
+    InitFailed,
+    #[error("its init did not finish in {} s", .0.as_secs())]
+    InitTimedOut(Duration),
+    #[error("the snapshot process did not fork")]
+    ForkNotReported,
+    #[error("the snapshot process is gone")]
+    SnapshotGone,
+    #[error("the snapshot process could not fork ({reason})")]
+    ForkFailed { reason: String },
+    #[error(
+        "the snapshot process reported a fork (pid {pid} in its namespace) that is not its child"
+    )]
+    ForkNotFound { pid: u32 },
+    #[error("adopting the fork's sandbox: {0}")]
+    AdoptFork(#[source] SandboxError),
+    #[error("the function's runtime: {0}")]
+    Command(#[source] CommandError),
+    #[error("the fork's environment cannot be sent to it: {0}")]
+    Answer(#[source] ControlError),
+    #[error("the restored environment did not connect its output")]
+    OutputNotConnected,
+    #[error("accepting the restored environment's output: {0}")]
+    Output(#[source] std::io::Error),
+    #[error("serving the restored environment's Runtime API: {0}")]
+    RuntimeApi(#[source] EnvironmentError),
+    #[error("following the restored runtime: {0}")]
+    Follow(#[source] std::io::Error),
+}
+
 /// A fork of the snapshot process in its own namespaces and sandbox, waiting for its
 /// environment's variables.
 pub(crate) struct Prepared {
@@ -101,14 +138,14 @@ impl Snapshot {
         platform: &Platform,
         config: Arc<FunctionConfig>,
         claim: MemoryClaim,
-    ) -> Result<Self, String> {
-        let snapshot = Self::spawn(platform, config, claim).map_err(|e| e.to_string())?;
+    ) -> Result<Self, SnapshotError> {
+        let snapshot = Self::spawn(platform, config, claim).map_err(SnapshotError::Start)?;
         let limit = MIN_INIT_LIMIT.max(Duration::from_secs(u64::from(snapshot.config.timeout)));
         let mut exited = snapshot.runtime.process.exited.clone();
         let outcome = tokio::select! {
             _ = snapshot.runtime.link.standing_by() => Ok(()),
-            _ = exited.wait_for(Option::is_some) => Err("its init failed".to_string()),
-            _ = tokio::time::sleep(limit) => Err(format!("its init did not finish in {} s", limit.as_secs())),
+            _ = exited.wait_for(Option::is_some) => Err(SnapshotError::InitFailed),
+            _ = tokio::time::sleep(limit) => Err(SnapshotError::InitTimedOut(limit)),
         };
         snapshot.runtime.process.output.flush().await;
         let init_log = logs::lock(&snapshot.runtime.log).take();
@@ -166,26 +203,31 @@ impl Snapshot {
         &self,
         platform: &Platform,
         config: &FunctionConfig,
-    ) -> Result<Prepared, String> {
-        self.link()
-            .claim_standby(serde_json::json!({ "TmpMB": config.ephemeral_storage }).to_string());
+    ) -> Result<Prepared, SnapshotError> {
+        self.link().claim_standby(Claim::Fork(ForkRequest {
+            tmp_mb: config.ephemeral_storage,
+        }));
         let report = tokio::time::timeout(STEP_LIMIT, self.link().fork_reported())
             .await
             .map_err(|_| {
                 // A fork reported late would be taken for the next one's: end it all.
                 self.link().close();
-                "the snapshot process did not fork".to_string()
+                SnapshotError::ForkNotReported
             })?
-            .map_err(|_| "the snapshot process is gone".to_string())?;
-        let forked = report
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .and_then(|inside| self.forked_pid(inside));
-        let Some(pid) = forked else {
-            // Without its answer the fork ends itself.
-            self.link().answer_fork(String::new());
-            return Err(format!("the snapshot process could not fork ({report})"));
+            .map_err(|_| SnapshotError::SnapshotGone)?;
+        let forked = match report {
+            ForkReport::Forked { pid } => self
+                .forked_pid(pid)
+                .ok_or(SnapshotError::ForkNotFound { pid }),
+            ForkReport::Failed { reason } => Err(SnapshotError::ForkFailed { reason }),
+        };
+        let pid = match forked {
+            Ok(pid) => pid,
+            Err(e) => {
+                // The snapshot process hands the answer on to its fork, if it made one.
+                self.link().answer_fork(ForkAnswer::Abandon);
+                return Err(e);
+            }
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let spec = sandbox_spec(platform, config, &id);
@@ -197,11 +239,11 @@ impl Snapshot {
                 log_sink,
             }),
             Err(e) => {
-                self.link().answer_fork(String::new());
+                self.link().answer_fork(ForkAnswer::Abandon);
                 if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
-                Err(e.to_string())
+                Err(SnapshotError::AdoptFork(e))
             }
         }
     }

@@ -19,15 +19,6 @@ pub(crate) fn log_stream(config: &FunctionConfig, id: &str) -> String {
     )
 }
 
-/// Variables as the JSON object a runtime started ahead receives.
-pub(crate) fn variables_document(
-    env: &[(String, String)],
-) -> serde_json::Map<String, serde_json::Value> {
-    env.iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect()
-}
-
 /// Variables that depend on the sandbox, not on the function: a runtime started ahead gets
 /// exactly these when it starts, and [`variables`] includes them, so that what an interpreter
 /// reads as it starts is the same either way.

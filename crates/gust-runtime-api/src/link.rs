@@ -12,6 +12,8 @@ use bytes::Bytes;
 use gust_model::timefmt::epoch_ms;
 use tokio::sync::{Notify, oneshot};
 
+use crate::control::{Claim, ExitReport, ForkAnswer, ForkReport};
+
 /// One event for the runtime.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -87,10 +89,10 @@ struct State {
     /// A pre-started runtime waits for its function's environment: set when it asks, taken
     /// when the environment is handed over.
     standby_waiting: bool,
-    standby_claim: Option<String>,
+    standby_claim: Option<Claim>,
     /// A snapshot process reported the process it forked; the invoke path answers it.
-    fork_report: Option<String>,
-    fork_answer: Option<String>,
+    fork_report: Option<ForkReport>,
+    fork_answer: Option<ForkAnswer>,
     /// How the runtime of an environment forked from a snapshot process ended (a wait
     /// status), as its sandbox's first process reports it.
     exit_status: Option<i32>,
@@ -180,9 +182,9 @@ impl Link {
         self.lock().generation
     }
 
-    /// A pre-started runtime asks for the environment of the function it will serve; resolves
-    /// when the invoke path hands one over (once).
-    pub async fn standby(&self) -> Result<String, Refusal> {
+    /// A pre-started runtime asks for the environment of the function it will serve (or a
+    /// snapshot process for its next fork); resolves when the invoke path claims it (once).
+    pub async fn standby(&self) -> Result<Claim, Refusal> {
         loop {
             let notified = self.wake_standby.notified();
             {
@@ -222,16 +224,17 @@ impl Link {
         }
     }
 
-    /// Hands a pre-started runtime its function's environment (a JSON document).
-    pub fn claim_standby(&self, environment: String) {
-        self.lock().standby_claim = Some(environment);
+    /// Hands a pre-started runtime its function's environment, or asks a snapshot process
+    /// to fork.
+    pub fn claim_standby(&self, claim: Claim) {
+        self.lock().standby_claim = Some(claim);
         self.wake_standby.notify_waiters();
     }
 
     /// A snapshot process reports the process it forked for the environment it was asked
     /// for (see [`Link::claim_standby`]); resolves with the invoke path's answer, once it has
     /// made that process's sandbox.
-    pub async fn report_fork(&self, report: String) -> Result<String, Refusal> {
+    pub async fn report_fork(&self, report: ForkReport) -> Result<ForkAnswer, Refusal> {
         {
             let mut st = self.lock();
             st.fork_answer = None;
@@ -254,7 +257,7 @@ impl Link {
     }
 
     /// Waits for a snapshot process's report of its fork.
-    pub async fn fork_reported(&self) -> Result<String, Refusal> {
+    pub async fn fork_reported(&self) -> Result<ForkReport, Refusal> {
         loop {
             let notified = self.wake_fork.notified();
             {
@@ -270,15 +273,15 @@ impl Link {
         }
     }
 
-    /// Answers a snapshot process's report of its fork.
-    pub fn answer_fork(&self, answer: String) {
+    /// Answers a snapshot process's report of its fork (which it hands to the fork).
+    pub fn answer_fork(&self, answer: ForkAnswer) {
         self.lock().fork_answer = Some(answer);
         self.wake_fork.notify_waiters();
     }
 
-    /// Records how the runtime ended (a wait status).
-    pub fn report_exit(&self, status: i32) {
-        self.lock().exit_status = Some(status);
+    /// Records how the runtime ended.
+    pub fn report_exit(&self, report: ExitReport) {
+        self.lock().exit_status = Some(report.status);
     }
 
     /// How the runtime ended, if it was reported.

@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::control::{self, ControlError, ExitReport, ForkReport};
 use crate::link::{Link, Outcome, Refusal};
 
 const PREFIX: &str = "/2018-06-01/runtime";
@@ -20,6 +21,8 @@ const PREFIX: &str = "/2018-06-01/runtime";
 const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
 /// Bodies of error reports are capped like responses.
 const MAX_ERROR_BODY: u64 = RUNTIME_RESPONSE_MAX;
+/// A bootstrap's control messages are a few fields.
+const MAX_CONTROL_BODY: u64 = 64 * 1024;
 
 /// Serves the Runtime API on `listener` until the returned task is aborted; aborting it also
 /// ends every open connection.
@@ -214,39 +217,7 @@ async fn route(link: &Link, generation: u64, req: Request<Incoming>) -> Response
                 None => too_large(),
             }
         }
-        // Gust's own: a pre-started runtime waits here for its function's environment.
-        (Method::GET, ["gust", "standby"]) => match link.standby().await {
-            Ok(environment) => json(StatusCode::OK, environment),
-            Err(r) => refusal(r),
-        },
-        // A SnapStart snapshot process reports each process it forked, and waits for its
-        // sandbox to be ready.
-        (Method::POST, ["gust", "forked"]) => match read_body(req, MAX_ERROR_BODY).await {
-            Some(body) => match link
-                .report_fork(String::from_utf8_lossy(&body).into_owned())
-                .await
-            {
-                Ok(answer) => json(StatusCode::OK, answer),
-                Err(r) => refusal(r),
-            },
-            None => too_large(),
-        },
-        // The first process of an environment forked from a snapshot process reports how its
-        // runtime ended (a wait status), as Gust is not its parent.
-        (Method::POST, ["gust", "exited"]) => match read_body(req, MAX_ERROR_BODY).await {
-            Some(body) => match String::from_utf8_lossy(&body).trim().parse::<i32>() {
-                Ok(status) => {
-                    link.report_exit(status);
-                    accepted()
-                }
-                Err(_) => error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidStatus",
-                    "not a wait status",
-                ),
-            },
-            None => too_large(),
-        },
+        (method, ["gust", call]) => gust(link, method, call, req).await,
         (Method::GET, ["restore", "next"]) => json(StatusCode::OK, "{}".into()),
         (Method::POST, ["restore", "error"]) => accepted(),
         _ => error(
@@ -254,6 +225,123 @@ async fn route(link: &Link, generation: u64, req: Request<Incoming>) -> Response
             "NotFound",
             &format!("Unknown Runtime API path {path}"),
         ),
+    }
+}
+
+/// Gust's control protocol (see [`control`]): every call states the version its bootstrap
+/// speaks, and every body is a control message.
+async fn gust(
+    link: &Link,
+    method: Method,
+    call: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if !matches!(
+        (&method, call),
+        (&Method::GET, "standby") | (&Method::POST, "forked" | "exited")
+    ) {
+        let path = req.uri().path();
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Unknown Runtime API path {path}"),
+        );
+    }
+    if let Some(refused) = unspoken_version(&req) {
+        return refused;
+    }
+    match call {
+        // A pre-started runtime waits here for its function's environment, and a SnapStart
+        // snapshot process for its next fork.
+        "standby" => match link.standby().await {
+            Ok(claim) => send(claim.encode()),
+            Err(r) => refusal(r),
+        },
+        // A SnapStart snapshot process reports each process it forked, and waits for its
+        // sandbox to be ready.
+        "forked" => {
+            let report = match read_body(req, MAX_CONTROL_BODY).await {
+                Some(body) => ForkReport::decode(&body),
+                None => return too_large(),
+            };
+            match report {
+                Ok(report) => match link.report_fork(report).await {
+                    Ok(answer) => send(answer.encode()),
+                    Err(r) => refusal(r),
+                },
+                Err(e) => invalid_message("a fork report", &e),
+            }
+        }
+        // The first process of an environment forked from a snapshot process reports how its
+        // runtime ended, as Gust is not its parent.
+        _ => {
+            let report = match read_body(req, MAX_CONTROL_BODY).await {
+                Some(body) => ExitReport::decode(&body),
+                None => return too_large(),
+            };
+            match report {
+                Ok(report) => {
+                    link.report_exit(report);
+                    accepted()
+                }
+                Err(e) => invalid_message("an exit report", &e),
+            }
+        }
+    }
+}
+
+/// The refusal of a control call whose bootstrap does not speak this side's version.
+fn unspoken_version(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let message = match header(req, control::HEADER) {
+        Some(version) if version == control::VERSION => return None,
+        Some(version) => format!(
+            "The bootstrap speaks {}; this Runtime API speaks {}.",
+            version.chars().take(64).collect::<String>(),
+            control::VERSION
+        ),
+        None => format!(
+            "The bootstrap did not state the protocol it speaks (the {} header); this Runtime API speaks {}.",
+            control::HEADER,
+            control::VERSION
+        ),
+    };
+    tracing::warn!(%message, "refused a bootstrap's control call");
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        "Gust.UnsupportedProtocol",
+        &message,
+    ))
+}
+
+fn invalid_message(what: &str, e: &ControlError) -> Response<Full<Bytes>> {
+    tracing::warn!(error = %e, "refused {what} from a bootstrap");
+    error(
+        StatusCode::BAD_REQUEST,
+        "Gust.InvalidMessage",
+        &format!("Not {what}: {e}"),
+    )
+}
+
+/// A control message for the bootstrap. The invoke path checks what it hands over, so a
+/// message that cannot be written is Gust's own fault.
+fn send(message: Result<Vec<u8>, ControlError>) -> Response<Full<Bytes>> {
+    match message {
+        Ok(bytes) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(control::CONTENT_TYPE),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a control message could not be written");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Gust.InvalidMessage",
+                &format!("Gust could not write its message: {e}"),
+            )
+        }
     }
 }
 

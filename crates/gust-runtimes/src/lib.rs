@@ -426,51 +426,56 @@ mod tests {
 
     #[test]
     fn the_stand_in_reads_what_gust_sends() {
-        let environment = serde_json::json!({
-            "PATH": "/usr/bin:/bin",
-            "QUOTES": "a \"b\" \\ c/d",
-            "CONTROL": "tab\tline\n\u{1}\u{1f}",
-            "UNICODE": "é ü 中文 🎉",
-            "EMPTY": "",
-        });
-        let document = serde_json::json!({
-            "Environment": environment,
-            "Exec": {
-                "Program": "/var/task/bootstrap",
-                "Args": ["--x", "ü", ""],
-                "Extra": [1, {"a": null}],
-            },
-            "Other": {"nested": [true, false, 1.5e3, "s"]},
+        use gust_runtime_api::control::{Adoption, Claim, Exec};
+        let environment: Vec<(String, String)> = [
+            ("PATH", "/usr/bin:/bin"),
+            ("QUOTES", "a \"b\" \\ c/d"),
+            ("CONTROL", "tab\tline\n\u{1}\u{1f}"),
+            ("UNICODE", "é ü 中文 🎉"),
+            ("EQUALS", "a=b"),
+            ("EMPTY", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let message = Claim::Adopt(Adoption {
+            environment: environment.clone(),
+            exec: Some(Exec {
+                program: "/var/task/bootstrap".into(),
+                args: vec!["--x".into(), "ü".into(), String::new()],
+            }),
         })
-        .to_string();
-        let adoption = standby_exec::parse_adoption(&document).unwrap();
-        assert_eq!(adoption.program, "/var/task/bootstrap");
-        assert_eq!(adoption.args, ["--x", "ü", ""]);
-        let expected: BTreeMap<String, String> = serde_json::from_value(environment).unwrap();
-        assert_eq!(adoption.environment, expected);
-        // Escapes serde_json itself never writes, but JSON allows.
-        let escaped =
-            r#"{"Environment":{"K":"\u00e9\ud83c\udf89\/"},"Exec":{"Program":"p","Args":[]}}"#;
-        let adoption = standby_exec::parse_adoption(escaped).unwrap();
-        assert_eq!(adoption.environment["K"], "é🎉/");
+        .encode()
+        .unwrap();
+        let (adopted, exec) = standby_exec::adoption(&message).unwrap();
+        assert_eq!(adopted, environment);
+        assert_eq!(exec.program, "/var/task/bootstrap");
+        assert_eq!(exec.args, ["--x", "ü", ""]);
     }
 
     #[test]
-    fn the_stand_in_refuses_a_broken_adoption() {
-        for broken in [
-            "",
-            "{",
-            r#"{"Exec":{"Program":"p","Args":[]}} x"#,
-            r#"{"Exec":{"Args":[]}}"#,
-            r#"{"Exec":{"Program":"p","Args":["a"}}"#,
-            r#"{"Environment":{"K":"\ud800"},"Exec":{"Program":"p"}}"#,
-            r#"{"Environment":{"K":"\q"},"Exec":{"Program":"p"}}"#,
-            r#"{"Environment":{"K":1},"Exec":{"Program":"p"}}"#,
+    fn the_stand_in_refuses_what_it_cannot_run() {
+        use gust_runtime_api::control::{Adoption, Claim, ForkRequest};
+        let no_program = Claim::Adopt(Adoption {
+            environment: Vec::new(),
+            exec: None,
+        });
+        let fork = Claim::Fork(ForkRequest { tmp_mb: 512 });
+        for (message, why) in [
+            (no_program.encode().unwrap(), "names no program"),
+            (fork.encode().unwrap(), "fork"),
+            (
+                b"gust-control/2\0adopt\0program=/p\0".to_vec(),
+                "gust-control/2, this side speaks gust-control/1",
+            ),
+            (
+                br#"{"Exec":{"Program":"p","Args":[]}}"#.to_vec(),
+                "does not end with a NUL",
+            ),
+            (b"gust-control/1\0adopt\0program=/p".to_vec(), "NUL"),
         ] {
-            assert!(
-                standby_exec::parse_adoption(broken).is_err(),
-                "accepted {broken:?}"
-            );
+            let error = standby_exec::adoption(&message).unwrap_err();
+            assert!(error.contains(why), "{error}");
         }
     }
 }

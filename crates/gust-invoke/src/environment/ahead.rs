@@ -1,6 +1,8 @@
 //! A start from a runtime started ahead of demand: its sandbox and interpreter are already
 //! up, and it receives its function's code, limits and variables when adopted.
 
+use gust_runtime_api::control::{Adoption, Claim, Exec};
+
 use super::*;
 
 impl Environment {
@@ -35,6 +37,30 @@ impl Environment {
                 )));
             }
         }
+        let log_stream = log_stream(&config, &standby.id);
+        let env = variables(
+            platform,
+            &config,
+            standby.sandbox.as_ref(),
+            &log_stream,
+            Some(&command),
+        );
+        let adoption = Claim::Adopt(Adoption {
+            environment: env.clone(),
+            exec: Some(Exec {
+                program: command.program.display().to_string(),
+                args: command
+                    .args
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+            }),
+        });
+        // Checked before the sandbox is touched: the Runtime API could only refuse to write
+        // it to the runtime (a variable's value with a NUL, which no process can be given).
+        if let Err(e) = adoption.encode() {
+            return Err(Box::new((standby, EnvironmentError::Control(e))));
+        }
         if let Err(e) = blocking(|| {
             standby.sandbox.assign(
                 &code_dir,
@@ -45,28 +71,9 @@ impl Environment {
         }) {
             return Err(Box::new((standby, e.into())));
         }
-        let log_stream = log_stream(&config, &standby.id);
-        let env = variables(
-            platform,
-            &config,
-            standby.sandbox.as_ref(),
-            &log_stream,
-            Some(&command),
-        );
-        let document = variables_document(&env);
         // What the runtime printed while it started is not this function's.
         logs::lock(&standby.runtime_process.log).take();
-        let exec = serde_json::json!({
-            "Program": command.program.display().to_string(),
-            "Args": command
-                .args
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>(),
-        });
-        standby.runtime_process.link.claim_standby(
-            serde_json::json!({ "Environment": document, "Exec": exec }).to_string(),
-        );
+        standby.runtime_process.link.claim_standby(adoption);
         let Standby {
             id,
             sandbox,

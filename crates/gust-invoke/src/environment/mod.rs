@@ -25,7 +25,7 @@ pub use crate::provisioned::ProvisionTag;
 use crate::report::{self, Report, Status};
 use crate::runtime_process::{RuntimeProcess, Waiting, describe_exit, exit_of, serve_runtime_api};
 use crate::standbys::Standby;
-use crate::variables::{log_stream, set, trace_id, variables, variables_document};
+use crate::variables::{log_stream, set, trace_id, variables};
 
 mod ahead;
 mod fresh;

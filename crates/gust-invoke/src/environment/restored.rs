@@ -1,7 +1,10 @@
 //! A start from a SnapStart snapshot: the version's initialised runtime is forked into a
 //! sandbox of its own and carries on from its snapshot.
 
+use gust_runtime_api::control::ForkAnswer;
+
 use super::*;
+use crate::snapshot::SnapshotError;
 
 impl Environment {
     /// Starts an environment of `config` from its version's SnapStart snapshot: the snapshot
@@ -13,9 +16,9 @@ impl Environment {
         config: Arc<FunctionConfig>,
         snapshot: &Arc<crate::snapshot::Snapshot>,
         claim: MemoryClaim,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SnapshotError> {
         let command = function_command(platform, &config, snapshot.sandbox.as_ref())
-            .map_err(|e| e.to_string())?;
+            .map_err(SnapshotError::Command)?;
         let mut spare = snapshot.forking.lock().await;
         // Waiting for another restore to finish with the snapshot is not this one's.
         let started = Instant::now();
@@ -39,10 +42,15 @@ impl Environment {
             Some(&command),
         );
         set(&mut env, "AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
-        let document = variables_document(&env);
-        snapshot
-            .link()
-            .answer_fork(serde_json::json!({ "Environment": document }).to_string());
+        let answer = ForkAnswer::Restore {
+            environment: env.clone(),
+        };
+        // Checked here: the Runtime API could only refuse to write it to the fork.
+        if let Err(e) = answer.encode() {
+            snapshot.link().answer_fork(ForkAnswer::Abandon);
+            return Err(SnapshotError::Answer(e));
+        }
+        snapshot.link().answer_fork(answer);
         drop(spare);
         // The next restore finds its fork made and in its sandbox.
         crate::snapshot::Snapshot::prepare_spare(
@@ -57,12 +65,13 @@ impl Environment {
         };
         let output = tokio::time::timeout(crate::snapshot::STEP_LIMIT, output)
             .await
-            .map_err(|_| "the restored environment did not connect its output".to_string())?
-            .map_err(|e| e.to_string())?;
-        let (link, server) = serve_runtime_api(sandbox.as_mut()).map_err(|e| e.to_string())?;
+            .map_err(|_| SnapshotError::OutputNotConnected)?
+            .map_err(SnapshotError::Output)?;
+        let (link, server) =
+            serve_runtime_api(sandbox.as_mut()).map_err(SnapshotError::RuntimeApi)?;
         let log = SharedLog::default();
         let process = RuntimeProcess::follow(pid, link.clone(), output, &log, &config.name)
-            .map_err(|e| e.to_string())?;
+            .map_err(SnapshotError::Follow)?;
         *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         let runtime = Waiting {
             link,

@@ -375,13 +375,72 @@ async function serve(handler) {
   }
 }
 
+// ---- Gust's control protocol (PROTOCOL.md) ------------------------------------------------
+
+// The version this runtime speaks, stated in a header on every control call.
+const CONTROL_VERSION = 'gust-control/1';
+const CONTROL_HEADER = 'Gust-Protocol';
+
+// A control message from Gust this runtime cannot take, or Gust's refusal of its call.
+class ControlError extends Error {}
+
+// The kind (one of `kinds`) and [name, value] fields of a control message: NUL-ended fields,
+// the version first, then the kind, then name=value.
+function decodeControl(body, kinds) {
+  let text;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch (_) {
+    throw new ControlError("Gust's control message is not UTF-8");
+  }
+  const parts = text.split('\0');
+  if (parts.length < 3 || parts[parts.length - 1] !== '') {
+    throw new ControlError(`not a Gust control message: ${JSON.stringify(text.slice(0, 64))}`);
+  }
+  const [version, kind] = parts;
+  if (version !== CONTROL_VERSION) {
+    throw new ControlError(
+      `Gust sent a message of protocol ${JSON.stringify(version.slice(0, 64))}; this runtime speaks ${CONTROL_VERSION}`,
+    );
+  }
+  if (!kinds.includes(kind)) {
+    throw new ControlError(`Gust sent a ${JSON.stringify(kind.slice(0, 64))} message where ${kinds.join(' or ')} was expected`);
+  }
+  const fields = parts.slice(2, -1).map((part) => {
+    const eq = part.indexOf('=');
+    if (eq < 0) throw new ControlError(`malformed field ${JSON.stringify(part.slice(0, 64))} in Gust's ${kind} message`);
+    return [part.slice(0, eq), part.slice(eq + 1)];
+  });
+  return { kind, fields };
+}
+
+async function controlCall(method, urlPath) {
+  const res = await call(method, urlPath, undefined, { [CONTROL_HEADER]: CONTROL_VERSION });
+  if (res.status === 400) {
+    let reason = res.body.toString('utf8');
+    try {
+      reason = JSON.parse(reason).errorMessage;
+    } catch (_) {}
+    throw new ControlError(`the Runtime API refused ${urlPath}: ${reason}`);
+  }
+  return res;
+}
+
 // Gust started this runtime ahead of demand, before its function was known: wait for the
 // function's environment, then carry on exactly as a runtime started with it. (Gust starts
 // ahead only functions whose variables Node.js does not read at start-up.)
 async function adoptEnvironment() {
-  const res = await call('GET', `${PREFIX}/gust/standby`);
+  const res = await controlCall('GET', `${PREFIX}/gust/standby`);
   if (res.status !== 200) throw new Error(`the Runtime API ended the standby (${res.status})`);
-  const environment = JSON.parse(res.body.toString('utf8')).Environment;
+  // The program and arguments of an adoption are this one's: only the stand-in execs them.
+  const { fields } = decodeControl(res.body, ['adopt']);
+  const environment = {};
+  for (const [name, value] of fields) {
+    if (name !== 'env') continue;
+    const eq = value.indexOf('=');
+    if (eq < 1) throw new ControlError("malformed variable in Gust's message");
+    environment[value.slice(0, eq)] = value.slice(eq + 1);
+  }
   for (const key of Object.keys(process.env)) delete process.env[key];
   Object.assign(process.env, environment);
   process.chdir(process.env.LAMBDA_TASK_ROOT || '/var/task');
@@ -404,6 +463,7 @@ async function main() {
 }
 
 main().catch((err) => {
-  process.stderr.write(`gust runtime: ${err && err.stack ? err.stack : err}\n`);
+  const detail = err instanceof ControlError ? err.message : err && err.stack ? err.stack : err;
+  process.stderr.write(`gust runtime: ${detail}\n`);
   process.exit(1);
 });

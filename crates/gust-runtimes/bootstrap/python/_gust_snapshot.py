@@ -10,6 +10,11 @@ namespace. C then forks the environment's PID 1 (G), which mounts the environmen
 exactly as every sandboxed runtime is confined (no capabilities, Landlock, seccomp) before it
 forks the runtime (R): R runs the after-restore hooks and serves the Runtime API from the
 initialised state. CPython re-seeds `random` in every forked child.
+
+The messages with Gust are those of its control protocol (PROTOCOL.md), read and written with
+bootstrap.py's codec: a `fork` asks for an environment, `forked` or `fork-failed` reports it, the
+answer (`restore` with the environment's variables, or `abandon`) is handed to the fork, and the
+environment's first process reports how its runtime ended with `exited`.
 """
 
 import os
@@ -73,10 +78,15 @@ def run(api, handler, serve):
     # Environments are reaped as they end; Gust learns how from each one itself.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
-        status, _, body = api.request("GET", RUNTIME_PREFIX + "/gust/standby")
+        status, body = main.control_call(api, "GET", RUNTIME_PREFIX + "/gust/standby")
         if status != 200:
             sys.exit(0)
-        request = main.from_json(body)
+        _, fields = main.control_decode(body, ("fork",))
+        request = dict(fields)
+        try:
+            request["tmp-mb"] = int(request["tmp-mb"])
+        except (KeyError, ValueError):
+            raise main.ControlError("Gust's fork message has no /tmp size")
         made_r, made_w = os.pipe()
         go_r, go_w = os.pipe()
         main.flush()
@@ -92,10 +102,16 @@ def run(api, handler, serve):
             os._exit(1)
         os.close(made_w)
         os.close(go_r)
-        made = os.read(made_r, 1)
+        # "1" once the fork is in its namespaces; otherwise why it could not get there.
+        made = read_all(made_r)
         os.close(made_r)
-        report = str(pid) if made == b"1" else "failed"
-        status, _, answer = api.request("POST", RUNTIME_PREFIX + "/gust/forked", report.encode())
+        if made == b"1":
+            report = main.control_encode("forked", [("pid", pid)])
+        else:
+            reason = made.decode("utf-8", "replace").replace("\0", " ") or "the fork exited"
+            report = main.control_encode("fork-failed", [("reason", reason)])
+        status, answer = main.control_call(api, "POST", RUNTIME_PREFIX + "/gust/forked", report)
+        # The fork reads its answer (restore or abandon) itself; without one it exits.
         try:
             if status == 200 and made == b"1":
                 os.write(go_w, answer)
@@ -108,22 +124,36 @@ def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
     """C: the environment's namespaces; then its PID 1, and how it ended for Gust."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     uid, gid = os.getuid(), os.getgid()
-    kernel.unshare(
-        CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID,
-        "creating the environment's namespaces",
-    )
-    write_file("/proc/self/setgroups", "deny")
-    write_file("/proc/self/uid_map", "%d %d 1\n" % (uid, uid))
-    write_file("/proc/self/gid_map", "%d %d 1\n" % (gid, gid))
-    # Held before Gust mounts the environment's own /tmp over the snapshot's.
-    request["_snapshot_tmp"] = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        kernel.unshare(
+            CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID,
+            "creating the environment's namespaces",
+        )
+        write_file("/proc/self/setgroups", "deny")
+        write_file("/proc/self/uid_map", "%d %d 1\n" % (uid, uid))
+        write_file("/proc/self/gid_map", "%d %d 1\n" % (gid, gid))
+        # Held before Gust mounts the environment's own /tmp over the snapshot's.
+        request["_snapshot_tmp"] = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY)
+    except BaseException as e:
+        # The snapshot process reports why to Gust.
+        os.write(made_w, str(e).encode("utf-8", "replace"))
+        raise
     os.write(made_w, b"1")
     os.close(made_w)
     answer = read_all(go_r)
     os.close(go_r)
     if not answer:
+        # The snapshot process got no answer for this fork (Gust is going away).
         os._exit(1)
-    answer = main.from_json(answer)
+    try:
+        kind, fields = main.control_decode(answer, ("restore", "abandon"))
+    except main.ControlError as e:
+        os.write(2, ("gust snapshot: %s\n" % e).encode())
+        os._exit(2)
+    if kind == "abandon":
+        # Gust could not make this fork an environment.
+        os._exit(0)
+    answer = main.control_environment(fields)
     sink = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     sink.connect(LOG_SINK)
     main.flush()
@@ -148,24 +178,30 @@ def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
     except ChildProcessError:
         pass
     # Killed, unless the environment's PID 1 said otherwise.
-    status = reported.decode() if reported else str(signal.SIGKILL)
     try:
-        report_exit(status)
+        status = int(reported.decode())
+    except ValueError:
+        status = int(signal.SIGKILL)
+    try:
+        report_exit(status, main)
     except OSError:
         pass
     os._exit(0)
 
 
-def report_exit(status):
+def report_exit(status, main):
     address = os.environ["AWS_LAMBDA_RUNTIME_API"]
     host, _, port = address.rpartition(":")
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     try:
         sock.connect((host, int(port)))
-        body = status.encode()
+        body = main.control_encode("exited", [("status", status)])
+        head = "POST %s/gust/exited HTTP/1.1\r\nHost: %s\r\n%s: %s\r\n" % (
+            RUNTIME_PREFIX, address, main.CONTROL_HEADER, main.CONTROL_VERSION
+        )
         sock.sendall(
-            b"POST " + RUNTIME_PREFIX.encode() + b"/gust/exited HTTP/1.1\r\nHost: "
-            + address.encode() + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+            head.encode()
+            + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
             + body
         )
         sock.recv(4096)
@@ -205,7 +241,7 @@ def become_init(kernel, confinement, request, answer, status_w, handler, serve, 
     """G: PID 1 of the environment. Its own /proc, /tmp and /dev/shm, then confinement, then the
     runtime; it reaps orphans until the runtime ends and reports how."""
     kernel.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    tmp_mb = int(request.get("TmpMB") or 512)
+    tmp_mb = request["tmp-mb"] or 512
     snapshot_tmp = request["_snapshot_tmp"]
     # Gust mounts the environment's own disk-backed /tmp before it answers; without one (a
     # launcher that has none), a tmpfs.
@@ -236,7 +272,7 @@ def become_init(kernel, confinement, request, answer, status_w, handler, serve, 
         try:
             pid, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            status = signal.SIGKILL
+            status = int(signal.SIGKILL)
             break
         if pid == runtime:
             break
@@ -247,7 +283,7 @@ def become_init(kernel, confinement, request, answer, status_w, handler, serve, 
 def become_runtime(answer, handler, serve, main):
     """R: the environment's own variables, the after-restore hooks, then events."""
     os.environ.clear()
-    os.environ.update(answer["Environment"])
+    os.environ.update(answer)
     import snapshot_restore_py
 
     api = main.RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])

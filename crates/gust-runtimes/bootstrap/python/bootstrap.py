@@ -17,6 +17,10 @@ import time
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+# Gust's control protocol with its bootstraps (PROTOCOL.md): the version this runtime speaks, and
+# the header that states it on every control call.
+CONTROL_VERSION = "gust-control/1"
+CONTROL_HEADER = "Gust-Protocol"
 # Lambda's log sink joins the lines of one error record with carriage returns so that the record
 # stays one log event, and indents with no-break spaces so that log viewers keep the indentation.
 LINE_JOIN = "\r"
@@ -265,6 +269,68 @@ def from_json(data):
     import json
 
     return json.loads(data)
+
+
+class ControlError(Exception):
+    """A control message from Gust this runtime cannot take (another version, or malformed), or
+    Gust's refusal of one of its control calls."""
+
+
+def control_encode(kind, fields=()):
+    """A control message: NUL-ended fields, the version first, then the kind, then name=value."""
+    parts = [CONTROL_VERSION, kind] + ["%s=%s" % field for field in fields]
+    return ("\0".join(parts) + "\0").encode("utf-8")
+
+
+def control_decode(data, kinds):
+    """The kind (one of `kinds`) and the (name, value) fields of a control message from Gust."""
+    try:
+        parts = data.decode("utf-8").split("\0")
+    except UnicodeDecodeError:
+        raise ControlError("Gust's control message is not UTF-8")
+    if len(parts) < 3 or parts[-1]:
+        raise ControlError("not a Gust control message: %r" % data[:64])
+    if parts[0] != CONTROL_VERSION:
+        raise ControlError(
+            "Gust sent a message of protocol %r; this runtime speaks %s"
+            % (parts[0][:64], CONTROL_VERSION)
+        )
+    if parts[1] not in kinds:
+        raise ControlError(
+            "Gust sent a %r message where %s was expected" % (parts[1][:64], " or ".join(kinds))
+        )
+    fields = []
+    for part in parts[2:-1]:
+        name, eq, value = part.partition("=")
+        if not eq:
+            raise ControlError("malformed field %r in Gust's %s message" % (part[:64], parts[1]))
+        fields.append((name, value))
+    return parts[1], fields
+
+
+def control_environment(fields):
+    """The variables of a message's env=NAME=value fields."""
+    environment = {}
+    for name, value in fields:
+        if name == "env":
+            key, eq, value = value.partition("=")
+            if not key or not eq:
+                raise ControlError("malformed variable in Gust's message")
+            environment[key] = value
+    return environment
+
+
+def control_call(api, method, path, body=b""):
+    """A control call to the Runtime API: states the protocol version; returns (status, body),
+    and raises ControlError when Gust refuses the call (with its reason)."""
+    status, _, answer = api.request(method, path, body, {CONTROL_HEADER: CONTROL_VERSION})
+    if status == 400:
+        try:
+            reason = from_json(answer)["errorMessage"]
+        except Exception:
+            reason = answer[:200]
+        raise ControlError("the Runtime API refused %s: %s" % (path, reason))
+    return status, answer
 
 
 def load_handler(spec):
@@ -578,11 +644,13 @@ def adopt_environment():
     function's environment, then carry on exactly as a runtime started with it. (Gust starts
     ahead only functions whose variables the interpreter does not read at start-up.)"""
     api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
-    status, _, body = api.request("GET", RUNTIME_PREFIX + "/gust/standby")
+    status, body = control_call(api, "GET", RUNTIME_PREFIX + "/gust/standby")
     api.close()
     if status != 200:
         raise ConnectionError("the Runtime API ended the standby (%d)" % status)
-    environment = from_json(body)["Environment"]
+    # The program and arguments of an adoption are this one's: only the stand-in execs them.
+    _, fields = control_decode(body, ("adopt",))
+    environment = control_environment(fields)
     os.environ.clear()
     os.environ.update(environment)
     time.tzset()
@@ -610,6 +678,9 @@ if __name__ == "__main__":
         if os.environ.get("_GUST_STANDBY") == "1":
             adopt_environment()
         main()
+    except ControlError as e:
+        sys.stderr.write("gust runtime: %s\n" % e)
+        sys.exit(1)
     except (ConnectionError, OSError) as e:
         # The platform went away (environment retired or Gust stopped): nothing left to serve.
         sys.stderr.write("gust runtime: lost the Runtime API: %s\n" % e)

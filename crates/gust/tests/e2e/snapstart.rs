@@ -296,3 +296,35 @@ def handler(event, context):
     let used = max_memory_used(report);
     assert!(used < 100, "/tmp counted as memory: {report}");
 }
+
+/// A restored runtime is not Gust's child: how it ended reaches Gust as its environment's first
+/// process reports it (the `exited` message of PROTOCOL.md), exit status and all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_runtimes_exit_status_is_reported() {
+    require_interpreters();
+    let server = Server::start();
+    let client = server.client();
+    let source = "import os\n\ndef handler(event, context):\n    os._exit(event[\"code\"])\n";
+    create_snapstart(&client, "exiter", source).await;
+    client
+        .publish_version()
+        .function_name("exiter")
+        .send()
+        .await
+        .unwrap();
+    let out = invoke(&client, "exiter:1", json!({"code": 3})).await;
+    assert_eq!(out.function_error.as_deref(), Some("Unhandled"));
+    assert_eq!(out.payload["errorType"], "Runtime.ExitError", "{out:?}");
+    assert!(
+        out.payload["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("Runtime exited with error: exit status 3")),
+        "{:?}",
+        out.payload
+    );
+    assert!(
+        report_line(&out.log).contains("Restore Duration"),
+        "{}",
+        out.log
+    );
+}
