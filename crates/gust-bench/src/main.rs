@@ -3,12 +3,14 @@
 //! It starts its own `gust serve`, deploys a custom-runtime echo, a Python and a Node.js hello
 //! world, and reports each figure beside its floor (process start, interpreter start, a bare
 //! HTTP round trip on loopback) with the ratio between them. Medians and p99s only: one run on
-//! a shared machine is noise.
+//! a shared machine is noise. Cold starts at scale (hundreds of distinct functions) are in
+//! [`scale`], on a server of their own.
 
 mod http;
 mod measure;
 mod report;
 mod sandbox;
+mod scale;
 mod server;
 
 use std::path::PathBuf;
@@ -49,6 +51,17 @@ pub struct Args {
     /// Measure only the sandbox's setup cost (no server), e.g. while working on the sandbox.
     #[arg(long)]
     sandbox_only: bool,
+    /// Cold starts at scale (issue 20): N distinct Python functions invoked once each, then
+    /// again, then N more Python and N Node.js functions 32 at once (0 skips these).
+    #[arg(long, default_value_t = 300)]
+    scale_functions: usize,
+    /// With the scale scenarios: M Python functions on a fresh server, each invoked once, and
+    /// how many idle environments the server keeps (0 skips this).
+    #[arg(long, default_value_t = 1000)]
+    scale_idle: usize,
+    /// Run only the scale scenarios and the floors they are reported beside.
+    #[arg(long)]
+    scale_only: bool,
     /// Extra arguments for `gust serve` (repeatable), e.g. --serve-arg=--isolation=process.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
     serve_args: Vec<String>,
@@ -91,6 +104,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let duration = Duration::from_secs_f64(args.duration);
     let mut report = Report::new();
+    let scale = scale::Options {
+        functions: args.scale_functions,
+        idle: args.scale_idle,
+    };
+
+    if args.scale_only {
+        anyhow::ensure!(
+            scale.functions > 0,
+            "--scale-only needs --scale-functions above 0"
+        );
+        eprintln!("measuring floors…");
+        {
+            // A server only to learn which interpreters it runs.
+            let server =
+                server::Server::start(&gust, &args.serve_args).context("starting gust serve")?;
+            report.note(
+                "isolation",
+                server
+                    .isolation(&server.address)
+                    .await
+                    .unwrap_or_else(|_| "unknown".into()),
+            );
+            measure::floors(&mut report, &server.address, args.samples).await?;
+        }
+        eprintln!("cold starts at scale…");
+        scale::run(&mut report, &gust, &args.serve_args, &scale).await?;
+        return finish(&args, &report);
+    }
 
     eprintln!("starting gust serve…");
     let server = server::Server::start(&gust, &args.serve_args).context("starting gust serve")?;
@@ -126,9 +167,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     measure::asynchronous(&mut report, &address, duration).await?;
     measure::memory(&mut report, &server).await?;
     drop(server);
+    if scale.functions > 0 {
+        eprintln!("cold starts at scale…");
+        scale::run(&mut report, &gust, &args.serve_args, &scale).await?;
+    }
     eprintln!("sandbox setup…");
     sandbox::setup(&mut report, args.sandboxes).await?;
+    finish(&args, &report)
+}
 
+/// Prints the report and writes the files asked for.
+fn finish(args: &Args, report: &Report) -> anyhow::Result<()> {
     report.print();
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.to_json())?)?;

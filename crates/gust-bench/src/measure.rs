@@ -20,11 +20,11 @@ const PYTHON: &str = "bench-py";
 const NODE: &str = "bench-node";
 const INVOKE: &str = "/2015-03-31/functions/{}/invocations";
 
-fn invoke_path(function: &str) -> String {
+pub(crate) fn invoke_path(function: &str) -> String {
     INVOKE.replace("{}", function)
 }
 
-fn time_command(program: &Path, args: &[&str], runs: usize) -> anyhow::Result<Stats> {
+pub(crate) fn time_command(program: &Path, args: &[&str], runs: usize) -> anyhow::Result<Stats> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
@@ -41,7 +41,7 @@ fn time_command(program: &Path, args: &[&str], runs: usize) -> anyhow::Result<St
 }
 
 /// The interpreter `gust serve` uses for a runtime id (from `/gust/runtimes`).
-async fn interpreter(address: &str, runtime: &str) -> anyhow::Result<Option<PathBuf>> {
+pub(crate) async fn interpreter(address: &str, runtime: &str) -> anyhow::Result<Option<PathBuf>> {
     let mut conn = Connection::open(address).await?;
     let answer = conn
         .send(Method::GET, "/gust/runtimes", &[], Bytes::new())
@@ -153,7 +153,7 @@ pub async fn floors(report: &mut Report, address: &str, samples: usize) -> anyho
     Ok(())
 }
 
-fn zip_of(entries: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn zip_of(entries: &[(&str, &[u8], u32)]) -> anyhow::Result<Vec<u8>> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data, mode) in entries {
         w.start_file(
@@ -176,7 +176,7 @@ async fn create(
 }
 
 /// [`create`] with more members for the request (such as `SnapStart`).
-async fn create_with(
+pub(crate) async fn create_with(
     address: &str,
     name: &str,
     runtime: &str,
@@ -453,7 +453,7 @@ pub async fn cold(
 const SNAPSTART: &str = "bench-snap";
 
 /// A duration from REPORT's `field` (`Init Duration`, `Restore Duration`), in a base64 log tail.
-fn report_duration(
+pub(crate) fn report_duration(
     log_result: Option<&hyper::header::HeaderValue>,
     field: &str,
 ) -> Option<Duration> {
@@ -641,7 +641,7 @@ pub async fn asynchronous(
     Ok(())
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

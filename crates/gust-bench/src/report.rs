@@ -35,16 +35,51 @@ impl Stats {
     }
 }
 
-enum Figure {
+pub enum Figure {
     Latency(Stats),
     Rate(f64),
     Value(f64, &'static str),
+    /// A count, out of a total where there is one (`12 of 300 warm`).
+    Count(u64, Option<u64>, String),
 }
 
 struct Row {
     name: String,
     figure: Figure,
     floor: Option<String>,
+    /// The section the row belongs to (an index into `sections`); `None`: the main table.
+    section: Option<usize>,
+    /// A target the figure is held to, and whether this run met it.
+    target: Option<Target>,
+}
+
+/// A target from an issue, and whether the figure met it.
+pub struct Target {
+    pub text: String,
+    pub met: bool,
+}
+
+impl Target {
+    pub fn new(text: impl Into<String>, met: bool) -> Self {
+        Self {
+            text: text.into(),
+            met,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}: {}",
+            self.text,
+            if self.met { "met" } else { "not met" }
+        )
+    }
+}
+
+/// A section of its own after the main table, with a paragraph saying what it measures.
+struct Section {
+    title: String,
+    paragraph: String,
 }
 
 #[derive(Default)]
@@ -53,6 +88,9 @@ pub struct Report {
     floor_order: Vec<String>,
     rows: Vec<Row>,
     notes: Vec<(String, String)>,
+    sections: Vec<Section>,
+    /// The section rows are added to (`None`: the main table).
+    current: Option<usize>,
 }
 
 fn machine() -> String {
@@ -112,27 +150,41 @@ impl Report {
     }
 
     pub fn measure(&mut self, name: &str, stats: Stats, floor: &str) {
-        self.rows.push(Row {
-            name: name.to_string(),
-            figure: Figure::Latency(stats),
-            floor: Some(floor.to_string()),
-        });
+        self.row(name, Figure::Latency(stats), Some(floor), None);
     }
 
     pub fn rate(&mut self, name: &str, rate: f64, floor: &str) {
-        self.rows.push(Row {
-            name: name.to_string(),
-            figure: Figure::Rate(rate),
-            floor: Some(floor.to_string()),
-        });
+        self.row(name, Figure::Rate(rate), Some(floor), None);
     }
 
     pub fn value(&mut self, name: &str, value: f64, unit: &'static str) {
+        self.row(name, Figure::Value(value, unit), None, None);
+    }
+
+    /// Any figure, with or without a floor and a target, in the current section.
+    pub fn row(&mut self, name: &str, figure: Figure, floor: Option<&str>, target: Option<Target>) {
         self.rows.push(Row {
             name: name.to_string(),
-            figure: Figure::Value(value, unit),
-            floor: None,
+            figure,
+            floor: floor.map(str::to_string),
+            section: self.current,
+            target,
         });
+    }
+
+    /// Starts a section of its own: the rows added from now on are reported under `title`,
+    /// after the main table, with `paragraph` saying what they measure.
+    pub fn section(&mut self, title: &str, paragraph: &str) {
+        self.sections.push(Section {
+            title: title.to_string(),
+            paragraph: paragraph.to_string(),
+        });
+        self.current = Some(self.sections.len() - 1);
+    }
+
+    /// Back to the main table.
+    pub fn end_section(&mut self) {
+        self.current = None;
     }
 
     fn describe(figure: &Figure) -> String {
@@ -140,7 +192,14 @@ impl Report {
             Figure::Latency(s) => format!("p50 {:.3} ms, p99 {:.3} ms", s.p50(), s.p99()),
             Figure::Rate(r) => format!("{r:.0}/s"),
             Figure::Value(v, unit) => format!("{v:.2} {unit}"),
+            Figure::Count(n, Some(of), unit) => format!("{n} of {of} {unit}"),
+            Figure::Count(n, None, unit) => format!("{n} {unit}"),
         }
+    }
+
+    /// The rows of the main table (`None`) or of a section.
+    fn rows_in(&self, section: Option<usize>) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(move |r| r.section == section)
     }
 
     /// (floor description, ratio to the floor, difference of the medians in ms).
@@ -181,13 +240,26 @@ impl Report {
         for name in &self.floor_order {
             println!("  {name:<48} {}", Self::describe(&self.floors[name]));
         }
-        println!();
-        println!("GUST");
-        for row in &self.rows {
-            let (floor, ratio, over) = self.compare(row);
-            println!("  {:<66} {}", row.name, Self::describe(&row.figure));
-            if row.floor.is_some() {
-                println!("  {:<66}   vs {floor}: {ratio}; {over}", "");
+        for (index, title) in std::iter::once((None, "GUST".to_string()))
+            .filter(|_| self.rows_in(None).next().is_some())
+            .chain(
+                self.sections
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (Some(i), s.title.to_uppercase())),
+            )
+        {
+            println!();
+            println!("{title}");
+            for row in self.rows_in(index) {
+                let (floor, ratio, over) = self.compare(row);
+                println!("  {:<66} {}", row.name, Self::describe(&row.figure));
+                if row.floor.is_some() {
+                    println!("  {:<66}   vs {floor}: {ratio}; {over}", "");
+                }
+                if let Some(target) = &row.target {
+                    println!("  {:<66}   target {}", "", target.describe());
+                }
             }
         }
     }
@@ -199,6 +271,7 @@ impl Report {
             }
             Figure::Rate(r) => json!({ "per_second": r }),
             Figure::Value(v, unit) => json!({ "value": v, "unit": unit }),
+            Figure::Count(n, of, unit) => json!({ "count": n, "of": of, "unit": unit }),
         }
     }
 
@@ -218,7 +291,9 @@ impl Report {
             .iter()
             .map(|r| {
                 let (_, ratio, over) = self.compare(r);
-                json!({ "name": r.name, "result": Self::figure_json(&r.figure), "floor": r.floor, "ratio": ratio, "over_floor": over })
+                let section = r.section.map(|i| self.sections[i].title.clone());
+                let target = r.target.as_ref().map(|t| json!({ "target": t.text, "met": t.met }));
+                json!({ "name": r.name, "result": Self::figure_json(&r.figure), "floor": r.floor, "ratio": ratio, "over_floor": over, "section": section, "target": target })
             })
             .collect();
         json!({ "notes": notes, "floors": floors, "results": rows })
@@ -237,14 +312,31 @@ impl Report {
                 Self::describe(&self.floors[name])
             ));
         }
-        md.push_str("\n## Gust\n\n| figure | measured | floor | ratio | over the floor |\n|---|---|---|---|---|\n");
-        for row in &self.rows {
+        if self.rows_in(None).next().is_some() {
+            md.push_str("\n## Gust\n\n| figure | measured | floor | ratio | over the floor |\n|---|---|---|---|---|\n");
+        }
+        for row in self.rows_in(None) {
             let (floor, ratio, over) = self.compare(row);
             md.push_str(&format!(
                 "| {} | {} | {floor} | {ratio} | {over} |\n",
                 row.name,
                 Self::describe(&row.figure)
             ));
+        }
+        for (i, section) in self.sections.iter().enumerate() {
+            md.push_str(&format!(
+                "\n## {}\n\n{}\n\n| figure | measured | floor | ratio | over the floor | target |\n|---|---|---|---|---|---|\n",
+                section.title, section.paragraph
+            ));
+            for row in self.rows_in(Some(i)) {
+                let (floor, ratio, over) = self.compare(row);
+                let target = row.target.as_ref().map_or("-".into(), Target::describe);
+                md.push_str(&format!(
+                    "| {} | {} | {floor} | {ratio} | {over} | {target} |\n",
+                    row.name,
+                    Self::describe(&row.figure)
+                ));
+            }
         }
         md
     }
