@@ -8,6 +8,19 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// What an idle environment counts for against the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryPolicy {
+    /// What its sandbox really uses (its cgroup's working set), measured after it ran;
+    /// `MemorySize` while it runs. Many more idle environments fit; if many wake at once,
+    /// the host may briefly hold more than the budget (each stays within its own limit), and
+    /// idle ones retire, least recently used first, until the total is back under it.
+    #[default]
+    Measured,
+    /// Its full `MemorySize`, always: the budget is never exceeded by environments waking.
+    Reserved,
+}
+
 /// The budget and what live environments have claimed of it.
 pub struct MemoryBudget {
     limit_mb: u64,
@@ -73,6 +86,23 @@ pub struct MemoryClaim {
     committed: Arc<AtomicU64>,
 }
 
+impl MemoryClaim {
+    /// Changes the share to `mb` (an idle environment counted at what it really uses, or a
+    /// busy one at its `MemorySize` again).
+    pub fn resize(&mut self, mb: u64) {
+        if mb >= self.mb {
+            self.committed.fetch_add(mb - self.mb, Ordering::AcqRel);
+        } else {
+            self.committed.fetch_sub(self.mb - mb, Ordering::AcqRel);
+        }
+        self.mb = mb;
+    }
+
+    pub fn mb(&self) -> u64 {
+        self.mb
+    }
+}
+
 impl Drop for MemoryClaim {
     fn drop(&mut self) {
         self.committed.fetch_sub(self.mb, Ordering::AcqRel);
@@ -94,6 +124,19 @@ mod tests {
         drop(a);
         assert_eq!(budget.committed_mb(), 256);
         drop(b);
+        assert_eq!(budget.committed_mb(), 0);
+    }
+
+    #[test]
+    fn a_resized_claim_counts_its_new_size_and_returns_it() {
+        let budget = MemoryBudget::new(1024);
+        let mut idle = budget.claim(512);
+        idle.resize(12);
+        assert_eq!(budget.committed_mb(), 12);
+        idle.resize(512);
+        assert_eq!((budget.committed_mb(), idle.mb()), (512, 512));
+        idle.resize(7);
+        drop(idle);
         assert_eq!(budget.committed_mb(), 0);
     }
 

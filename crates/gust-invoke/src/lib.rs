@@ -33,6 +33,7 @@ pub use control_plane::ControlPlane;
 use gust_model::{FunctionConfig, FunctionRef, LambdaError};
 
 pub use admission::{Admission, Permit};
+pub use budget::MemoryPolicy;
 use budget::{MemoryBudget, MemoryClaim};
 pub use engine::{Invoke, InvokeFuture};
 use environment::{Environment, InitializationType, Request};
@@ -57,6 +58,8 @@ pub struct Settings {
     /// Total `MemorySize` (MB) of all environments beyond which idle ones retire to make room
     /// for new ones, least recently used first.
     pub memory_budget_mb: u64,
+    /// What an idle environment counts for against the budget.
+    pub memory_policy: MemoryPolicy,
     /// Runtimes kept started ahead of demand per runtime id (0: none).
     pub standbys_per_runtime: usize,
     /// An empty directory: the task root of runtimes started before their function is known.
@@ -161,6 +164,16 @@ enum Retiree {
     Environment(Environment),
 }
 
+impl Retiree {
+    /// What it counted for against the memory budget.
+    fn claimed_mb(&self) -> u64 {
+        match self {
+            Self::Standby(_) => u64::from(gust_model::limits::DEFAULT_MEMORY_MB),
+            Self::Environment(env) => env.claimed_mb(),
+        }
+    }
+}
+
 fn teardown(envs: Vec<Environment>) {
     if envs.is_empty() {
         return;
@@ -255,6 +268,7 @@ impl Invoker {
                 .remove_expired(self.settings.keep_alive, std::time::Instant::now()),
         );
         retire_standbys(self.standbys.expired(self.settings.keep_alive));
+        self.relieve_pressure();
         self.retire_snapshots();
         self.reconcile_provisioned();
         let mut in_use: HashSet<String> = self.pool.code_in_use().into_iter().collect();
@@ -484,14 +498,37 @@ impl Invoker {
     /// Makes `mb` more fit in the memory budget (see [`Invoker::next_to_retire`] for the
     /// order) and claims it.
     fn room_for(&self, mb: u64) -> MemoryClaim {
-        let retired = self.budget.make_room(
-            mb,
-            || self.next_to_retire(),
-            |retiree| match retiree {
-                Retiree::Standby(_) => u64::from(gust_model::limits::DEFAULT_MEMORY_MB),
-                Retiree::Environment(env) => u64::from(env.config.memory_size),
-            },
+        if !self.budget.has_room(mb) {
+            // Idle environments released since the last sweep still count in full.
+            self.measure_idle();
+        }
+        self.retire(
+            self.budget
+                .make_room(mb, || self.next_to_retire(), Retiree::claimed_mb),
         );
+        self.budget.claim(mb)
+    }
+
+    /// Under the measured policy, counts each idle environment at what it really uses.
+    fn measure_idle(&self) {
+        if self.settings.memory_policy == MemoryPolicy::Measured {
+            self.pool.for_each_mut(Environment::measure_claim);
+        }
+    }
+
+    /// Retires idle environments, least recently used first, while the total is over the
+    /// budget (after many idle ones woke at once, under the measured policy).
+    fn relieve_pressure(&self) {
+        self.measure_idle();
+        self.retire(self.budget.make_room(
+            0,
+            || self.pool.remove_least_recent().map(Retiree::Environment),
+            Retiree::claimed_mb,
+        ));
+    }
+
+    /// Tears down what retired, off the caller's path.
+    fn retire(&self, retired: Vec<Retiree>) {
         let (mut standbys, mut envs) = (Vec::new(), Vec::new());
         for retiree in retired {
             match retiree {
@@ -501,7 +538,6 @@ impl Invoker {
         }
         retire_standbys(standbys);
         teardown(envs);
-        self.budget.claim(mb)
     }
 
     fn new_environment(
@@ -688,7 +724,10 @@ impl Invoker {
         let invoked_function_arn = request.function.arn(self.control.arns());
         let key = PoolKey::of(&config);
         let (mut env, setup) = match self.pool.take(&key) {
-            Some(env) => (env, None),
+            Some(mut env) => {
+                env.claim_in_full();
+                (env, None)
+            }
             None => {
                 let setup = self.setups.clone().acquire_owned().await.ok();
                 let restored = self.restore_snapshot(&config).await;

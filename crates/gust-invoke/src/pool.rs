@@ -98,6 +98,13 @@ impl<E: Pooled> Pool<E> {
         removed
     }
 
+    /// Visits every idle environment (to measure what it uses, for example).
+    pub fn for_each_mut(&self, mut visit: impl FnMut(&mut E)) {
+        for stack in self.lock().values_mut() {
+            stack.iter_mut().for_each(&mut visit);
+        }
+    }
+
     /// Removes on-demand environments idle for longer than `keep_alive` at `now`.
     pub fn remove_expired(&self, keep_alive: Duration, now: Instant) -> Vec<E> {
         self.remove_where(|env| {

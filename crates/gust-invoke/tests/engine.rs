@@ -9,15 +9,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gust_invoke::admission::ConcurrencyLimits;
 use gust_invoke::control_plane::CollectFuture;
-use gust_invoke::{ControlPlane, InvokeRequest, Invoker, Platform, ProvisionedState, Settings};
+use gust_invoke::{
+    ControlPlane, InvokeRequest, Invoker, MemoryPolicy, Platform, ProvisionedState, Settings,
+};
 use gust_model::{Arns, FunctionConfig, FunctionRef, ProvisionedConfig};
 use gust_runtimes::{Family, Provider, RuntimeTable};
 use gust_sandbox::ProcessLauncher;
 use tokio::sync::broadcast;
 
-/// One function version and the provisioned concurrency asked for it.
+/// Function versions (the first one's provisioned concurrency can be asked for).
 struct Fixed {
     version: Arc<FunctionConfig>,
+    others: Vec<Arc<FunctionConfig>>,
     requested: Mutex<u32>,
     changes: broadcast::Sender<String>,
     arns: Arns,
@@ -40,7 +43,9 @@ impl ControlPlane for Fixed {
         self.changes.subscribe()
     }
     fn is_current(&self, config: &FunctionConfig) -> bool {
-        *config == *self.version
+        std::iter::once(&self.version)
+            .chain(&self.others)
+            .any(|v| **v == *config)
     }
     fn newest_version(&self, _: &str) -> Option<Arc<FunctionConfig>> {
         Some(self.version.clone())
@@ -80,8 +85,15 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provisioned_environments_follow_their_configuration() {
+/// A made-up host: a Python function `f` (version 1) and `others` more functions, each
+/// of whose handlers runs `handler_body`; the engine under `policy` and `budget_mb`.
+struct Host {
+    _dir: tempfile::TempDir,
+    control: Arc<Fixed>,
+    invoker: Arc<Invoker>,
+}
+
+fn host(others: usize, handler_body: &str, policy: MemoryPolicy, budget_mb: u64) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let runtimes = RuntimeTable::discover(&dir.path().join("runtime"), &BTreeMap::new());
     runtimes.install().unwrap();
@@ -90,23 +102,26 @@ async fn provisioned_environments_follow_their_configuration() {
     }) else {
         panic!("no Python interpreter on this host");
     };
-    let mut version = FunctionConfig::sample("f");
-    version.version = "1".into();
-    version.runtime = Some(python.runtime.id.to_string());
-    let task = dir
-        .path()
-        .join("code")
-        .join(&version.code.digest_hex)
-        .join("task");
+    let version = |name: String, version: &str| {
+        let mut config = FunctionConfig::sample(&name);
+        config.version = version.into();
+        config.runtime = Some(python.runtime.id.to_string());
+        config.code.digest_hex = "code".into();
+        Arc::new(config)
+    };
+    let task = dir.path().join("code").join("code").join("task");
     std::fs::create_dir_all(&task).unwrap();
     std::fs::write(
         task.join("app.py"),
-        "def handler(event, context):\n    return event\n",
+        format!("def handler(event, context):\n    {handler_body}\n    return event\n"),
     )
     .unwrap();
     let control = Arc::new(Fixed {
-        version: Arc::new(version),
-        requested: Mutex::new(2),
+        version: version("f".into(), "1"),
+        others: (0..others)
+            .map(|i| version(format!("g{i}"), "$LATEST"))
+            .collect(),
+        requested: Mutex::new(0),
         changes: broadcast::channel(16).0,
         arns: Arns::new("us-east-1", "123456789012"),
     });
@@ -121,11 +136,53 @@ async fn provisioned_environments_follow_their_configuration() {
         Settings {
             keep_alive: Duration::from_secs(600),
             sweep_interval: Duration::from_secs(600),
-            memory_budget_mb: 10_000,
+            memory_budget_mb: budget_mb,
+            memory_policy: policy,
             standbys_per_runtime: 0,
             standby_task_root: dir.path().join("standby"),
         },
     );
+    Host {
+        _dir: dir,
+        control,
+        invoker,
+    }
+}
+
+async fn invoke(host: &Host, config: &Arc<FunctionConfig>, payload: &'static [u8]) -> Bytes {
+    let response = host
+        .invoker
+        .invoke(InvokeRequest {
+            function: FunctionRef {
+                name: config.name.clone(),
+                qualifier: Some(config.version.clone()),
+                region: None,
+                account: None,
+            },
+            config: config.clone(),
+            request_id: uuid(),
+            payload: Bytes::from_static(payload),
+            client_context: None,
+            tenant_id: None,
+        })
+        .await
+        .unwrap();
+    assert!(!response.function_error, "{:?}", response.body);
+    assert_eq!(response.executed_version, config.version);
+    response.body
+}
+
+fn uuid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("request-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_environments_follow_their_configuration() {
+    let host = host(0, "pass", MemoryPolicy::Reserved, 10_000);
+    let (control, invoker) = (&host.control, &host.invoker);
+    *control.requested.lock().unwrap() = 2;
     let status = || invoker.provisioned_status("f", "1", *control.requested.lock().unwrap());
 
     invoker.reconcile_provisioned();
@@ -136,25 +193,8 @@ async fn provisioned_environments_follow_their_configuration() {
     assert_eq!(invoker.idle_environments(), 2);
     assert_eq!(invoker.committed_memory_mb(), 256, "two claims of 128 MB");
 
-    let response = invoker
-        .invoke(InvokeRequest {
-            function: FunctionRef {
-                name: "f".into(),
-                qualifier: Some("1".into()),
-                region: None,
-                account: None,
-            },
-            config: control.version.clone(),
-            request_id: "r-1".into(),
-            payload: Bytes::from_static(b"{\"hello\": 1}"),
-            client_context: None,
-            tenant_id: None,
-        })
-        .await
-        .unwrap();
-    assert!(!response.function_error, "{:?}", response.body);
-    assert_eq!(response.body.as_ref(), b"{\"hello\": 1}");
-    assert_eq!(response.executed_version, "1");
+    let body = invoke(&host, &control.version, b"{\"hello\": 1}").await;
+    assert_eq!(body.as_ref(), b"{\"hello\": 1}");
     assert_eq!(
         invoker.idle_environments(),
         2,
@@ -174,4 +214,72 @@ async fn provisioned_environments_follow_their_configuration() {
     })
     .await;
     invoker.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_environments_count_for_what_they_use_under_the_measured_policy() {
+    // Five functions of 128 MB in a 300 MB budget: reserved, two stay idle; measured (a
+    // Python runtime doing nothing uses a few MB), all five do.
+    for (policy, kept) in [(MemoryPolicy::Reserved, 2), (MemoryPolicy::Measured, 5)] {
+        let host = host(5, "pass", policy, 300);
+        for config in &host.control.others {
+            invoke(&host, config, b"{}").await;
+        }
+        assert_eq!(host.invoker.idle_environments(), kept, "{policy:?}");
+        host.invoker.sweep().await;
+        wait_until("the total under the budget", || {
+            host.invoker.committed_memory_mb() <= 300
+        })
+        .await;
+        host.invoker.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_pressure_idle_environments_retire_and_running_ones_finish() {
+    // Each environment holds about 70 MB once it ran: in a 300 MB budget, some of five must
+    // go; every invocation, including the five at once, still succeeds.
+    let host = host(
+        5,
+        "globals().setdefault('held', bytearray(b'x' * (64 << 20)))",
+        MemoryPolicy::Measured,
+        300,
+    );
+    for config in &host.control.others {
+        invoke(&host, config, b"{}").await;
+    }
+    let idle = host.invoker.idle_environments();
+    assert!((2..5).contains(&idle), "{idle} idle");
+    let all_at_once = host
+        .control
+        .others
+        .iter()
+        .map(|config| invoke(&host, config, b"{}"));
+    futures_join_all(all_at_once).await;
+    host.invoker.sweep().await;
+    // What retired is torn down off the sweep's path; its memory returns when it is gone.
+    wait_until("the total back under the budget", || {
+        host.invoker.committed_memory_mb() <= 300
+    })
+    .await;
+    assert!(host.invoker.idle_environments() >= 1);
+    host.invoker.shutdown();
+}
+
+/// Runs the futures concurrently and waits for all of them.
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(future);
+    }
+    let mut pinned: Vec<_> = set.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }

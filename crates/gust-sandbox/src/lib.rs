@@ -196,6 +196,11 @@ pub trait Sandbox: Send + Sync {
     fn kill_all(&mut self);
     /// Peak memory use of the environment since its runtime started, in bytes.
     fn peak_memory(&self) -> Option<u64>;
+    /// Memory the environment holds now that the host cannot reclaim without it (its
+    /// working set: usage less inactive file pages), in bytes; `None` where it is not known.
+    fn memory_usage(&self) -> Option<u64> {
+        None
+    }
     /// Whether the kernel has killed a process of the sandbox for exceeding its memory limit
     /// (such an environment is retired rather than reused).
     fn out_of_memory(&self) -> bool {

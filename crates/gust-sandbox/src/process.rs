@@ -67,6 +67,17 @@ struct ProcessSandbox {
     current: Option<Pid>,
 }
 
+impl ProcessSandbox {
+    /// A figure of the runtime process's `/proc/<pid>/status` given in kB, in bytes.
+    fn status_bytes(&self, field: &str) -> Option<u64> {
+        let pid = self.current?;
+        let status = fs::read_to_string(format!("/proc/{}/status", pid.as_raw_nonzero())).ok()?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
 impl Sandbox for ProcessSandbox {
     fn take_listener(&mut self) -> Option<TcpListener> {
         self.listener.take()
@@ -110,11 +121,13 @@ impl Sandbox for ProcessSandbox {
     }
 
     fn peak_memory(&self) -> Option<u64> {
-        let pid = self.current?;
-        let status = fs::read_to_string(format!("/proc/{}/status", pid.as_raw_nonzero())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        self.status_bytes("VmHWM:")
+    }
+
+    /// The runtime process's resident set (its children are not counted: without a cgroup
+    /// there is no one figure for them).
+    fn memory_usage(&self) -> Option<u64> {
+        self.status_bytes("VmRSS:")
     }
 
     fn destroy(&mut self) {

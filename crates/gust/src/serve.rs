@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use gust_api::{App, Front};
 use gust_control::{Control, Settings as ControlSettings};
-use gust_invoke::{AsyncQueue, Invoker, Platform, QueueSettings, Settings as InvokeSettings};
+use gust_invoke::{
+    AsyncQueue, Invoker, MemoryPolicy, Platform, QueueSettings, Settings as InvokeSettings,
+};
 use gust_model::Arns;
 use gust_runtimes::RuntimeTable;
 use gust_sandbox::linux::LinuxLauncher;
@@ -27,6 +29,14 @@ enum IsolationArg {
     Linux,
     /// Plain child processes: no isolation from the host. Only for trusted code.
     Process,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum MemoryPolicyArg {
+    /// Idle environments count for what their sandbox really uses.
+    Measured,
+    /// Every environment counts for its full MemorySize.
+    Reserved,
 }
 
 #[derive(clap::Args)]
@@ -65,6 +75,11 @@ pub struct ServeArgs {
     /// recently used first, to make room [default: 3/4 of the host's RAM].
     #[arg(long, value_name = "MB")]
     memory_budget: Option<u64>,
+    /// What an idle environment counts for against the memory budget: `measured` (what its
+    /// sandbox really uses; MemorySize while it runs) or `reserved` (its full MemorySize,
+    /// always).
+    #[arg(long, value_enum, default_value_t = MemoryPolicyArg::Measured)]
+    memory_policy: MemoryPolicyArg,
     /// Total EphemeralStorage (MB) of live execution environments' /tmp, which is kept on the
     /// disk under the data directory; a cold start beyond it fails with a clear error
     /// [default: 4 times the space free there when Gust starts; sparse files hold only what is written, and no /tmp is made while the disk is nearly full].
@@ -349,6 +364,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             // Sweep often enough that an environment outlives its keep-alive by at most half.
             sweep_interval: Duration::from_millis((args.keep_alive * 500).clamp(200, 10_000)),
             memory_budget_mb: args.memory_budget.unwrap_or_else(default_memory_budget_mb),
+            memory_policy: match args.memory_policy {
+                MemoryPolicyArg::Measured => MemoryPolicy::Measured,
+                MemoryPolicyArg::Reserved => MemoryPolicy::Reserved,
+            },
             standbys_per_runtime: args.standby_runtimes,
             standby_task_root: standby_task_root.clone(),
         },

@@ -82,8 +82,11 @@ pub struct Environment {
     /// Set for environments of a provisioned concurrency configuration: they are kept
     /// initialised and never retire for idleness or memory.
     pub provision: Option<ProvisionTag>,
-    /// Memory (MB) counted against the host's budget while the environment lives.
-    _claim: Option<MemoryClaim>,
+    /// Memory (MB) counted against the host's budget while the environment lives: its
+    /// `MemorySize` while it runs; while idle, under the measured policy, what it really uses.
+    claim: MemoryClaim,
+    /// The claim is what the sandbox was measured to use (not its `MemorySize`).
+    claim_measured: bool,
     sandbox: Box<dyn Sandbox>,
     link: Arc<Link>,
     server: tokio::task::JoinHandle<()>,
@@ -130,7 +133,8 @@ impl Environment {
             config,
             last_used: Instant::now(),
             provision: None,
-            _claim: Some(claim),
+            claim,
+            claim_measured: false,
             sandbox,
             link,
             server,
@@ -516,5 +520,35 @@ impl crate::pool::Pooled for Environment {
 
     fn code_digest(&self) -> &str {
         &self.config.code.digest_hex
+    }
+}
+
+impl Environment {
+    /// Counts the environment at its full `MemorySize` again: it is about to run, and may
+    /// use all of it.
+    pub(crate) fn claim_in_full(&mut self) {
+        if self.claim_measured {
+            self.claim.resize(u64::from(self.config.memory_size));
+            self.claim_measured = false;
+        }
+    }
+
+    /// What the environment counts for against the budget now (MB).
+    pub(crate) fn claimed_mb(&self) -> u64 {
+        self.claim.mb()
+    }
+
+    /// Counts the idle environment at what its sandbox uses now (never more than its
+    /// `MemorySize`), if it has not been measured since it last ran and its launcher can say.
+    pub(crate) fn measure_claim(&mut self) {
+        if self.claim_measured {
+            return;
+        }
+        if let Some(bytes) = self.sandbox.memory_usage() {
+            let mb = bytes.div_ceil(1024 * 1024).max(1);
+            self.claim
+                .resize(mb.min(u64::from(self.config.memory_size)));
+            self.claim_measured = true;
+        }
     }
 }

@@ -329,26 +329,43 @@ impl EnvironmentGroup {
         } else {
             "memory.max_usage_in_bytes"
         };
-        let peak: u64 = fs::read_to_string(self.memory_dir.join(peak))
+        Some(self.read_bytes(peak)?.saturating_sub(self.file_pages()))
+    }
+
+    /// Memory the group uses now, in bytes, less its file pages (as
+    /// [`EnvironmentGroup::peak_memory`]).
+    pub fn memory_usage(&self) -> Option<u64> {
+        let current = if self.v2 {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        };
+        Some(self.read_bytes(current)?.saturating_sub(self.file_pages()))
+    }
+
+    fn read_bytes(&self, file: &str) -> Option<u64> {
+        fs::read_to_string(self.memory_dir.join(file))
             .ok()?
             .trim()
             .parse()
-            .ok()?;
+            .ok()
+    }
+
+    /// The page cache charged to the group (active and inactive file pages), in bytes.
+    fn file_pages(&self) -> u64 {
         let stat = fs::read_to_string(self.memory_dir.join("memory.stat")).unwrap_or_default();
         let (active, inactive) = if self.v2 {
             ("active_file ", "inactive_file ")
         } else {
             ("total_active_file ", "total_inactive_file ")
         };
-        let file_pages: u64 = stat
-            .lines()
+        stat.lines()
             .filter_map(|line| {
                 line.strip_prefix(active)
                     .or_else(|| line.strip_prefix(inactive))
             })
             .filter_map(|n| n.trim().parse::<u64>().ok())
-            .sum();
-        Some(peak.saturating_sub(file_pages))
+            .sum()
     }
 
     /// How many processes the kernel killed for exceeding the group's memory limit.

@@ -685,6 +685,10 @@ impl Sandbox for LinuxSandbox {
         self.group.as_ref()?.peak_memory()
     }
 
+    fn memory_usage(&self) -> Option<u64> {
+        self.group.as_ref()?.memory_usage()
+    }
+
     fn out_of_memory(&self) -> bool {
         self.group.as_ref().is_some_and(|g| g.oom_kills() > 0)
     }
@@ -737,6 +741,10 @@ impl Sandbox for ForkedSandbox {
 
     fn peak_memory(&self) -> Option<u64> {
         self.group.as_ref()?.peak_memory()
+    }
+
+    fn memory_usage(&self) -> Option<u64> {
+        self.group.as_ref()?.memory_usage()
     }
 
     fn out_of_memory(&self) -> bool {
