@@ -68,15 +68,83 @@ pub struct Spawned {
     pub output: OwnedFd,
 }
 
+/// Why a sandbox could not be made, fitted or started: each variant names the step.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("cannot prepare the execution environment: {0}")]
-    Setup(#[from] std::io::Error),
+    #[error("cannot create the environment's directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the Runtime API listener: {0}")]
+    Listener(std::io::Error),
+    #[error("cannot create the cgroup {path}: {source}")]
+    CreateCgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the cgroup limit {path}: {source}")]
+    CgroupLimit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open {path} for the runtime to join its cgroup: {source}")]
+    OpenCgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot move process {pid} into its cgroup ({path}): {source}")]
+    JoinCgroup {
+        pid: u32,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make the network namespace: {0}")]
+    NetworkNamespace(std::io::Error),
+    #[error("cannot connect the environment to the outside network: {0}")]
+    Egress(std::io::Error),
+    /// The environment's /tmp volume (the host's room for /tmp may be taken).
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    TmpVolume(#[from] linux::tmp_volume::VolumeError),
+    #[error("cannot mount the environment's /tmp: {0}")]
+    MountTmp(std::io::Error),
+    #[error("cannot mount the function's code at /var/task: {0}")]
+    MountTaskRoot(std::io::Error),
+    #[error("cannot open the listeners in the network namespace of fork {pid}: {source}")]
+    ForkNetwork { pid: u32, source: std::io::Error },
+    #[error("cannot make the runtime's output pipe: {0}")]
+    Output(std::io::Error),
+    #[error("cannot make the pipe the sandbox reports a failed step on: {0}")]
+    ReportPipe(std::io::Error),
+    /// A step of the sandbox's start between fork and exec, as the child reported it.
+    #[error("cannot start {program}: the sandbox's {step} failed: {source}")]
+    Child {
+        program: PathBuf,
+        step: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot start {program}: {source}")]
     Spawn {
         program: PathBuf,
         source: std::io::Error,
     },
+    #[error("the sandbox is destroyed")]
+    Destroyed,
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+impl SandboxError {
+    /// Whether the host's room for environments' /tmp is taken: retiring idle environments
+    /// may make room for another.
+    pub fn is_storage_full(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Self::TmpVolume(e) = self {
+            return e.is_storage_full();
+        }
+        false
+    }
 }
 
 /// Starts `process` with only its own environment, no input, and its stdout and stderr on
@@ -85,8 +153,8 @@ fn spawn_with_output(
     process: &ProcessSpec,
     prepare: impl FnOnce(&mut tokio::process::Command),
 ) -> Result<Spawned, SandboxError> {
-    let (reader, writer) = std::io::pipe()?;
-    let writer_err = writer.try_clone()?;
+    let (reader, writer) = std::io::pipe().map_err(SandboxError::Output)?;
+    let writer_err = writer.try_clone().map_err(SandboxError::Output)?;
     let mut command = tokio::process::Command::new(&process.program);
     command
         .args(&process.args)
@@ -155,10 +223,9 @@ pub trait Launcher: Send + Sync + 'static {
         _pid: u32,
         _spec: &SandboxSpec,
     ) -> Result<(Box<dyn Sandbox>, std::net::TcpListener), SandboxError> {
-        Err(SandboxError::Setup(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
+        Err(SandboxError::Unsupported(
             "this launcher has no snapshot processes",
-        )))
+        ))
     }
 }
 
@@ -213,10 +280,9 @@ pub trait Sandbox: Send + Sync {
         _ephemeral_storage_mb: u32,
         _runtime_pid: u32,
     ) -> Result<(), SandboxError> {
-        Err(SandboxError::Setup(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
+        Err(SandboxError::Unsupported(
             "this launcher cannot start runtimes ahead of demand",
-        )))
+        ))
     }
     /// Lets the sandbox use only CPU time nobody else wants (until [`Sandbox::assign`] gives
     /// it its function's weight): for work done ahead of demand.

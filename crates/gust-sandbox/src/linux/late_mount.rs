@@ -148,14 +148,15 @@ fn in_mount_namespace<T: Send>(
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: unshare(2) and setns(2) change only this thread's filesystem context
-                // and mount namespace, and the thread ends right after `work`.
-                unsafe {
-                    if libc::unshare(libc::CLONE_FS) != 0
-                        || libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
+                // SAFETY: unshare(2) gives only this thread its own filesystem context (which
+                // entering a mount namespace requires).
+                if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: setns(2) moves only this thread, which ends right after `work`, into
+                // the namespace `namespace` keeps open.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+                    return Err(io::Error::last_os_error());
                 }
                 work()
             })

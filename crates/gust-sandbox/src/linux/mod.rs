@@ -14,7 +14,7 @@ pub mod tmp_volume;
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -437,6 +437,18 @@ impl LinuxLauncher {
     }
 }
 
+/// A pipe for a child's report of a failed step: both ends close on exec, and reading never
+/// blocks (the report, if any, is written before the spawn returns).
+fn report_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) writes two new descriptors into the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just made, and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 impl Launcher for LinuxLauncher {
     fn isolation(&self) -> Isolation {
         Isolation::Linux
@@ -486,15 +498,13 @@ impl Launcher for LinuxLauncher {
                 pids: MAX_PROCESSES,
             },
         )?;
-        let volume = self
-            .tmp_volumes
-            .take(spec.ephemeral_storage_mb)
-            .map_err(|e| SandboxError::Setup(e.into()))?;
+        let volume = self.tmp_volumes.take(spec.ephemeral_storage_mb)?;
         late_mount::mount_tmp_volume(
             pid,
             std::os::fd::AsFd::as_fd(&volume.mount_namespace),
             &self.tmp_mount_point,
-        )?;
+        )
+        .map_err(SandboxError::MountTmp)?;
         let mut sandbox = ForkedSandbox {
             group: Some(group),
             netns: None,
@@ -505,11 +515,13 @@ impl Launcher for LinuxLauncher {
             group.set_memory(spec.memory_mb)?;
             group.attach(pid)?;
         }
+        let fork_network = |source| SandboxError::ForkNetwork { pid, source };
         let (netns, mut listeners) =
-            netns::listeners_in(pid, &[RUNTIME_API_ADDRESS, crate::LOG_SINK_ADDRESS])?;
+            netns::listeners_in(pid, &[RUNTIME_API_ADDRESS, crate::LOG_SINK_ADDRESS])
+                .map_err(fork_network)?;
         let log_sink = listeners
             .pop()
-            .ok_or_else(|| io::Error::other("no log listener"))?;
+            .ok_or_else(|| fork_network(io::Error::other("no log listener")))?;
         sandbox.listener = listeners.pop();
         sandbox.netns = Some(netns);
         Ok((Box::new(sandbox), log_sink))
@@ -517,10 +529,7 @@ impl Launcher for LinuxLauncher {
 
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
         let tmp = &self.tmp_mount_point;
-        let volume = self
-            .tmp_volumes
-            .take(spec.ephemeral_storage_mb)
-            .map_err(|e| SandboxError::Setup(e.into()))?;
+        let volume = self.tmp_volumes.take(spec.ephemeral_storage_mb)?;
         let mut sandbox = LinuxSandbox {
             tmp_volumes: self.tmp_volumes.clone(),
             tmp_mount_point: tmp.clone(),
@@ -538,9 +547,15 @@ impl Launcher for LinuxLauncher {
                 pids: MAX_PROCESSES,
             },
         )?;
-        let slot = self.network.take()?;
+        let slot = self
+            .network
+            .take()
+            .map_err(SandboxError::NetworkNamespace)?;
         if spec.egress {
-            let link = self.egress.attach(&slot.netns)?;
+            let link = self
+                .egress
+                .attach(&slot.netns)
+                .map_err(SandboxError::Egress)?;
             sandbox.egress = Some((self.egress.clone(), link));
         }
         let block = std::process::id() % HOST_ID_BLOCKS;
@@ -605,17 +620,36 @@ impl Sandbox for LinuxSandbox {
     }
 
     fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError> {
-        let plan = self
-            .plan
-            .clone()
-            .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
-        crate::spawn_with_output(process, |command| {
+        let plan = self.plan.clone().ok_or(SandboxError::Destroyed)?;
+        // The child reports a failed step here; exec closes its end, so on success nothing
+        // is ever written.
+        let (report_read, report_write) = report_pipe().map_err(SandboxError::ReportPipe)?;
+        let report = report_write.as_raw_fd();
+        let spawned = crate::spawn_with_output(process, |command| {
             // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-            // system calls on data prepared in `plan` (see spawn.rs).
+            // system calls on data prepared in `plan` (see spawn.rs); `report` stays open
+            // until the command has been spawned.
             unsafe {
-                command.pre_exec(move || spawn::child(&plan));
+                command.pre_exec(move || spawn::child(&plan, report));
             }
-        })
+        });
+        drop(report_write);
+        match spawned {
+            Err(SandboxError::Spawn { program, source }) => {
+                Err(match spawn::read_report(report_read.as_raw_fd()) {
+                    Some((step, source)) => {
+                        tracing::debug!(program = %program.display(), step = step.name(), error = %source, "a sandbox's start failed");
+                        SandboxError::Child {
+                            program,
+                            step: step.name(),
+                            source,
+                        }
+                    }
+                    None => SandboxError::Spawn { program, source },
+                })
+            }
+            other => other,
+        }
     }
 
     fn assign(
@@ -625,10 +659,7 @@ impl Sandbox for LinuxSandbox {
         ephemeral_storage_mb: u32,
         runtime_pid: u32,
     ) -> Result<(), SandboxError> {
-        let plan = self
-            .plan
-            .as_ref()
-            .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
+        let plan = self.plan.as_ref().ok_or(SandboxError::Destroyed)?;
         let task_root =
             cstring(&Path::new(OsStr::from_bytes(plan.template.root.as_bytes())).join("var/task"));
         let mut assigned = (**plan).clone();
@@ -645,24 +676,19 @@ impl Sandbox for LinuxSandbox {
         if ephemeral_storage_mb != self.tmp_mb {
             // Another filesystem of the function's size, both where the running runtime sees
             // it and in the mount namespace later starts of the runtime are made from.
-            let namespaces = self
-                .namespaces
-                .as_mut()
-                .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
-            let volume = self
-                .tmp_volumes
-                .take(ephemeral_storage_mb)
-                .map_err(|e| SandboxError::Setup(e.into()))?;
+            let namespaces = self.namespaces.as_mut().ok_or(SandboxError::Destroyed)?;
+            let volume = self.tmp_volumes.take(ephemeral_storage_mb)?;
             late_mount::replace_tmp(
                 runtime_pid,
                 std::os::fd::AsFd::as_fd(&volume.mount_namespace),
                 &self.tmp_mount_point,
-            )?;
+            )
+            .map_err(SandboxError::MountTmp)?;
             assigned.mount_namespace = volume.mount_namespace.as_raw_fd();
             namespaces._tmp = volume;
             self.tmp_mb = ephemeral_storage_mb;
         }
-        late_mount::mount_task_root(runtime_pid, code_dir)?;
+        late_mount::mount_task_root(runtime_pid, code_dir).map_err(SandboxError::MountTaskRoot)?;
         self.plan = Some(Arc::new(assigned));
         Ok(())
     }

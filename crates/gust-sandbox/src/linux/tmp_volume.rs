@@ -94,14 +94,13 @@ pub enum VolumeError {
     },
 }
 
-impl From<VolumeError> for io::Error {
-    fn from(e: VolumeError) -> Self {
-        match e {
-            VolumeError::NoRoom { .. } | VolumeError::DiskShort { .. } => {
-                io::Error::new(io::ErrorKind::StorageFull, e.to_string())
-            }
-            VolumeError::Make { .. } => io::Error::other(e.to_string()),
-        }
+impl VolumeError {
+    /// Whether the host's room for /tmp is taken (rather than a volume failing to be made).
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            VolumeError::NoRoom { .. } | VolumeError::DiskShort { .. }
+        )
     }
 }
 
@@ -272,7 +271,7 @@ impl TmpVolumes {
             templates: Mutex::new(HashMap::new()),
         });
         // One volume made now proves that the host can make them.
-        let first = shared.make(DEFAULT_MB).map_err(io::Error::from)?;
+        let first = shared.make(DEFAULT_MB).map_err(io::Error::other)?;
         shared.lock().push(first);
         let worker = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -556,34 +555,40 @@ fn mount_in_new_namespace(device: &Path, mount_point: &Path) -> io::Result<Owned
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: unshare(2) and mount(2) affect only this thread's (new) mount
-                // namespace; the strings are NUL-terminated and outlive the calls.
-                unsafe {
-                    if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_FS) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // Nothing mounted here may propagate back to the host.
-                    if libc::mount(
+                // SAFETY: unshare(2) gives only this thread a new mount namespace and its own
+                // filesystem context.
+                if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_FS) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Nothing mounted here may propagate back to the host.
+                // SAFETY: mount(2) in this thread's new namespace, with a NUL-terminated static
+                // path and nulls where the call takes none.
+                let private = unsafe {
+                    libc::mount(
                         std::ptr::null(),
                         c"/".as_ptr(),
                         std::ptr::null(),
                         libc::MS_REC | libc::MS_PRIVATE,
                         std::ptr::null(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    if libc::mount(
+                    )
+                };
+                if private != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: mount(2) in this thread's new namespace, with NUL-terminated strings
+                // that outlive the call.
+                let mounted = unsafe {
+                    libc::mount(
                         source.as_ptr(),
                         target.as_ptr(),
                         c"ext4".as_ptr(),
                         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME,
                         // Blocks of deleted files go back to the host's disk at once.
                         c"noinit_itable,discard".as_ptr().cast(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
+                    )
+                };
+                if mounted != 0 {
+                    return Err(io::Error::last_os_error());
                 }
                 // mkfs leaves lost+found; Lambda's /tmp starts empty.
                 let _ = fs::remove_dir(mount_point.join("lost+found"));
