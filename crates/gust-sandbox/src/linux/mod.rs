@@ -63,12 +63,13 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// Top-level directories of the host that hold programs and libraries.
 const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
-const LL_EXECUTE: u64 = 1 << 0;
-const LL_WRITE_FILE: u64 = 1 << 1;
-const LL_READ_FILE: u64 = 1 << 2;
-const LL_READ_DIR: u64 = 1 << 3;
-const LL_TRUNCATE: u64 = 1 << 14;
-const LL_IOCTL_DEV: u64 = 1 << 15;
+/// The Landlock rights Gust grants by name (the kernel's uapi values).
+const LL_EXECUTE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_EXECUTE as u64;
+const LL_WRITE_FILE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_WRITE_FILE as u64;
+const LL_READ_FILE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_READ_FILE as u64;
+const LL_READ_DIR: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_READ_DIR as u64;
+const LL_TRUNCATE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_TRUNCATE as u64;
+const LL_IOCTL_DEV: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_IOCTL_DEV as u64;
 
 fn cstring(path: &Path) -> CString {
     // Paths from the filesystem never contain NUL bytes.

@@ -720,30 +720,28 @@ fn build_root(plan: &Plan) -> Done {
     Ok(())
 }
 
-/// Landlock's extensible structures.
+/// The first part of `struct landlock_ruleset_attr`: the filesystem rights are all Gust
+/// handles, and the kernel takes any size from this field's end on.
 #[repr(C)]
 struct RulesetAttr {
     handled_access_fs: u64,
 }
 
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
-}
-
-const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
-const LANDLOCK_RULE_PATH_BENEATH: u32 = 1;
-
 /// The filesystem rights Landlock knows at each ABI version.
 pub fn landlock_handled(abi: i64) -> u64 {
-    match abi {
+    use linux_raw_sys::landlock as ll;
+    let v1 = (ll::LANDLOCK_ACCESS_FS_MAKE_SYM << 1) - 1;
+    let v2 = v1 | ll::LANDLOCK_ACCESS_FS_REFER;
+    let v3 = v2 | ll::LANDLOCK_ACCESS_FS_TRUNCATE;
+    let v5 = v3 | ll::LANDLOCK_ACCESS_FS_IOCTL_DEV;
+    u64::from(match abi {
         ..=0 => 0,
-        1 => (1 << 13) - 1,
-        2 => (1 << 14) - 1,
-        3 | 4 => (1 << 15) - 1,
-        _ => (1 << 16) - 1,
-    }
+        1 => v1,
+        2 => v2,
+        // ABI 4 added network rights only.
+        3 | 4 => v3,
+        _ => v5,
+    })
 }
 
 /// The Landlock ABI this kernel offers (0 when it has none).
@@ -754,11 +752,15 @@ pub fn landlock_abi() -> i64 {
             libc::SYS_landlock_create_ruleset,
             std::ptr::null::<RulesetAttr>(),
             0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
+            linux_raw_sys::landlock::LANDLOCK_CREATE_RULESET_VERSION,
         )
     };
     abi.max(0)
 }
+
+/// The path-beneath rule type of landlock_add_rule(2).
+const LANDLOCK_RULE_PATH_BENEATH: u32 =
+    linux_raw_sys::landlock::landlock_rule_type::LANDLOCK_RULE_PATH_BENEATH as u32;
 
 fn apply_landlock(rules: &[LandlockRule]) -> Done {
     let handled = landlock_handled(landlock_abi());
@@ -784,7 +786,7 @@ fn apply_landlock(rules: &[LandlockRule]) -> Done {
         if fd < 0 {
             continue;
         }
-        let beneath = PathBeneathAttr {
+        let beneath = linux_raw_sys::landlock::landlock_path_beneath_attr {
             allowed_access: rule.access & handled,
             parent_fd: fd,
         };
@@ -794,7 +796,7 @@ fn apply_landlock(rules: &[LandlockRule]) -> Done {
                 libc::SYS_landlock_add_rule,
                 ruleset,
                 LANDLOCK_RULE_PATH_BENEATH,
-                &beneath as *const PathBeneathAttr,
+                &beneath as *const linux_raw_sys::landlock::landlock_path_beneath_attr,
                 0u32,
             )
         };

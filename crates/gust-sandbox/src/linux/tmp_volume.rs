@@ -34,43 +34,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use linux_raw_sys::loop_device::{
+    LO_FLAGS_AUTOCLEAR, LO_FLAGS_DIRECT_IO, LOOP_CONFIGURE, LOOP_CTL_GET_FREE, loop_config,
+};
+
 /// The size every environment gets unless its function asks for another (Lambda's default).
 const DEFAULT_MB: u32 = 512;
-
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-/// The loop device detaches itself when its last user (the mount) goes.
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
-/// Reads and writes bypass the image file's own page cache: the environment's filesystem
-/// already caches them (charged to the environment).
-const LO_FLAGS_DIRECT_IO: u32 = 16;
-
-/// `struct loop_info64` of linux/loop.h.
-#[repr(C)]
-struct LoopInfo64 {
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: u64,
-    lo_sizelimit: u64,
-    lo_number: u32,
-    lo_encrypt_type: u32,
-    lo_encrypt_key_size: u32,
-    lo_flags: u32,
-    lo_file_name: [u8; 64],
-    lo_crypt_name: [u8; 64],
-    lo_encrypt_key: [u8; 32],
-    lo_init: [u64; 2],
-}
-
-/// `struct loop_config` of linux/loop.h (LOOP_CONFIGURE, Linux 5.8).
-#[repr(C)]
-struct LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo64,
-    reserved: [u64; 8],
-}
 
 /// Why a /tmp volume could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -513,7 +482,7 @@ fn attach(file: &File) -> Result<(File, PathBuf), VolumeError> {
     // Another process may take the free device first: then ask again.
     for _ in 0..16 {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
-        let number = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        let number = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE.into()) };
         if number < 0 {
             return Err(step("finding a free loop device")(
                 io::Error::last_os_error(),
@@ -526,13 +495,21 @@ fn attach(file: &File) -> Result<(File, PathBuf), VolumeError> {
             .open(&path)
             .map_err(step("opening the loop device"))?;
         // SAFETY: both structs are plain old data; all-zero is a valid value.
-        let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+        let mut config: loop_config = unsafe { std::mem::zeroed() };
         config.fd = file.as_raw_fd() as u32;
         config.block_size = 4096;
-        config.info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
+        // The loop device detaches itself when its last user (the mount) goes; reads and
+        // writes bypass the image file's own page cache (the environment's filesystem already
+        // caches them, charged to the environment).
+        config.info.lo_flags = LO_FLAGS_AUTOCLEAR as u32 | LO_FLAGS_DIRECT_IO as u32;
         // SAFETY: LOOP_CONFIGURE reads a `struct loop_config` we own for the call's duration.
-        let configured =
-            unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config as *const _) };
+        let configured = unsafe {
+            libc::ioctl(
+                device.as_raw_fd(),
+                LOOP_CONFIGURE.into(),
+                &config as *const _,
+            )
+        };
         if configured == 0 {
             return Ok((device, path));
         }
