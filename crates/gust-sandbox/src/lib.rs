@@ -38,18 +38,102 @@ pub struct SandboxSpec {
 }
 
 /// How an environment forked from a snapshot process confines itself once it has its own
-/// namespaces: the same Landlock rules and seccomp filters a sandbox's runtime gets.
+/// namespaces: what a sandbox's runtime is confined with, from the same definition, so that
+/// the two end up alike. A fork is never exec'd, so it applies explicitly what exec does for
+/// a fresh runtime (dropping capabilities). [`Confinement::document`] is what the fork reads.
 #[derive(Debug, Clone)]
 pub struct Confinement {
     /// The uid and gid the runtime runs as inside its sandbox.
     pub uid: u32,
     pub gid: u32,
+    /// The restrictions, in the order a runtime takes them on: `Capabilities`, `NoNewPrivs`,
+    /// `Landlock`, `Rlimits`, `Seccomp`.
+    pub order: Vec<&'static str>,
+    pub capabilities: Capabilities,
     /// The Landlock rights this kernel handles (0: none).
     pub landlock_handled: u64,
-    /// Paths and the rights granted beneath them.
+    /// Paths and the rights granted beneath them (only rights in `landlock_handled`).
     pub landlock_rules: Vec<(PathBuf, u64)>,
+    /// Resource limits `(name, resource, value)`, each set as both soft and hard limit.
+    pub rlimits: Vec<(&'static str, u32, u64)>,
     /// Seccomp programs, in the order they are installed: `(code, jt, jf, k)` instructions.
     pub seccomp: Vec<Vec<(u16, u8, u8, u32)>>,
+    /// The flags of seccomp(SECCOMP_SET_MODE_FILTER).
+    pub seccomp_flags: u32,
+}
+
+/// The capabilities a runtime ends with, as capset(2) and prctl(2) set them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Kept in the effective, permitted and inheritable sets (bit N: capability N).
+    pub kept: u64,
+    /// Whether the ambient set is cleared.
+    pub clear_ambient: bool,
+    /// Dropped from the bounding set.
+    pub drop_bounding: Vec<u32>,
+}
+
+impl Confinement {
+    /// The document a fork applies (`gust/confinement.json`): this definition, and the
+    /// kernel's numbers for applying it (system calls, prctl options, structure versions and
+    /// sizes), so that the runtime's side types in none of them.
+    pub fn document(&self) -> serde_json::Value {
+        #[cfg(target_os = "linux")]
+        let kernel = linux::confinement_kernel();
+        #[cfg(not(target_os = "linux"))]
+        let kernel = serde_json::Value::Null;
+        serde_json::json!({
+            "Uid": self.uid,
+            "Gid": self.gid,
+            "Order": self.order,
+            "Capabilities": {
+                "Kept": self.capabilities.kept,
+                "ClearAmbient": self.capabilities.clear_ambient,
+                "DropBounding": self.capabilities.drop_bounding,
+            },
+            "Landlock": {
+                "Handled": self.landlock_handled,
+                "Rules": self
+                    .landlock_rules
+                    .iter()
+                    .map(|(path, access)| serde_json::json!([path.display().to_string(), access]))
+                    .collect::<Vec<_>>(),
+            },
+            "Rlimits": self
+                .rlimits
+                .iter()
+                .map(|(name, resource, value)| serde_json::json!({
+                    "Name": name,
+                    "Resource": resource,
+                    "Soft": value,
+                    "Hard": value,
+                }))
+                .collect::<Vec<_>>(),
+            "Seccomp": {
+                "Flags": self.seccomp_flags,
+                "Programs": self
+                    .seccomp
+                    .iter()
+                    .map(|program| {
+                        program
+                            .iter()
+                            .map(|(c, t, f, k)| serde_json::json!([c, t, f, k]))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>(),
+            },
+            "Kernel": kernel,
+        })
+    }
+
+    /// Writes [`Confinement::document`] to `path`, replacing any previous one at once (a
+    /// snapshot process starting meanwhile reads either whole).
+    pub fn publish(&self, path: &Path) -> std::io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, self.document().to_string())?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 /// A process to start in the sandbox.

@@ -153,6 +153,51 @@ async fn a_failed_start_names_its_step() {
     }
 }
 
+/// What a fork of a snapshot process applies is the sandbox's own definition, with the
+/// kernel's numbers for this machine.
+#[test]
+fn the_confinement_document_is_the_sandboxs_definition() {
+    let f = sandbox(128);
+    let document = f._launcher.confinement().unwrap().document();
+    assert_eq!(
+        document["Order"],
+        serde_json::json!([
+            "Capabilities",
+            "NoNewPrivs",
+            "Landlock",
+            "Rlimits",
+            "Seccomp"
+        ])
+    );
+    assert_eq!(
+        document["Capabilities"],
+        serde_json::json!({"Kept": 0, "ClearAmbient": true, "DropBounding": []})
+    );
+    assert_eq!(
+        document["Rlimits"],
+        serde_json::json!([
+            {"Name": "RLIMIT_NOFILE", "Resource": libc::RLIMIT_NOFILE, "Soft": 1024, "Hard": 1024},
+            {"Name": "RLIMIT_NPROC", "Resource": libc::RLIMIT_NPROC, "Soft": 1024, "Hard": 1024},
+        ])
+    );
+    let rules = document["Landlock"]["Rules"].as_array().unwrap();
+    let handled = document["Landlock"]["Handled"].as_u64().unwrap();
+    if handled != 0 {
+        assert_eq!(rules[0][0], "/");
+        assert!(rules.iter().any(|r| r[0] == "/tmp" && r[1] == handled));
+    }
+    assert_eq!(document["Seccomp"]["Programs"].as_array().unwrap().len(), 2);
+    let kernel = &document["Kernel"];
+    assert_eq!(kernel["SYS_seccomp"], libc::SYS_seccomp);
+    assert_eq!(
+        kernel["SYS_landlock_create_ruleset"],
+        libc::SYS_landlock_create_ruleset
+    );
+    assert_eq!(kernel["PR_SET_NO_NEW_PRIVS"], libc::PR_SET_NO_NEW_PRIVS);
+    assert_eq!(kernel["_LINUX_CAPABILITY_VERSION_3"], 0x2008_0522);
+    assert_eq!(kernel["LandlockRulesetAttrSize"], 8);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_status_and_signals_come_through() {
     let mut f = sandbox(128);

@@ -4,6 +4,7 @@
 //! without a container runtime.
 
 pub mod cgroup;
+mod confinement;
 pub mod egress;
 mod late_mount;
 mod netns;
@@ -28,6 +29,8 @@ use cgroup::{Cgroups, EnvironmentGroup, Limits};
 use netns::NetworkFactory;
 use spawn::{LandlockRule, Op, Plan, Template};
 use tmp_volume::TmpVolumes;
+
+pub(crate) use confinement::kernel as confinement_kernel;
 
 /// The user and group a function runs as inside its sandbox (Lambda's `sbx_user1051`).
 const SANDBOX_UID: u32 = 993;
@@ -464,27 +467,12 @@ impl Launcher for LinuxLauncher {
     }
 
     fn confinement(&self) -> Option<Confinement> {
-        let seccomp = self
-            .template
-            .seccomp
-            .iter()
-            .map(|program| program.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
-            .collect();
-        Some(Confinement {
-            uid: SANDBOX_UID,
-            gid: SANDBOX_GID,
-            landlock_handled: spawn::landlock_handled(self.landlock_abi),
-            landlock_rules: self
-                .template
-                .landlock
-                .iter()
-                .map(|rule| {
-                    let path = Path::new(OsStr::from_bytes(rule.path.as_bytes()));
-                    (path.to_path_buf(), rule.access)
-                })
-                .collect(),
-            seccomp,
-        })
+        Some(confinement::of(
+            &self.template,
+            SANDBOX_UID,
+            SANDBOX_GID,
+            spawn::landlock_handled(self.landlock_abi),
+        ))
     }
 
     fn adopt_fork(

@@ -231,6 +231,41 @@ impl Step {
     }
 }
 
+/// What confines a runtime, in the order it takes them on. A fork of a SnapStart snapshot
+/// process, which is never exec'd, takes the same in the same order from the confinement
+/// document (see [`crate::Confinement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    /// No capabilities: no effective, permitted, inheritable or ambient ones.
+    Capabilities,
+    NoNewPrivs,
+    Landlock,
+    /// The template's resource limits, soft and hard.
+    Rlimits,
+    /// The template's seccomp programs, in order.
+    Seccomp,
+}
+
+pub const RESTRICTIONS: [Restriction; 5] = [
+    Restriction::Capabilities,
+    Restriction::NoNewPrivs,
+    Restriction::Landlock,
+    Restriction::Rlimits,
+    Restriction::Seccomp,
+];
+
+impl Restriction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Restriction::Capabilities => "Capabilities",
+            Restriction::NoNewPrivs => "NoNewPrivs",
+            Restriction::Landlock => "Landlock",
+            Restriction::Rlimits => "Rlimits",
+            Restriction::Seccomp => "Seccomp",
+        }
+    }
+}
+
 /// A failed step and its error number.
 #[derive(Debug, Clone, Copy)]
 struct Failed {
@@ -723,8 +758,8 @@ fn build_root(plan: &Plan) -> Done {
 /// The first part of `struct landlock_ruleset_attr`: the filesystem rights are all Gust
 /// handles, and the kernel takes any size from this field's end on.
 #[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
+pub struct RulesetAttr {
+    pub handled_access_fs: u64,
 }
 
 /// The filesystem rights Landlock knows at each ABI version.
@@ -759,7 +794,7 @@ pub fn landlock_abi() -> i64 {
 }
 
 /// The path-beneath rule type of landlock_add_rule(2).
-const LANDLOCK_RULE_PATH_BENEATH: u32 =
+pub const LANDLOCK_RULE_PATH_BENEATH: u32 =
     linux_raw_sys::landlock::landlock_rule_type::LANDLOCK_RULE_PATH_BENEATH as u32;
 
 fn apply_landlock(rules: &[LandlockRule]) -> Done {
@@ -823,6 +858,9 @@ fn set_rlimits(rlimits: &[(libc::__rlimit_resource_t, u64)]) -> Done {
     Ok(())
 }
 
+/// The flags the seccomp programs are installed with (the same for a fork).
+pub const SECCOMP_FLAGS: u32 = 0;
+
 fn install_seccomp(programs: &[Vec<libc::sock_filter>]) -> Done {
     for program in programs {
         let fprog = libc::sock_fprog {
@@ -835,7 +873,7 @@ fn install_seccomp(programs: &[Vec<libc::sock_filter>]) -> Done {
             libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
-                0u32,
+                SECCOMP_FLAGS,
                 &fprog as *const libc::sock_fprog,
             )
         };
@@ -844,8 +882,8 @@ fn install_seccomp(programs: &[Vec<libc::sock_filter>]) -> Done {
     Ok(())
 }
 
-/// R: becomes an unprivileged user in its own user namespace, limits itself, and returns to
-/// let the exec happen.
+/// R: becomes an unprivileged user in its own user namespace, takes on the
+/// [`RESTRICTIONS`], and returns to let the exec happen.
 ///
 /// # Safety
 /// Must run in R, a fresh fork of G, between fork and exec: it changes this process's
@@ -879,15 +917,25 @@ unsafe fn runtime_process(plan: &Plan) -> Done {
     // SAFETY: chdir(2) to a NUL-terminated path owned by the plan.
     let entered = unsafe { libc::chdir(plan.template.workdir.as_ptr()) };
     check(entered.into(), Step::EnterTaskRoot)?;
-    // SAFETY: prctl(2) with integer arguments.
-    let set = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    check(set.into(), Step::NoNewPrivs)?;
-    apply_landlock(&plan.template.landlock)?;
-    // Limits come last: until exec closes them this process holds Gust's descriptors,
-    // possibly thousands, and under a 1,024-file limit a new descriptor numbered past it
-    // would fail with EMFILE.
-    set_rlimits(&plan.template.rlimits)?;
-    install_seccomp(&plan.template.seccomp)?;
+    for restriction in RESTRICTIONS {
+        match restriction {
+            // R gave up its own with its uid; those its user namespace gave it, exec clears
+            // (it is not that namespace's root). The bounding set stays the namespace's full
+            // one, which no_new_privs makes moot.
+            Restriction::Capabilities => {}
+            Restriction::NoNewPrivs => {
+                // SAFETY: prctl(2) with integer arguments.
+                let set = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                check(set.into(), Step::NoNewPrivs)?;
+            }
+            Restriction::Landlock => apply_landlock(&plan.template.landlock)?,
+            // Limits come after Landlock: until exec closes them this process holds Gust's
+            // descriptors, possibly thousands, and under a 1,024-file limit a new descriptor
+            // numbered past it would fail with EMFILE.
+            Restriction::Rlimits => set_rlimits(&plan.template.rlimits)?,
+            Restriction::Seccomp => install_seccomp(&plan.template.seccomp)?,
+        }
+    }
     Ok(())
 }
 
