@@ -560,19 +560,13 @@ impl Invoker {
             // A retry after a full /tmp claims its memory again (the failed start returned it).
             let claim = room.take().unwrap_or_else(|| self.budget.claim(mb));
             match Environment::create(&self.platform, config.clone(), initialization, claim) {
-                Err(EnvironmentError::Sandbox(gust_sandbox::SandboxError::Setup(e)))
-                    if e.kind() == std::io::ErrorKind::StorageFull =>
-                {
+                Err(EnvironmentError::Sandbox(e)) if e.is_storage_full() => {
                     // The host's room for /tmp is taken: what may retire gives its /tmp back
                     // (at once: the next try needs the room).
                     match self.next_to_retire() {
                         Some(Retiree::Standby(standby)) => platform::blocking(|| standby.destroy()),
                         Some(Retiree::Environment(env)) => platform::blocking(|| env.destroy()),
-                        None => {
-                            break Err(EnvironmentError::Sandbox(
-                                gust_sandbox::SandboxError::Setup(e),
-                            ));
-                        }
+                        None => break Err(EnvironmentError::Sandbox(e)),
                     }
                 }
                 other => break other,

@@ -131,7 +131,7 @@ impl Waiting {
         };
         let log = SharedLog::default();
         let (process, pid) = RuntimeProcess::watch(spawned, &log, name)
-            .map_err(gust_sandbox::SandboxError::Setup)?;
+            .map_err(gust_sandbox::SandboxError::Output)?;
         Ok(Self {
             link,
             server,
@@ -149,9 +149,9 @@ pub(crate) fn serve_runtime_api(
     let listener = sandbox
         .take_listener()
         .ok_or_else(|| std::io::Error::other("the sandbox has no Runtime API listener"))
-        .map_err(gust_sandbox::SandboxError::Setup)?;
-    let listener =
-        tokio::net::TcpListener::from_std(listener).map_err(gust_sandbox::SandboxError::Setup)?;
+        .map_err(gust_sandbox::SandboxError::Listener)?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(gust_sandbox::SandboxError::Listener)?;
     let link = Arc::new(Link::new());
     let server = gust_runtime_api::spawn(listener, link.clone());
     Ok((link, server))

@@ -49,26 +49,9 @@ pub fn publish_confinement(platform: &Platform) -> std::io::Result<bool> {
     let Some(confinement) = platform.launcher.confinement() else {
         return Ok(false);
     };
-    let document = serde_json::json!({
-        "Uid": confinement.uid,
-        "Gid": confinement.gid,
-        "LandlockHandled": confinement.landlock_handled,
-        "LandlockRules": confinement
-            .landlock_rules
-            .iter()
-            .map(|(path, access)| serde_json::json!([path.display().to_string(), access]))
-            .collect::<Vec<_>>(),
-        "Seccomp": confinement
-            .seccomp
-            .iter()
-            .map(|program| program.iter().map(|(c, t, f, k)| serde_json::json!([c, t, f, k])).collect::<Vec<_>>())
-            .collect::<Vec<_>>(),
-    });
     let dir = platform.runtimes.runtime_dir().join("gust");
     std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join("confinement.json.tmp");
-    std::fs::write(&tmp, document.to_string())?;
-    std::fs::rename(tmp, dir.join("confinement.json"))?;
+    confinement.publish(&dir.join("confinement.json"))?;
     Ok(true)
 }
 

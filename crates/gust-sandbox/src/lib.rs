@@ -38,18 +38,102 @@ pub struct SandboxSpec {
 }
 
 /// How an environment forked from a snapshot process confines itself once it has its own
-/// namespaces: the same Landlock rules and seccomp filters a sandbox's runtime gets.
+/// namespaces: what a sandbox's runtime is confined with, from the same definition, so that
+/// the two end up alike. A fork is never exec'd, so it applies explicitly what exec does for
+/// a fresh runtime (dropping capabilities). [`Confinement::document`] is what the fork reads.
 #[derive(Debug, Clone)]
 pub struct Confinement {
     /// The uid and gid the runtime runs as inside its sandbox.
     pub uid: u32,
     pub gid: u32,
+    /// The restrictions, in the order a runtime takes them on: `Capabilities`, `NoNewPrivs`,
+    /// `Landlock`, `Rlimits`, `Seccomp`.
+    pub order: Vec<&'static str>,
+    pub capabilities: Capabilities,
     /// The Landlock rights this kernel handles (0: none).
     pub landlock_handled: u64,
-    /// Paths and the rights granted beneath them.
+    /// Paths and the rights granted beneath them (only rights in `landlock_handled`).
     pub landlock_rules: Vec<(PathBuf, u64)>,
+    /// Resource limits `(name, resource, value)`, each set as both soft and hard limit.
+    pub rlimits: Vec<(&'static str, u32, u64)>,
     /// Seccomp programs, in the order they are installed: `(code, jt, jf, k)` instructions.
     pub seccomp: Vec<Vec<(u16, u8, u8, u32)>>,
+    /// The flags of seccomp(SECCOMP_SET_MODE_FILTER).
+    pub seccomp_flags: u32,
+}
+
+/// The capabilities a runtime ends with, as capset(2) and prctl(2) set them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Kept in the effective, permitted and inheritable sets (bit N: capability N).
+    pub kept: u64,
+    /// Whether the ambient set is cleared.
+    pub clear_ambient: bool,
+    /// Dropped from the bounding set.
+    pub drop_bounding: Vec<u32>,
+}
+
+impl Confinement {
+    /// The document a fork applies (`gust/confinement.json`): this definition, and the
+    /// kernel's numbers for applying it (system calls, prctl options, structure versions and
+    /// sizes), so that the runtime's side types in none of them.
+    pub fn document(&self) -> serde_json::Value {
+        #[cfg(target_os = "linux")]
+        let kernel = linux::confinement_kernel();
+        #[cfg(not(target_os = "linux"))]
+        let kernel = serde_json::Value::Null;
+        serde_json::json!({
+            "Uid": self.uid,
+            "Gid": self.gid,
+            "Order": self.order,
+            "Capabilities": {
+                "Kept": self.capabilities.kept,
+                "ClearAmbient": self.capabilities.clear_ambient,
+                "DropBounding": self.capabilities.drop_bounding,
+            },
+            "Landlock": {
+                "Handled": self.landlock_handled,
+                "Rules": self
+                    .landlock_rules
+                    .iter()
+                    .map(|(path, access)| serde_json::json!([path.display().to_string(), access]))
+                    .collect::<Vec<_>>(),
+            },
+            "Rlimits": self
+                .rlimits
+                .iter()
+                .map(|(name, resource, value)| serde_json::json!({
+                    "Name": name,
+                    "Resource": resource,
+                    "Soft": value,
+                    "Hard": value,
+                }))
+                .collect::<Vec<_>>(),
+            "Seccomp": {
+                "Flags": self.seccomp_flags,
+                "Programs": self
+                    .seccomp
+                    .iter()
+                    .map(|program| {
+                        program
+                            .iter()
+                            .map(|(c, t, f, k)| serde_json::json!([c, t, f, k]))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>(),
+            },
+            "Kernel": kernel,
+        })
+    }
+
+    /// Writes [`Confinement::document`] to `path`, replacing any previous one at once (a
+    /// snapshot process starting meanwhile reads either whole).
+    pub fn publish(&self, path: &Path) -> std::io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, self.document().to_string())?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 /// A process to start in the sandbox.
@@ -68,15 +152,83 @@ pub struct Spawned {
     pub output: OwnedFd,
 }
 
+/// Why a sandbox could not be made, fitted or started: each variant names the step.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("cannot prepare the execution environment: {0}")]
-    Setup(#[from] std::io::Error),
+    #[error("cannot create the environment's directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the Runtime API listener: {0}")]
+    Listener(std::io::Error),
+    #[error("cannot create the cgroup {path}: {source}")]
+    CreateCgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the cgroup limit {path}: {source}")]
+    CgroupLimit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open {path} for the runtime to join its cgroup: {source}")]
+    OpenCgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot move process {pid} into its cgroup ({path}): {source}")]
+    JoinCgroup {
+        pid: u32,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make the network namespace: {0}")]
+    NetworkNamespace(std::io::Error),
+    #[error("cannot connect the environment to the outside network: {0}")]
+    Egress(std::io::Error),
+    /// The environment's /tmp volume (the host's room for /tmp may be taken).
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    TmpVolume(#[from] linux::tmp_volume::VolumeError),
+    #[error("cannot mount the environment's /tmp: {0}")]
+    MountTmp(std::io::Error),
+    #[error("cannot mount the function's code at /var/task: {0}")]
+    MountTaskRoot(std::io::Error),
+    #[error("cannot open the listeners in the network namespace of fork {pid}: {source}")]
+    ForkNetwork { pid: u32, source: std::io::Error },
+    #[error("cannot make the runtime's output pipe: {0}")]
+    Output(std::io::Error),
+    #[error("cannot make the pipe the sandbox reports a failed step on: {0}")]
+    ReportPipe(std::io::Error),
+    /// A step of the sandbox's start between fork and exec, as the child reported it.
+    #[error("cannot start {program}: the sandbox's {step} failed: {source}")]
+    Child {
+        program: PathBuf,
+        step: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot start {program}: {source}")]
     Spawn {
         program: PathBuf,
         source: std::io::Error,
     },
+    #[error("the sandbox is destroyed")]
+    Destroyed,
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+impl SandboxError {
+    /// Whether the host's room for environments' /tmp is taken: retiring idle environments
+    /// may make room for another.
+    pub fn is_storage_full(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Self::TmpVolume(e) = self {
+            return e.is_storage_full();
+        }
+        false
+    }
 }
 
 /// Starts `process` with only its own environment, no input, and its stdout and stderr on
@@ -85,8 +237,8 @@ fn spawn_with_output(
     process: &ProcessSpec,
     prepare: impl FnOnce(&mut tokio::process::Command),
 ) -> Result<Spawned, SandboxError> {
-    let (reader, writer) = std::io::pipe()?;
-    let writer_err = writer.try_clone()?;
+    let (reader, writer) = std::io::pipe().map_err(SandboxError::Output)?;
+    let writer_err = writer.try_clone().map_err(SandboxError::Output)?;
     let mut command = tokio::process::Command::new(&process.program);
     command
         .args(&process.args)
@@ -155,10 +307,9 @@ pub trait Launcher: Send + Sync + 'static {
         _pid: u32,
         _spec: &SandboxSpec,
     ) -> Result<(Box<dyn Sandbox>, std::net::TcpListener), SandboxError> {
-        Err(SandboxError::Setup(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
+        Err(SandboxError::Unsupported(
             "this launcher has no snapshot processes",
-        )))
+        ))
     }
 }
 
@@ -218,10 +369,9 @@ pub trait Sandbox: Send + Sync {
         _ephemeral_storage_mb: u32,
         _runtime_pid: u32,
     ) -> Result<(), SandboxError> {
-        Err(SandboxError::Setup(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
+        Err(SandboxError::Unsupported(
             "this launcher cannot start runtimes ahead of demand",
-        )))
+        ))
     }
     /// Lets the sandbox use only CPU time nobody else wants (until [`Sandbox::assign`] gives
     /// it its function's weight): for work done ahead of demand.

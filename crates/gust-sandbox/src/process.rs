@@ -38,10 +38,18 @@ impl Launcher for ProcessLauncher {
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
         let dir = self.environments_dir.join(&spec.environment_id);
         let tmp = dir.join("tmp");
-        fs::create_dir_all(&tmp)?;
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let address = listener.local_addr()?.to_string();
+        fs::create_dir_all(&tmp).map_err(|source| SandboxError::Directory {
+            path: tmp.clone(),
+            source,
+        })?;
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(SandboxError::Listener)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(SandboxError::Listener)?;
+        let address = listener
+            .local_addr()
+            .map_err(SandboxError::Listener)?
+            .to_string();
         Ok(Box::new(ProcessSandbox {
             dir,
             tmp,

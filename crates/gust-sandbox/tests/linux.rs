@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use gust_sandbox::linux::LinuxLauncher;
-use gust_sandbox::{Launcher, ProcessSpec, Sandbox, SandboxSpec};
+use gust_sandbox::{Launcher, ProcessSpec, Sandbox, SandboxError, SandboxSpec};
 
 struct Fixture {
     sandbox: Box<dyn Sandbox>,
@@ -19,6 +19,15 @@ fn sandbox(memory_mb: u32) -> Fixture {
 }
 
 fn sandbox_with(memory_mb: u32, egress: bool) -> Fixture {
+    sandbox_reading(memory_mb, egress, Vec::new())
+}
+
+/// A sandbox with `read_only_paths` from the host.
+fn sandbox_reading(
+    memory_mb: u32,
+    egress: bool,
+    read_only_paths: Vec<std::path::PathBuf>,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let code = dir.path().join("code");
     std::fs::create_dir_all(&code).unwrap();
@@ -39,7 +48,7 @@ fn sandbox_with(memory_mb: u32, egress: bool) -> Fixture {
             runtime_dir: runtime,
             memory_mb,
             ephemeral_storage_mb: 16,
-            read_only_paths: Vec::new(),
+            read_only_paths,
             egress,
             zygote: false,
         })
@@ -115,6 +124,78 @@ async fn devices_work_and_files_get_the_usual_umask() {
         ["00 00 00 00", "8", "0022", "644", "refused"],
         "{out}"
     );
+}
+
+/// A step of the sandbox's start that fails is named in the error (the child reports it),
+/// while a runtime that cannot be exec'd is still a plain spawn error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_start_names_its_step() {
+    let missing = std::path::PathBuf::from("/gust-test-no-such-directory");
+    let mut f = sandbox_reading(128, false, vec![missing]);
+    let process = |program: &str| ProcessSpec {
+        program: program.into(),
+        args: Vec::new(),
+        env: Vec::new(),
+    };
+    match f.sandbox.spawn(&process("/bin/true")) {
+        Err(SandboxError::Child { step, source, .. }) => {
+            assert_eq!(step, "bind mount");
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("expected the bind mount to fail: {:?}", other.err()),
+    }
+    let mut f = sandbox(128);
+    match f.sandbox.spawn(&process("/no/such/runtime")) {
+        Err(SandboxError::Spawn { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT))
+        }
+        other => panic!("expected exec to fail: {:?}", other.err()),
+    }
+}
+
+/// What a fork of a snapshot process applies is the sandbox's own definition, with the
+/// kernel's numbers for this machine.
+#[test]
+fn the_confinement_document_is_the_sandboxs_definition() {
+    let f = sandbox(128);
+    let document = f._launcher.confinement().unwrap().document();
+    assert_eq!(
+        document["Order"],
+        serde_json::json!([
+            "Capabilities",
+            "NoNewPrivs",
+            "Landlock",
+            "Rlimits",
+            "Seccomp"
+        ])
+    );
+    assert_eq!(
+        document["Capabilities"],
+        serde_json::json!({"Kept": 0, "ClearAmbient": true, "DropBounding": []})
+    );
+    assert_eq!(
+        document["Rlimits"],
+        serde_json::json!([
+            {"Name": "RLIMIT_NOFILE", "Resource": libc::RLIMIT_NOFILE, "Soft": 1024, "Hard": 1024},
+            {"Name": "RLIMIT_NPROC", "Resource": libc::RLIMIT_NPROC, "Soft": 1024, "Hard": 1024},
+        ])
+    );
+    let rules = document["Landlock"]["Rules"].as_array().unwrap();
+    let handled = document["Landlock"]["Handled"].as_u64().unwrap();
+    if handled != 0 {
+        assert_eq!(rules[0][0], "/");
+        assert!(rules.iter().any(|r| r[0] == "/tmp" && r[1] == handled));
+    }
+    assert_eq!(document["Seccomp"]["Programs"].as_array().unwrap().len(), 2);
+    let kernel = &document["Kernel"];
+    assert_eq!(kernel["SYS_seccomp"], libc::SYS_seccomp);
+    assert_eq!(
+        kernel["SYS_landlock_create_ruleset"],
+        libc::SYS_landlock_create_ruleset
+    );
+    assert_eq!(kernel["PR_SET_NO_NEW_PRIVS"], libc::PR_SET_NO_NEW_PRIVS);
+    assert_eq!(kernel["_LINUX_CAPABILITY_VERSION_3"], 0x2008_0522);
+    assert_eq!(kernel["LandlockRulesetAttrSize"], 8);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,6 +11,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use crate::SandboxError;
+
 /// Which hierarchy the host uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
@@ -47,6 +49,21 @@ pub struct EnvironmentGroup {
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
     fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Writes one of an environment group's limits.
+fn limit(path: &Path, value: &str) -> Result<(), SandboxError> {
+    fs::write(path, value).map_err(|source| SandboxError::CgroupLimit {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn create_dir(dir: &Path) -> Result<(), SandboxError> {
+    fs::create_dir_all(dir).map_err(|source| SandboxError::CreateCgroup {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// The mount point of a v1 controller, from /proc/self/mountinfo.
@@ -201,14 +218,14 @@ impl Cgroups {
     }
 
     /// Creates an environment's group with its limits.
-    pub fn create(&self, name: &str, limits: Limits) -> io::Result<EnvironmentGroup> {
+    pub fn create(&self, name: &str, limits: Limits) -> Result<EnvironmentGroup, SandboxError> {
         let group = match &self.hierarchy {
             Hierarchy::V1 { memory, pids, cpu } => {
                 let dirs = vec![memory.join(name), pids.join(name), cpu.join(name)];
                 for dir in &dirs {
-                    fs::create_dir_all(dir)?;
+                    create_dir(dir)?;
                 }
-                write(&dirs[1].join("pids.max"), &limits.pids.to_string())?;
+                limit(&dirs[1].join("pids.max"), &limits.pids.to_string())?;
                 EnvironmentGroup {
                     memory_dir: dirs[0].clone(),
                     dirs,
@@ -217,12 +234,12 @@ impl Cgroups {
             }
             Hierarchy::V2 { base } => {
                 let dir = base.join(name);
-                fs::create_dir_all(&dir)?;
+                create_dir(&dir)?;
                 let swap = dir.join("memory.swap.max");
                 if swap.exists() {
-                    write(&swap, "0")?;
+                    limit(&swap, "0")?;
                 }
-                write(&dir.join("pids.max"), &limits.pids.to_string())?;
+                limit(&dir.join("pids.max"), &limits.pids.to_string())?;
                 EnvironmentGroup {
                     memory_dir: dir.clone(),
                     dirs: vec![dir],
@@ -248,59 +265,66 @@ impl Cgroups {
 
 impl EnvironmentGroup {
     /// Gives the group the least CPU weight there is: it runs on time nobody else wants.
-    pub fn set_idle_weight(&self) -> io::Result<()> {
+    pub fn set_idle_weight(&self) -> Result<(), SandboxError> {
         if self.v2 {
-            write(&self.dirs[0].join("cpu.weight"), "1")
+            limit(&self.dirs[0].join("cpu.weight"), "1")
         } else {
-            write(&self.dirs[2].join("cpu.shares"), "2")
+            limit(&self.dirs[2].join("cpu.shares"), "2")
         }
     }
 
     /// Sets the memory limit, and the CPU weight that goes with it: 1,769 MB is one vCPU's
     /// worth (1024 shares).
-    pub fn set_memory(&self, memory_mb: u32) -> io::Result<()> {
+    pub fn set_memory(&self, memory_mb: u32) -> Result<(), SandboxError> {
         let bytes = (memory_mb as u64 * 1024 * 1024).to_string();
         let shares = ((memory_mb as u64 * 1024) / 1769).clamp(2, 262_144);
         if self.v2 {
-            write(&self.memory_dir.join("memory.max"), &bytes)?;
+            limit(&self.memory_dir.join("memory.max"), &bytes)?;
             // cpu.weight is 1–10000 with 100 as the default: scale shares to it.
             let weight = (shares * 100 / 1024).clamp(1, 10_000);
-            return write(&self.dirs[0].join("cpu.weight"), &weight.to_string());
+            return limit(&self.dirs[0].join("cpu.weight"), &weight.to_string());
         }
         // With swap accounting, memory+swap must not extend the limit and may never be below
         // it: raise it first, lower it last.
-        let limit = self.memory_dir.join("memory.limit_in_bytes");
+        let memory_limit = self.memory_dir.join("memory.limit_in_bytes");
         let memsw = self.memory_dir.join("memory.memsw.limit_in_bytes");
         if memsw.exists() {
-            if write(&memsw, &bytes).is_err() {
-                write(&limit, &bytes)?;
-                write(&memsw, &bytes)?;
+            if limit(&memsw, &bytes).is_err() {
+                limit(&memory_limit, &bytes)?;
+                limit(&memsw, &bytes)?;
             } else {
-                write(&limit, &bytes)?;
+                limit(&memory_limit, &bytes)?;
             }
         } else {
-            write(&limit, &bytes)?;
+            limit(&memory_limit, &bytes)?;
         }
-        write(&self.dirs[2].join("cpu.shares"), &shares.to_string())
+        limit(&self.dirs[2].join("cpu.shares"), &shares.to_string())
     }
 
     /// Moves process `pid` (and so everything it starts afterwards) into the group.
-    pub fn attach(&self, pid: u32) -> io::Result<()> {
+    pub fn attach(&self, pid: u32) -> Result<(), SandboxError> {
         for dir in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+            let path = dir.join("cgroup.procs");
+            fs::write(&path, pid.to_string()).map_err(|source| SandboxError::JoinCgroup {
+                pid,
+                path,
+                source,
+            })?;
         }
         Ok(())
     }
 
     /// `cgroup.procs` of each controller, opened for the child to join with a single write.
-    pub fn procs_files(&self) -> io::Result<Vec<OwnedFd>> {
+    pub fn procs_files(&self) -> Result<Vec<OwnedFd>, SandboxError> {
         self.dirs
             .iter()
             .map(|d| {
+                let path = d.join("cgroup.procs");
                 fs::OpenOptions::new()
                     .write(true)
-                    .open(d.join("cgroup.procs"))
+                    .open(&path)
                     .map(OwnedFd::from)
+                    .map_err(|source| SandboxError::OpenCgroup { path, source })
             })
             .collect()
     }

@@ -14,21 +14,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use linux_raw_sys::general::{
+    AT_RECURSIVE, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MOVE_MOUNT_F_EMPTY_PATH,
+    OPEN_TREE_CLONE, mount_attr,
+};
 
 /// The sandbox's PID 1 (its mount namespace is the sandbox's): the only child of the process
 /// Gust started.
@@ -91,8 +80,8 @@ fn attach_at(pid: u32, tree: &OwnedFd, target: &CStr, replace: bool) -> io::Resu
 pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
     let init = sandbox_init(runtime_pid)?;
     let tree = clone_tree(code_dir, true)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    let attr = mount_attr {
+        attr_set: u64::from(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV),
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -104,8 +93,8 @@ pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
             tree.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            &attr as *const mount_attr,
+            std::mem::size_of::<mount_attr>(),
         )
     };
     if set < 0 {
@@ -148,14 +137,15 @@ fn in_mount_namespace<T: Send>(
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: unshare(2) and setns(2) change only this thread's filesystem context
-                // and mount namespace, and the thread ends right after `work`.
-                unsafe {
-                    if libc::unshare(libc::CLONE_FS) != 0
-                        || libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
+                // SAFETY: unshare(2) gives only this thread its own filesystem context (which
+                // entering a mount namespace requires).
+                if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: setns(2) moves only this thread, which ends right after `work`, into
+                // the namespace `namespace` keeps open.
+                if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+                    return Err(io::Error::last_os_error());
                 }
                 work()
             })

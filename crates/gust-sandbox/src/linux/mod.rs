@@ -4,6 +4,7 @@
 //! without a container runtime.
 
 pub mod cgroup;
+mod confinement;
 pub mod egress;
 mod late_mount;
 mod netns;
@@ -14,7 +15,7 @@ pub mod tmp_volume;
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use cgroup::{Cgroups, EnvironmentGroup, Limits};
 use netns::NetworkFactory;
 use spawn::{LandlockRule, Op, Plan, Template};
 use tmp_volume::TmpVolumes;
+
+pub(crate) use confinement::kernel as confinement_kernel;
 
 /// The user and group a function runs as inside its sandbox (Lambda's `sbx_user1051`).
 const SANDBOX_UID: u32 = 993;
@@ -63,12 +66,13 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// Top-level directories of the host that hold programs and libraries.
 const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
-const LL_EXECUTE: u64 = 1 << 0;
-const LL_WRITE_FILE: u64 = 1 << 1;
-const LL_READ_FILE: u64 = 1 << 2;
-const LL_READ_DIR: u64 = 1 << 3;
-const LL_TRUNCATE: u64 = 1 << 14;
-const LL_IOCTL_DEV: u64 = 1 << 15;
+/// The Landlock rights Gust grants by name (the kernel's uapi values).
+const LL_EXECUTE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_EXECUTE as u64;
+const LL_WRITE_FILE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_WRITE_FILE as u64;
+const LL_READ_FILE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_READ_FILE as u64;
+const LL_READ_DIR: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_READ_DIR as u64;
+const LL_TRUNCATE: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_TRUNCATE as u64;
+const LL_IOCTL_DEV: u64 = linux_raw_sys::landlock::LANDLOCK_ACCESS_FS_IOCTL_DEV as u64;
 
 fn cstring(path: &Path) -> CString {
     // Paths from the filesystem never contain NUL bytes.
@@ -437,6 +441,18 @@ impl LinuxLauncher {
     }
 }
 
+/// A pipe for a child's report of a failed step: both ends close on exec, and reading never
+/// blocks (the report, if any, is written before the spawn returns).
+fn report_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) writes two new descriptors into the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just made, and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 impl Launcher for LinuxLauncher {
     fn isolation(&self) -> Isolation {
         Isolation::Linux
@@ -451,27 +467,12 @@ impl Launcher for LinuxLauncher {
     }
 
     fn confinement(&self) -> Option<Confinement> {
-        let seccomp = self
-            .template
-            .seccomp
-            .iter()
-            .map(|program| program.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect())
-            .collect();
-        Some(Confinement {
-            uid: SANDBOX_UID,
-            gid: SANDBOX_GID,
-            landlock_handled: spawn::landlock_handled(self.landlock_abi),
-            landlock_rules: self
-                .template
-                .landlock
-                .iter()
-                .map(|rule| {
-                    let path = Path::new(OsStr::from_bytes(rule.path.as_bytes()));
-                    (path.to_path_buf(), rule.access)
-                })
-                .collect(),
-            seccomp,
-        })
+        Some(confinement::of(
+            &self.template,
+            SANDBOX_UID,
+            SANDBOX_GID,
+            spawn::landlock_handled(self.landlock_abi),
+        ))
     }
 
     fn adopt_fork(
@@ -486,15 +487,13 @@ impl Launcher for LinuxLauncher {
                 pids: MAX_PROCESSES,
             },
         )?;
-        let volume = self
-            .tmp_volumes
-            .take(spec.ephemeral_storage_mb)
-            .map_err(|e| SandboxError::Setup(e.into()))?;
+        let volume = self.tmp_volumes.take(spec.ephemeral_storage_mb)?;
         late_mount::mount_tmp_volume(
             pid,
             std::os::fd::AsFd::as_fd(&volume.mount_namespace),
             &self.tmp_mount_point,
-        )?;
+        )
+        .map_err(SandboxError::MountTmp)?;
         let mut sandbox = ForkedSandbox {
             group: Some(group),
             netns: None,
@@ -505,11 +504,13 @@ impl Launcher for LinuxLauncher {
             group.set_memory(spec.memory_mb)?;
             group.attach(pid)?;
         }
+        let fork_network = |source| SandboxError::ForkNetwork { pid, source };
         let (netns, mut listeners) =
-            netns::listeners_in(pid, &[RUNTIME_API_ADDRESS, crate::LOG_SINK_ADDRESS])?;
+            netns::listeners_in(pid, &[RUNTIME_API_ADDRESS, crate::LOG_SINK_ADDRESS])
+                .map_err(fork_network)?;
         let log_sink = listeners
             .pop()
-            .ok_or_else(|| io::Error::other("no log listener"))?;
+            .ok_or_else(|| fork_network(io::Error::other("no log listener")))?;
         sandbox.listener = listeners.pop();
         sandbox.netns = Some(netns);
         Ok((Box::new(sandbox), log_sink))
@@ -517,10 +518,7 @@ impl Launcher for LinuxLauncher {
 
     fn create(&self, spec: &SandboxSpec) -> Result<Box<dyn Sandbox>, SandboxError> {
         let tmp = &self.tmp_mount_point;
-        let volume = self
-            .tmp_volumes
-            .take(spec.ephemeral_storage_mb)
-            .map_err(|e| SandboxError::Setup(e.into()))?;
+        let volume = self.tmp_volumes.take(spec.ephemeral_storage_mb)?;
         let mut sandbox = LinuxSandbox {
             tmp_volumes: self.tmp_volumes.clone(),
             tmp_mount_point: tmp.clone(),
@@ -538,9 +536,15 @@ impl Launcher for LinuxLauncher {
                 pids: MAX_PROCESSES,
             },
         )?;
-        let slot = self.network.take()?;
+        let slot = self
+            .network
+            .take()
+            .map_err(SandboxError::NetworkNamespace)?;
         if spec.egress {
-            let link = self.egress.attach(&slot.netns)?;
+            let link = self
+                .egress
+                .attach(&slot.netns)
+                .map_err(SandboxError::Egress)?;
             sandbox.egress = Some((self.egress.clone(), link));
         }
         let block = std::process::id() % HOST_ID_BLOCKS;
@@ -605,17 +609,36 @@ impl Sandbox for LinuxSandbox {
     }
 
     fn spawn(&mut self, process: &ProcessSpec) -> Result<Spawned, SandboxError> {
-        let plan = self
-            .plan
-            .clone()
-            .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
-        crate::spawn_with_output(process, |command| {
+        let plan = self.plan.clone().ok_or(SandboxError::Destroyed)?;
+        // The child reports a failed step here; exec closes its end, so on success nothing
+        // is ever written.
+        let (report_read, report_write) = report_pipe().map_err(SandboxError::ReportPipe)?;
+        let report = report_write.as_raw_fd();
+        let spawned = crate::spawn_with_output(process, |command| {
             // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-            // system calls on data prepared in `plan` (see spawn.rs).
+            // system calls on data prepared in `plan` (see spawn.rs); `report` stays open
+            // until the command has been spawned.
             unsafe {
-                command.pre_exec(move || spawn::child(&plan));
+                command.pre_exec(move || spawn::child(&plan, report));
             }
-        })
+        });
+        drop(report_write);
+        match spawned {
+            Err(SandboxError::Spawn { program, source }) => {
+                Err(match spawn::read_report(report_read.as_raw_fd()) {
+                    Some((step, source)) => {
+                        tracing::debug!(program = %program.display(), step = step.name(), error = %source, "a sandbox's start failed");
+                        SandboxError::Child {
+                            program,
+                            step: step.name(),
+                            source,
+                        }
+                    }
+                    None => SandboxError::Spawn { program, source },
+                })
+            }
+            other => other,
+        }
     }
 
     fn assign(
@@ -625,10 +648,7 @@ impl Sandbox for LinuxSandbox {
         ephemeral_storage_mb: u32,
         runtime_pid: u32,
     ) -> Result<(), SandboxError> {
-        let plan = self
-            .plan
-            .as_ref()
-            .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
+        let plan = self.plan.as_ref().ok_or(SandboxError::Destroyed)?;
         let task_root =
             cstring(&Path::new(OsStr::from_bytes(plan.template.root.as_bytes())).join("var/task"));
         let mut assigned = (**plan).clone();
@@ -645,24 +665,19 @@ impl Sandbox for LinuxSandbox {
         if ephemeral_storage_mb != self.tmp_mb {
             // Another filesystem of the function's size, both where the running runtime sees
             // it and in the mount namespace later starts of the runtime are made from.
-            let namespaces = self
-                .namespaces
-                .as_mut()
-                .ok_or_else(|| SandboxError::Setup(io::Error::other("the sandbox is destroyed")))?;
-            let volume = self
-                .tmp_volumes
-                .take(ephemeral_storage_mb)
-                .map_err(|e| SandboxError::Setup(e.into()))?;
+            let namespaces = self.namespaces.as_mut().ok_or(SandboxError::Destroyed)?;
+            let volume = self.tmp_volumes.take(ephemeral_storage_mb)?;
             late_mount::replace_tmp(
                 runtime_pid,
                 std::os::fd::AsFd::as_fd(&volume.mount_namespace),
                 &self.tmp_mount_point,
-            )?;
+            )
+            .map_err(SandboxError::MountTmp)?;
             assigned.mount_namespace = volume.mount_namespace.as_raw_fd();
             namespaces._tmp = volume;
             self.tmp_mb = ephemeral_storage_mb;
         }
-        late_mount::mount_task_root(runtime_pid, code_dir)?;
+        late_mount::mount_task_root(runtime_pid, code_dir).map_err(SandboxError::MountTaskRoot)?;
         self.plan = Some(Arc::new(assigned));
         Ok(())
     }

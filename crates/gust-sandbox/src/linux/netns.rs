@@ -48,20 +48,12 @@ fn loopback_up() -> io::Result<()> {
     for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as libc::c_char;
     }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `ifr_flags` of the ifreq we own.
-    unsafe {
-        check(libc::ioctl(
-            socket.as_raw_fd(),
-            libc::SIOCGIFFLAGS,
-            &mut request,
-        ))?;
-        request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        check(libc::ioctl(
-            socket.as_raw_fd(),
-            libc::SIOCSIFFLAGS,
-            &request,
-        ))?;
-    }
+    // SAFETY: SIOCGIFFLAGS writes `ifr_flags` of the ifreq we own.
+    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) })?;
+    // SAFETY: SIOCGIFFLAGS has just set the union's `ifru_flags` member.
+    unsafe { request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `ifr_name` and `ifr_flags` of the ifreq we own.
+    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) })?;
     Ok(())
 }
 

@@ -34,43 +34,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use linux_raw_sys::loop_device::{
+    LO_FLAGS_AUTOCLEAR, LO_FLAGS_DIRECT_IO, LOOP_CONFIGURE, LOOP_CTL_GET_FREE, loop_config,
+};
+
 /// The size every environment gets unless its function asks for another (Lambda's default).
 const DEFAULT_MB: u32 = 512;
-
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
-/// The loop device detaches itself when its last user (the mount) goes.
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
-/// Reads and writes bypass the image file's own page cache: the environment's filesystem
-/// already caches them (charged to the environment).
-const LO_FLAGS_DIRECT_IO: u32 = 16;
-
-/// `struct loop_info64` of linux/loop.h.
-#[repr(C)]
-struct LoopInfo64 {
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: u64,
-    lo_sizelimit: u64,
-    lo_number: u32,
-    lo_encrypt_type: u32,
-    lo_encrypt_key_size: u32,
-    lo_flags: u32,
-    lo_file_name: [u8; 64],
-    lo_crypt_name: [u8; 64],
-    lo_encrypt_key: [u8; 32],
-    lo_init: [u64; 2],
-}
-
-/// `struct loop_config` of linux/loop.h (LOOP_CONFIGURE, Linux 5.8).
-#[repr(C)]
-struct LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo64,
-    reserved: [u64; 8],
-}
 
 /// Why a /tmp volume could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -94,14 +63,13 @@ pub enum VolumeError {
     },
 }
 
-impl From<VolumeError> for io::Error {
-    fn from(e: VolumeError) -> Self {
-        match e {
-            VolumeError::NoRoom { .. } | VolumeError::DiskShort { .. } => {
-                io::Error::new(io::ErrorKind::StorageFull, e.to_string())
-            }
-            VolumeError::Make { .. } => io::Error::other(e.to_string()),
-        }
+impl VolumeError {
+    /// Whether the host's room for /tmp is taken (rather than a volume failing to be made).
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            VolumeError::NoRoom { .. } | VolumeError::DiskShort { .. }
+        )
     }
 }
 
@@ -272,7 +240,7 @@ impl TmpVolumes {
             templates: Mutex::new(HashMap::new()),
         });
         // One volume made now proves that the host can make them.
-        let first = shared.make(DEFAULT_MB).map_err(io::Error::from)?;
+        let first = shared.make(DEFAULT_MB).map_err(io::Error::other)?;
         shared.lock().push(first);
         let worker = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -514,7 +482,7 @@ fn attach(file: &File) -> Result<(File, PathBuf), VolumeError> {
     // Another process may take the free device first: then ask again.
     for _ in 0..16 {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
-        let number = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        let number = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE.into()) };
         if number < 0 {
             return Err(step("finding a free loop device")(
                 io::Error::last_os_error(),
@@ -527,13 +495,21 @@ fn attach(file: &File) -> Result<(File, PathBuf), VolumeError> {
             .open(&path)
             .map_err(step("opening the loop device"))?;
         // SAFETY: both structs are plain old data; all-zero is a valid value.
-        let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+        let mut config: loop_config = unsafe { std::mem::zeroed() };
         config.fd = file.as_raw_fd() as u32;
         config.block_size = 4096;
-        config.info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
+        // The loop device detaches itself when its last user (the mount) goes; reads and
+        // writes bypass the image file's own page cache (the environment's filesystem already
+        // caches them, charged to the environment).
+        config.info.lo_flags = LO_FLAGS_AUTOCLEAR as u32 | LO_FLAGS_DIRECT_IO as u32;
         // SAFETY: LOOP_CONFIGURE reads a `struct loop_config` we own for the call's duration.
-        let configured =
-            unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config as *const _) };
+        let configured = unsafe {
+            libc::ioctl(
+                device.as_raw_fd(),
+                LOOP_CONFIGURE.into(),
+                &config as *const _,
+            )
+        };
         if configured == 0 {
             return Ok((device, path));
         }
@@ -556,34 +532,40 @@ fn mount_in_new_namespace(device: &Path, mount_point: &Path) -> io::Result<Owned
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                // SAFETY: unshare(2) and mount(2) affect only this thread's (new) mount
-                // namespace; the strings are NUL-terminated and outlive the calls.
-                unsafe {
-                    if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_FS) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // Nothing mounted here may propagate back to the host.
-                    if libc::mount(
+                // SAFETY: unshare(2) gives only this thread a new mount namespace and its own
+                // filesystem context.
+                if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_FS) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Nothing mounted here may propagate back to the host.
+                // SAFETY: mount(2) in this thread's new namespace, with a NUL-terminated static
+                // path and nulls where the call takes none.
+                let private = unsafe {
+                    libc::mount(
                         std::ptr::null(),
                         c"/".as_ptr(),
                         std::ptr::null(),
                         libc::MS_REC | libc::MS_PRIVATE,
                         std::ptr::null(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    if libc::mount(
+                    )
+                };
+                if private != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: mount(2) in this thread's new namespace, with NUL-terminated strings
+                // that outlive the call.
+                let mounted = unsafe {
+                    libc::mount(
                         source.as_ptr(),
                         target.as_ptr(),
                         c"ext4".as_ptr(),
                         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME,
                         // Blocks of deleted files go back to the host's disk at once.
                         c"noinit_itable,discard".as_ptr().cast(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
+                    )
+                };
+                if mounted != 0 {
+                    return Err(io::Error::last_os_error());
                 }
                 // mkfs leaves lost+found; Lambda's /tmp starts empty.
                 let _ = fs::remove_dir(mount_point.join("lost+found"));

@@ -328,3 +328,215 @@ async fn a_restored_runtimes_exit_status_is_reported() {
         out.log
     );
 }
+
+/// What a function can observe of its confinement: its credentials, capabilities, seccomp
+/// and no_new_privs from /proc/self/status, its resource limits, what its Landlock domain lets
+/// it do (and how deep the domain is), and how the seccomp filters answer system calls.
+const CONFINEMENT_PROBE: &str = r##"import ctypes, errno, os, socket, subprocess
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+FIELDS = ("Uid", "Gid", "Groups", "Umask", "NoNewPrivs", "Seccomp", "Seccomp_filters",
+          "Speculation_Store_Bypass", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+
+
+def outcome(action):
+    try:
+        result = action()
+        return "ok" if result is None else result
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def syscall(number, *args):
+    result = libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args])
+    return "ok" if result >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+
+
+def open_close(path, flags):
+    os.close(os.open(path, flags | os.O_CLOEXEC, 0o700))
+
+
+def bind(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(path)
+    finally:
+        s.close()
+
+
+def run(path):
+    return "exit %d" % subprocess.run([path]).returncode
+
+
+def landlock_room(numbers):
+    """How many Landlock layers a child may still stack (16 less its domain's depth)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        stacked = 0
+        attr = ctypes.c_uint64(1)
+        while stacked < 20:
+            ruleset = libc.syscall(ctypes.c_long(numbers["landlock_create_ruleset"]),
+                                   ctypes.byref(attr), ctypes.c_size_t(8), ctypes.c_uint32(0))
+            if ruleset < 0:
+                break
+            done = libc.syscall(ctypes.c_long(numbers["landlock_restrict_self"]),
+                                ctypes.c_int(ruleset), ctypes.c_uint32(0))
+            os.close(ruleset)
+            if done < 0:
+                break
+            stacked += 1
+        os.write(w, str(stacked).encode())
+        os._exit(0)
+    os.close(w)
+    stacked = os.read(r, 16)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return int(stacked)
+
+
+def handler(event, context):
+    status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitlines() if ":\t" in l)
+    for directory in ("/tmp", "/dev/shm"):
+        with open(directory + "/probe", "w") as f:
+            f.write("#!/bin/sh\nexit 7\n")
+        os.chmod(directory + "/probe", 0o755)
+        os.mkdir(directory + "/sub")
+    files = {}
+    for path in ("/", "/etc/passwd", "/var/task/app.py", "/var/runtime", "/usr/bin/env",
+                 "/proc/self/status", "/dev/null", "/tmp/probe", "/dev/shm/probe"):
+        files["read " + path] = outcome(lambda p=path: open_close(p, os.O_RDONLY))
+    for path in ("/etc/passwd", "/var/task/app.py", "/dev/null", "/dev/full", "/proc/self/comm",
+                 "/tmp/probe", "/dev/shm/probe"):
+        files["write " + path] = outcome(lambda p=path: open_close(p, os.O_WRONLY))
+        files["truncate " + path] = outcome(lambda p=path: open_close(p, os.O_WRONLY | os.O_TRUNC))
+    for directory in ("/", "/etc/", "/var/task/", "/dev/", "/proc/", "/tmp/", "/dev/shm/"):
+        files["create " + directory] = outcome(lambda d=directory: open_close(d + "new", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        files["mkdir " + directory] = outcome(lambda d=directory: os.mkdir(d + "newdir"))
+        files["symlink " + directory] = outcome(lambda d=directory: os.symlink("/", d + "newlink"))
+        files["fifo " + directory] = outcome(lambda d=directory: os.mkfifo(d + "newfifo"))
+        files["socket " + directory] = outcome(lambda d=directory: bind(d + "newsock"))
+    for directory in ("/tmp/", "/dev/shm/"):
+        with open(directory + "probe", "w") as f:
+            f.write("#!/bin/sh\nexit 7\n")
+        files["link " + directory] = outcome(lambda d=directory: os.link(d + "probe", d + "sub/linked"))
+        files["rename " + directory] = outcome(lambda d=directory: os.rename(d + "newdir", d + "sub/moved"))
+        files["remove " + directory] = outcome(lambda d=directory: os.unlink(d + "new"))
+        files["rmdir " + directory] = outcome(lambda d=directory: os.rmdir(d + "sub/moved"))
+    for path in ("/tmp/probe", "/dev/shm/probe", "/usr/bin/true", "/var/task/app.py"):
+        files["exec " + path] = outcome(lambda p=path: run(p))
+    numbers = event["syscalls"]
+    return {
+        "status": {field: status.get(field) for field in FIELDS},
+        "limits": open("/proc/self/limits").read().splitlines(),
+        "files": files,
+        "landlock_room": landlock_room(numbers),
+        # The kernel's Landlock ABI (a version query: says nothing of the domain itself).
+        "landlock_abi": libc.syscall(ctypes.c_long(numbers["landlock_create_ruleset"]), None,
+                                     ctypes.c_size_t(0), ctypes.c_uint32(1)),
+        "syscalls": {
+            "unshare": syscall(numbers["unshare"], 0),
+            "setns": syscall(numbers["setns"], -1, 0),
+            "mount": syscall(numbers["mount"], 0, 0, 0, 0, 0),
+            "clone3": syscall(numbers["clone3"], 0, 0),
+            "bpf": syscall(numbers["bpf"], -1, 0, 0),
+            "ptrace": syscall(numbers["ptrace"], -1, 0, 0, 0),
+            "keyctl": syscall(numbers["keyctl"], -1, 0, 0, 0, 0),
+            "io_uring_setup": syscall(numbers["io_uring_setup"], 0, 0),
+            "perf_event_open": syscall(numbers["perf_event_open"], 0, 0, -1, -1, 0),
+            "userfaultfd": syscall(numbers["userfaultfd"], -1),
+            "getppid": syscall(numbers["getppid"]),
+        },
+    }
+"##;
+
+/// A SnapStart environment is confined exactly as an on-demand one of the same code and
+/// configuration: the fork applies what the sandbox's own definition generates, so the two
+/// must not be told apart by anything the function can observe of its confinement.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_environment_is_confined_like_a_fresh_one() {
+    require_interpreters();
+    let server = Server::start();
+    let client = server.client();
+    create_snapstart(&client, "probe", CONFINEMENT_PROBE).await;
+    client
+        .publish_version()
+        .function_name("probe")
+        .send()
+        .await
+        .unwrap();
+    let event = json!({"syscalls": {
+        "landlock_create_ruleset": libc::SYS_landlock_create_ruleset,
+        "landlock_restrict_self": libc::SYS_landlock_restrict_self,
+        "unshare": libc::SYS_unshare,
+        "setns": libc::SYS_setns,
+        "mount": libc::SYS_mount,
+        "clone3": libc::SYS_clone3,
+        "bpf": libc::SYS_bpf,
+        "ptrace": libc::SYS_ptrace,
+        "keyctl": libc::SYS_keyctl,
+        "io_uring_setup": libc::SYS_io_uring_setup,
+        "perf_event_open": libc::SYS_perf_event_open,
+        "userfaultfd": libc::SYS_userfaultfd,
+        "getppid": libc::SYS_getppid,
+    }});
+    // $LATEST starts on demand: a fresh sandbox; version 1 is restored from its snapshot.
+    let fresh = invoke(&client, "probe", event.clone()).await;
+    assert_eq!(fresh.function_error, None, "{:?}", fresh.payload);
+    assert!(report_line(&fresh.log).contains("Init Duration"));
+    let restored = invoke(&client, "probe:1", event).await;
+    assert_eq!(restored.function_error, None, "{:?}", restored.payload);
+    assert!(report_line(&restored.log).contains("Restore Duration"));
+
+    let (mut fresh, mut restored) = (fresh.payload, restored.payload);
+    // The one count that differs: a fork cannot shed the filters of the snapshot process it
+    // was forked from (the same deny list, less unshare and mount), so its own programs stack
+    // on them. What the filters answer is the same (compared below).
+    let filters = |body: &mut Value| -> u64 {
+        body["status"]["Seccomp_filters"]
+            .take()
+            .as_str()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no Seccomp_filters in {body}"))
+    };
+    let (fresh_filters, restored_filters) = (filters(&mut fresh), filters(&mut restored));
+    assert_eq!(fresh_filters, 2, "{fresh}");
+    assert_eq!(restored_filters, 2 * fresh_filters, "{restored}");
+    // Everything else must be equal, resource limits included: Gust derives none from the
+    // memory size (memory is bounded by the cgroup), and both run the same configuration.
+    // Every difference at once, each as (what, fresh, restored).
+    let mut differences = Vec::new();
+    for part in ["status", "limits", "files", "landlock_room", "syscalls"] {
+        match (&fresh[part], &restored[part]) {
+            (Value::Object(a), Value::Object(b)) => {
+                for key in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+                    if a.get(key) != b.get(key) {
+                        differences.push((format!("{part} {key}"), a.get(key), b.get(key)));
+                    }
+                }
+            }
+            (a, b) if a != b => differences.push((part.to_string(), Some(a), Some(b))),
+            _ => {}
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "a restored environment is confined otherwise than a fresh one: {differences:#?}"
+    );
+    // And the probe saw confinement at all: no capabilities, a Landlock domain, the filters.
+    assert_eq!(fresh["status"]["CapEff"], "0000000000000000");
+    assert_eq!(fresh["status"]["NoNewPrivs"], "1");
+    // Landlock allows 16 layers: the domain is one deep (none on a kernel without Landlock).
+    let landlock = fresh["landlock_abi"].as_i64().unwrap_or(-1) > 0;
+    assert_eq!(
+        fresh["landlock_room"],
+        if landlock { 15 } else { 0 },
+        "{fresh}"
+    );
+    assert_eq!(fresh["syscalls"]["unshare"], "EPERM");
+    assert_eq!(fresh["syscalls"]["clone3"], "ENOSYS");
+    assert_eq!(fresh["files"]["create /tmp/"], "ok");
+    assert_ne!(fresh["files"]["create /"], "ok");
+}
