@@ -479,8 +479,10 @@ impl Invoker {
         self.platform.launcher.tmp_usage()
     }
 
-    /// Total `MemorySize` of live environments (MB).
+    /// What live environments count for against the memory budget (MB). Idle ones are
+    /// measured first (they are otherwise measured in the sweep, off the invoke path).
     pub fn committed_memory_mb(&self) -> u64 {
+        self.measure_idle();
         self.budget.committed_mb()
     }
 

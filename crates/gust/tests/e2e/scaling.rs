@@ -526,9 +526,16 @@ async fn a_warm_environment_answers_after_a_quiet_spell() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_memory_budget_retires_the_least_recently_used() {
-    // Room for two 128 MB environments (and none for runtimes started ahead, which would
-    // only be retired first).
-    let server = Server::start_with(&["--memory-budget", "256", "--standby-runtimes", "0"]);
+    // Room for two 128 MB environments counted at their MemorySize (and none for runtimes
+    // started ahead, which would only be retired first).
+    let server = Server::start_with(&[
+        "--memory-budget",
+        "256",
+        "--memory-policy",
+        "reserved",
+        "--standby-runtimes",
+        "0",
+    ]);
     for name in ["a", "b", "c"] {
         create_who(&server, name).await;
     }
@@ -546,6 +553,28 @@ async fn the_memory_budget_retires_the_least_recently_used() {
         "{status}"
     );
     assert_eq!(status["MemoryBudgetMB"], 256);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_environments_count_for_the_memory_their_sandbox_holds() {
+    // The same budget under the default (measured) policy: an idle Python environment holds
+    // a few MB of its 128, so all three stay warm, and the total stays within the budget.
+    let server = Server::start_with(&["--memory-budget", "256", "--standby-runtimes", "0"]);
+    for name in ["a", "b", "c"] {
+        create_who(&server, name).await;
+    }
+    let first: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|name| environment_of(&raw_invoke(&server.address, name, &json!({}))))
+        .collect();
+    let again: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|name| environment_of(&raw_invoke(&server.address, name, &json!({}))))
+        .collect();
+    assert_eq!(first, again, "every environment stayed warm");
+    let status = server.raw("GET", "/gust/status", &[], b"").json();
+    let committed = status["EnvironmentMemoryMB"].as_u64().unwrap();
+    assert!(committed <= 256, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
