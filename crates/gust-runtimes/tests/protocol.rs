@@ -591,7 +591,14 @@ async fn the_runtime_api_refuses_other_versions_and_malformed_messages() {
 fn snapshot_process(installed: &Installed, address: &str) -> Child {
     let gust_dir = installed.runtime_dir().join("gust");
     std::fs::create_dir_all(&gust_dir).unwrap();
-    std::fs::write(gust_dir.join("confinement.json"), "{}").unwrap();
+    // Outside a sandbox nothing is confined: a policy with no seccomp programs (the fork
+    // confines itself only in its environment's first process, which these tests never
+    // reach).
+    std::fs::write(
+        gust_dir.join("confinement.json"),
+        r#"{"Seccomp": {"Programs": []}}"#,
+    )
+    .unwrap();
     std::fs::write(
         installed.task_root().join("app.py"),
         "def handler(event, context):\n    return {}\n",
