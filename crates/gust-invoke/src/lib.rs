@@ -147,10 +147,11 @@ fn parallel_setups() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
 }
 
-fn retire_standbys(standbys: Vec<Standby>) {
+fn retire_standbys(mut standbys: Vec<Standby>) {
     if standbys.is_empty() {
         return;
     }
+    standbys.iter_mut().for_each(Standby::release_claim);
     tokio::task::spawn_blocking(move || {
         for standby in standbys {
             standby.destroy();
@@ -174,10 +175,13 @@ impl Retiree {
     }
 }
 
-fn teardown(envs: Vec<Environment>) {
+fn teardown(mut envs: Vec<Environment>) {
     if envs.is_empty() {
         return;
     }
+    // Their memory is the budget's again at once: a cold start making room at the same time
+    // must not retire more because these are still being killed.
+    envs.iter_mut().for_each(Environment::release_claim);
     // Killing and removing directories is blocking work: keep it off the caller's path.
     tokio::task::spawn_blocking(move || {
         for env in envs {

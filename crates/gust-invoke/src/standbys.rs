@@ -261,7 +261,7 @@ pub struct Standby {
     pub created: Instant,
     pub(crate) sandbox: Box<dyn Sandbox>,
     pub(crate) runtime_process: Waiting,
-    _claim: MemoryClaim,
+    claim: MemoryClaim,
 }
 
 impl Standby {
@@ -312,7 +312,7 @@ impl Standby {
             created: Instant::now(),
             sandbox,
             runtime_process: waiting,
-            _claim: claim,
+            claim,
         })
     }
 
@@ -323,6 +323,11 @@ impl Standby {
 
     pub fn is_alive(&self) -> bool {
         self.runtime_process.is_alive()
+    }
+
+    /// Returns its share of the memory budget (it is being torn down).
+    pub(crate) fn release_claim(&mut self) {
+        self.claim.resize(0);
     }
 
     pub fn destroy(mut self) {

@@ -533,6 +533,12 @@ impl Environment {
         }
     }
 
+    /// Returns the environment's share of the budget (it is being torn down).
+    pub(crate) fn release_claim(&mut self) {
+        self.claim.resize(0);
+        self.claim_measured = true;
+    }
+
     /// What the environment counts for against the budget now (MB).
     pub(crate) fn claimed_mb(&self) -> u64 {
         self.claim.mb()
