@@ -59,6 +59,18 @@ impl Installed {
         self.runtime_dir().join(gust_runtimes::STANDBY_EXEC_PATH)
     }
 
+    /// A copy of the Python runtime that speaks `gust-control/9`: its entry point beside a
+    /// patched `_gust_runtime.py` (what the entry point imports), in a directory of their own.
+    fn python_of_version_9(&self) -> PathBuf {
+        let python = self.runtime_dir().join("python");
+        let patched = self.of_version_9(&python.join("_gust_runtime.py"));
+        let dir = self.runtime_dir().join("python-v9");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::rename(patched, dir.join("_gust_runtime.py")).unwrap();
+        std::fs::copy(python.join("bootstrap.py"), dir.join("bootstrap.py")).unwrap();
+        dir.join("bootstrap.py")
+    }
+
     /// A copy of `bootstrap` that speaks `gust-control/9` (the version is text in every
     /// bootstrap, the stand-in's binary included, and keeps its length).
     fn of_version_9(&self, bootstrap: &Path) -> PathBuf {
@@ -465,7 +477,7 @@ async fn each_bootstrap_refuses_an_adoption_of_another_version() {
 async fn the_runtime_api_refuses_a_bootstrap_of_another_version() {
     let installed = Installed::new();
     let node = node();
-    let python_9 = installed.of_version_9(&installed.python());
+    let python_9 = installed.python_of_version_9();
     let node_9 = installed.of_version_9(&installed.node());
     let stand_in_9 = installed.of_version_9(&installed.stand_in());
     let runtimes = [

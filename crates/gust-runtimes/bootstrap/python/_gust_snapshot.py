@@ -12,7 +12,7 @@ forks the runtime (R): R runs the after-restore hooks and serves the Runtime API
 initialised state. CPython re-seeds `random` in every forked child.
 
 The messages with Gust are those of its control protocol (PROTOCOL.md), read and written with
-bootstrap.py's codec: a `fork` asks for an environment, `forked` or `fork-failed` reports it, the
+_gust_runtime.py's codec: a `fork` asks for an environment, `forked` or `fork-failed` reports it, the
 answer (`restore` with the environment's variables, or `abandon`) is handed to the fork, and the
 environment's first process reports how its runtime ended with `exited`.
 """
@@ -58,7 +58,7 @@ def read_all(fd):
 
 
 def run(api, handler, serve):
-    main = sys.modules["__main__"]
+    import _gust_runtime as main
     runtime_dir = os.environ.get("LAMBDA_RUNTIME_DIR") or "/var/runtime"
     with open(os.path.join(runtime_dir, "gust", "confinement.json"), "rb") as f:
         confinement = _gust_confine.load(main.from_json(f.read()))
