@@ -10,6 +10,7 @@ const http = require('http');
 const path = require('path');
 const fs = require('fs');
 const util = require('util');
+const { isUtf8 } = require('buffer');
 
 const PREFIX = '/2018-06-01/runtime';
 
@@ -387,12 +388,10 @@ class ControlError extends Error {}
 // The kind (one of `kinds`) and [name, value] fields of a control message: NUL-ended fields,
 // the version first, then the kind, then name=value.
 function decodeControl(body, kinds) {
-  let text;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
-  } catch (_) {
-    throw new ControlError("Gust's control message is not UTF-8");
-  }
+  // isUtf8 checks without a TextDecoder, whose first use costs about 0.1 ms on the cold
+  // start's path.
+  if (!isUtf8(body)) throw new ControlError("Gust's control message is not UTF-8");
+  const text = body.toString('utf8');
   const parts = text.split('\0');
   if (parts.length < 3 || parts[parts.length - 1] !== '') {
     throw new ControlError(`not a Gust control message: ${JSON.stringify(text.slice(0, 64))}`);
