@@ -668,7 +668,8 @@ def run_snapshot():
     import _gust_snapshot
 
     sys.path.remove(here)
-    _gust_snapshot.run(api, handler, serve)
+    # The snapshot process uses this module's helpers; handed over rather than imported there.
+    _gust_snapshot.run(api, handler, serve, sys.modules[__name__])
 
 
 def start():

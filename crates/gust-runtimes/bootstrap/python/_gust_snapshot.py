@@ -57,8 +57,7 @@ def read_all(fd):
         chunks.append(chunk)
 
 
-def run(api, handler, serve):
-    import _gust_runtime as main
+def run(api, handler, serve, main):
     runtime_dir = os.environ.get("LAMBDA_RUNTIME_DIR") or "/var/runtime"
     with open(os.path.join(runtime_dir, "gust", "confinement.json"), "rb") as f:
         confinement = _gust_confine.load(main.from_json(f.read()))
