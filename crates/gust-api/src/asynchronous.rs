@@ -4,7 +4,6 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use gust_control::requests::EventInvokeConfigInput;
-use gust_model::limits::CONTROL_REQUEST_MAX;
 use gust_model::names::NameShape;
 use gust_model::timefmt::iso_millis;
 use gust_model::{Arns, EventInvokeConfig, FunctionRef, LambdaError};
@@ -14,7 +13,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body};
+use crate::http::{HttpResponse, Query, empty, json, read_json};
 
 /// FunctionEventInvokeConfig. `LastModified` is a `timestamp` in the model: epoch seconds as a
 /// JSON number (strict SDKs refuse a string there).
@@ -58,8 +57,7 @@ pub async fn put_config(
     } else {
         "PutFunctionEventInvokeConfig"
     };
-    let body = read_body(req, CONTROL_REQUEST_MAX, operation).await?;
-    let input: EventInvokeConfigInput = parse_json(&body)?;
+    let input: EventInvokeConfigInput = read_json(req, operation).await?;
     let config = app
         .control
         .put_event_invoke_config(&r, input, merge)

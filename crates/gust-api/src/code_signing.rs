@@ -2,7 +2,6 @@
 
 use gust_control::requests::{CodeSigningConfigInput, PutFunctionCodeSigningConfig};
 use gust_model::code_signing::CodeSigningConfig;
-use gust_model::limits::CONTROL_REQUEST_MAX;
 use gust_model::names::NameShape;
 use gust_model::{FunctionRef, LambdaError};
 use hyper::body::Incoming;
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::App;
 use crate::functions::{max_items, page_document};
-use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body};
+use crate::http::{HttpResponse, Query, empty, json, read_json};
 
 fn document(app: &App, config: &CodeSigningConfig) -> Value {
     json!({
@@ -35,8 +34,7 @@ pub async fn create(
     req: Request<Incoming>,
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
-    let body = read_body(req, CONTROL_REQUEST_MAX, "CreateCodeSigningConfig").await?;
-    let input: CodeSigningConfigInput = parse_json(&body)?;
+    let input: CodeSigningConfigInput = read_json(req, "CreateCodeSigningConfig").await?;
     let config = app.control.create_code_signing_config(input).await?;
     Ok(json(StatusCode::CREATED, &wrapped(app, &config), rid))
 }
@@ -52,8 +50,7 @@ pub async fn update(
     req: Request<Incoming>,
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
-    let body = read_body(req, CONTROL_REQUEST_MAX, "UpdateCodeSigningConfig").await?;
-    let input: CodeSigningConfigInput = parse_json(&body)?;
+    let input: CodeSigningConfigInput = read_json(req, "UpdateCodeSigningConfig").await?;
     let config = app.control.update_code_signing_config(arn, input).await?;
     Ok(json(StatusCode::OK, &wrapped(app, &config), rid))
 }
@@ -101,8 +98,8 @@ pub async fn put_function(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = FunctionRef::parse(name, NameShape::Namespaced)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "PutFunctionCodeSigningConfig").await?;
-    let input: PutFunctionCodeSigningConfig = parse_json(&body)?;
+    let input: PutFunctionCodeSigningConfig =
+        read_json(req, "PutFunctionCodeSigningConfig").await?;
     let arn = app
         .control
         .put_function_code_signing_config(&r, input)

@@ -5,7 +5,6 @@
 use gust_control::requests::{
     PutFunctionConcurrency, PutFunctionRecursionConfig, PutProvisionedConcurrency,
 };
-use gust_model::limits::CONTROL_REQUEST_MAX;
 use gust_model::names::NameShape;
 use gust_model::{FunctionRef, LambdaError, ProvisionedConfig};
 use hyper::body::Incoming;
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::App;
 use crate::functions::{function_ref, page_document};
-use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body};
+use crate::http::{HttpResponse, Query, empty, json, read_json};
 
 fn function(name: &str, query: &Query) -> Result<FunctionRef, LambdaError> {
     function_ref(name, NameShape::Plain, query)
@@ -27,8 +26,7 @@ pub async fn put_reserved(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = FunctionRef::parse(name, NameShape::Plain)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "PutFunctionConcurrency").await?;
-    let input: PutFunctionConcurrency = parse_json(&body)?;
+    let input: PutFunctionConcurrency = read_json(req, "PutFunctionConcurrency").await?;
     let reserved = app.control.put_function_concurrency(&r, input).await?;
     Ok(json(
         StatusCode::OK,
@@ -44,8 +42,7 @@ pub async fn put_recursion(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = FunctionRef::parse(name, NameShape::Plain)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "PutFunctionRecursionConfig").await?;
-    let input: PutFunctionRecursionConfig = parse_json(&body)?;
+    let input: PutFunctionRecursionConfig = read_json(req, "PutFunctionRecursionConfig").await?;
     let value = app.control.put_recursion_config(&r, input).await?;
     Ok(json(
         StatusCode::OK,
@@ -115,8 +112,8 @@ pub async fn put_provisioned(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = function(name, query)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "PutProvisionedConcurrencyConfig").await?;
-    let input: PutProvisionedConcurrency = parse_json(&body)?;
+    let input: PutProvisionedConcurrency =
+        read_json(req, "PutProvisionedConcurrencyConfig").await?;
     let config = app.control.put_provisioned(&r, input).await?;
     // Lambda answers before any environment exists; Get shows the progress.
     let doc = json!({

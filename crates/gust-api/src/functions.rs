@@ -12,7 +12,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body};
+use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body, read_json};
 use crate::wire::{View, function_configuration};
 
 /// A function name or ARN from the path, with the `Qualifier` query member folded in.
@@ -86,8 +86,7 @@ pub async fn update_configuration(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = FunctionRef::parse(name, NameShape::Plain)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "UpdateFunctionConfiguration").await?;
-    let input: UpdateFunctionConfiguration = parse_json(&body)?;
+    let input: UpdateFunctionConfiguration = read_json(req, "UpdateFunctionConfiguration").await?;
     let config = app.control.update_configuration(&r, input).await?;
     let arns = app.control.arns();
     let doc = function_configuration(&config, &arns.function(&config.name), arns, View::Update);
@@ -128,8 +127,7 @@ pub async fn publish_version(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = FunctionRef::parse(name, NameShape::Plain)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "PublishVersion").await?;
-    let input: PublishVersion = parse_json(&body)?;
+    let input: PublishVersion = read_json(req, "PublishVersion").await?;
     let config = app.control.publish_version(&r, input).await?;
     let arns = app.control.arns();
     let doc = function_configuration(

@@ -85,6 +85,16 @@ pub fn parse_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Lambd
     })
 }
 
+/// A control-plane request's JSON body, read within Lambda's limit for such requests and
+/// parsed (an empty body is `T::default()`).
+pub async fn read_json<T: DeserializeOwned + Default>(
+    req: Request<Incoming>,
+    operation: &str,
+) -> Result<T, LambdaError> {
+    let body = read_body(req, gust_model::limits::CONTROL_REQUEST_MAX, operation).await?;
+    parse_json(&body)
+}
+
 /// Decoded query parameters, in order (keys may repeat).
 #[derive(Debug, Default)]
 pub struct Query(Vec<(String, String)>);

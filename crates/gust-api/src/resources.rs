@@ -1,7 +1,6 @@
 //! Aliases, resource policies and tags.
 
 use gust_control::requests::{AddPermission, CreateAlias, TagResource, UpdateAlias};
-use gust_model::limits::CONTROL_REQUEST_MAX;
 use gust_model::names::NameShape;
 use gust_model::{Alias, Arns, FunctionRef, LambdaError};
 use hyper::body::Incoming;
@@ -9,7 +8,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body};
+use crate::http::{HttpResponse, Query, empty, json, read_json};
 
 /// AliasConfiguration.
 fn alias_document(alias: &Alias, arns: &Arns) -> Value {
@@ -38,8 +37,7 @@ pub async fn create_alias(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = unqualified(name)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "CreateAlias").await?;
-    let input: CreateAlias = parse_json(&body)?;
+    let input: CreateAlias = read_json(req, "CreateAlias").await?;
     let alias = app.control.create_alias(&r, input).await?;
     Ok(json(
         StatusCode::CREATED,
@@ -71,8 +69,7 @@ pub async fn update_alias(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = unqualified(name)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "UpdateAlias").await?;
-    let input: UpdateAlias = parse_json(&body)?;
+    let input: UpdateAlias = read_json(req, "UpdateAlias").await?;
     let alias = app.control.update_alias(&r, alias, input).await?;
     Ok(json(
         StatusCode::OK,
@@ -123,8 +120,7 @@ pub async fn add_permission(
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
     let r = qualified(name, query)?;
-    let body = read_body(req, CONTROL_REQUEST_MAX, "AddPermission").await?;
-    let input: AddPermission = parse_json(&body)?;
+    let input: AddPermission = read_json(req, "AddPermission").await?;
     let statement = app.control.add_permission(&r, input).await?;
     Ok(json(
         StatusCode::CREATED,
@@ -168,8 +164,7 @@ pub async fn tag_resource(
     req: Request<Incoming>,
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
-    let body = read_body(req, CONTROL_REQUEST_MAX, "TagResource").await?;
-    let input: TagResource = parse_json(&body)?;
+    let input: TagResource = read_json(req, "TagResource").await?;
     app.control.tag_resource(resource, input.tags).await?;
     Ok(empty(StatusCode::NO_CONTENT, rid))
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::App;
 use crate::http::{
-    ERROR_TYPE, HttpResponse, Query, REQUEST_ID, empty, json, parse_json, read_body, read_body_of,
+    ERROR_TYPE, HttpResponse, Query, REQUEST_ID, empty, json, read_body, read_body_of, read_json,
 };
 
 /// The EventBridge operation a request names, if it is one.
@@ -110,8 +110,7 @@ pub async fn put_route(
     req: Request<Incoming>,
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
-    let body = read_body(req, CONTROL_REQUEST_MAX, "PutRoute").await?;
-    let input: PutRoute = parse_json(&body)?;
+    let input: PutRoute = read_json(req, "PutRoute").await?;
     let (Some(key), Some(target)) = (input.route_key, input.target) else {
         return Err(LambdaError::invalid_parameter(
             "A route needs a RouteKey (like 'GET /items/{id}' or '$default') and a Target function.",
@@ -158,8 +157,7 @@ pub async fn set_clock(
     req: Request<Incoming>,
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
-    let body = read_body(req, CONTROL_REQUEST_MAX, "SetClock").await?;
-    let input: SetClock = parse_json(&body)?;
+    let input: SetClock = read_json(req, "SetClock").await?;
     let Some(now) = input.now else {
         return Err(LambdaError::invalid_parameter(
             "Now (Unix milliseconds) is required.",

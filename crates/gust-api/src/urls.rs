@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use gust_control::requests::FunctionUrlConfigInput;
-use gust_model::limits::{CONTROL_REQUEST_MAX, SYNC_PAYLOAD_MAX};
+use gust_model::limits::SYNC_PAYLOAD_MAX;
 use gust_model::names::NameShape;
 use gust_model::url::is_url_id;
 use gust_model::{FunctionRef, FunctionUrlConfig, LambdaError};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::App;
 use crate::functions::{function_ref, page_document};
-use crate::http::{HttpResponse, Query, empty, json, parse_json, read_body, read_body_of};
+use crate::http::{HttpResponse, Query, empty, json, read_body_of, read_json};
 
 /// The path prefix of function URLs on Gust's API port.
 pub const URL_PREFIX: &str = "/lambda-url/";
@@ -82,8 +82,7 @@ pub async fn create(
 ) -> Result<HttpResponse, LambdaError> {
     let r = function(name, query)?;
     let host = host(app, &req);
-    let body = read_body(req, CONTROL_REQUEST_MAX, "CreateFunctionUrlConfig").await?;
-    let input: FunctionUrlConfigInput = parse_json(&body)?;
+    let input: FunctionUrlConfigInput = read_json(req, "CreateFunctionUrlConfig").await?;
     let invoke_mode_set = input.invoke_mode.is_some();
     let config = app.control.create_url_config(&r, input).await?;
     Ok(json(
@@ -118,8 +117,7 @@ pub async fn update(
 ) -> Result<HttpResponse, LambdaError> {
     let r = function(name, query)?;
     let host = host(app, &req);
-    let body = read_body(req, CONTROL_REQUEST_MAX, "UpdateFunctionUrlConfig").await?;
-    let input: FunctionUrlConfigInput = parse_json(&body)?;
+    let input: FunctionUrlConfigInput = read_json(req, "UpdateFunctionUrlConfig").await?;
     let invoke_mode_set = input.invoke_mode.is_some();
     let config = app.control.update_url_config(&r, input).await?;
     Ok(json(
