@@ -55,22 +55,8 @@ impl Environment {
             Err(e) => return Err(EnvironmentError::Runtime(e)),
         };
         let (link, server) = serve_runtime_api(sandbox.as_mut())?;
-        Ok(Self {
-            id,
-            config,
-            last_used: Instant::now(),
-            provision: None,
-            claim,
-            claim_measured: false,
-            sandbox,
-            link,
-            server,
-            runtime: None,
-            log: SharedLog::default(),
-            process,
-            pending_init: false,
-            restored: false,
-            _snapshot: None,
-        })
+        Ok(Self::unstarted(
+            id, config, claim, sandbox, link, server, process,
+        ))
     }
 }

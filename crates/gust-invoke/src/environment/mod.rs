@@ -128,6 +128,24 @@ impl Environment {
             ..
         } = runtime;
         running.started = started;
+        let mut env = Self::unstarted(id, config, claim, sandbox, link, server, process);
+        env.runtime = Some(running);
+        env.log = log;
+        env.pending_init = true;
+        env
+    }
+
+    /// An environment whose sandbox and Runtime API are ready and whose runtime has not
+    /// started.
+    pub(super) fn unstarted(
+        id: String,
+        config: Arc<FunctionConfig>,
+        claim: MemoryClaim,
+        sandbox: Box<dyn Sandbox>,
+        link: Arc<Link>,
+        server: tokio::task::JoinHandle<()>,
+        process: ProcessSpec,
+    ) -> Self {
         Self {
             id,
             config,
@@ -138,10 +156,10 @@ impl Environment {
             sandbox,
             link,
             server,
-            runtime: Some(running),
-            log,
+            runtime: None,
+            log: SharedLog::default(),
             process,
-            pending_init: true,
+            pending_init: false,
             restored: false,
             _snapshot: None,
         }
