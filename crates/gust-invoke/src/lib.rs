@@ -169,7 +169,7 @@ impl Retiree {
     /// What it counted for against the memory budget.
     fn claimed_mb(&self) -> u64 {
         match self {
-            Self::Standby(_) => u64::from(gust_model::limits::DEFAULT_MEMORY_MB),
+            Self::Standby(standby) => standby.claimed_mb(),
             Self::Environment(env) => env.claimed_mb(),
         }
     }
@@ -522,15 +522,14 @@ impl Invoker {
         }
     }
 
-    /// Retires idle environments, least recently used first, while the total is over the
-    /// budget (after many idle ones woke at once, under the measured policy).
+    /// Retires what may retire, in [`Invoker::next_to_retire`]'s order, while the total is
+    /// over the budget (after many idle ones woke at once, under the measured policy).
     fn relieve_pressure(&self) {
         self.measure_idle();
-        self.retire(self.budget.make_room(
-            0,
-            || self.pool.remove_least_recent().map(Retiree::Environment),
-            Retiree::claimed_mb,
-        ));
+        self.retire(
+            self.budget
+                .make_room(0, || self.next_to_retire(), Retiree::claimed_mb),
+        );
     }
 
     /// Tears down what retired, off the caller's path.

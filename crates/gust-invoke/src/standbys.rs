@@ -325,6 +325,11 @@ impl Standby {
         self.runtime_process.is_alive()
     }
 
+    /// What it counts for against the memory budget (MB).
+    pub(crate) fn claimed_mb(&self) -> u64 {
+        self.claim.mb()
+    }
+
     /// Returns its share of the memory budget (it is being torn down).
     pub(crate) fn release_claim(&mut self) {
         self.claim.resize(0);
