@@ -178,6 +178,7 @@ pub async fn status(app: &App, rid: &str) -> Result<HttpResponse, LambdaError> {
             .into_iter()
             .map(|(runtime, ready)| json!({"Runtime": runtime, "Ready": ready}))
             .collect::<Vec<_>>(),
+        "RuntimeTemplates": app.invoker.templates(),
         "SnapStartSnapshots": app
             .invoker
             .snapshots()

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod control_plane;
 pub mod engine;
 pub mod environment;
+mod forking;
 pub mod logs;
 pub mod platform;
 pub mod pool;
@@ -22,6 +23,7 @@ mod runtime_process;
 pub mod snapshot;
 mod snapshots;
 pub mod standbys;
+pub mod templates;
 mod variables;
 
 use std::collections::{HashMap, HashSet};
@@ -45,8 +47,9 @@ pub use provisioned::{ProvisionedState, ProvisionedStatus};
 pub use queue::{AsyncQueue, FunctionQueueStatus, QueueSettings};
 use snapshot::Snapshot;
 use snapshots::Snapshots;
-use standbys::Standby;
 use standbys::Standbys;
+use standbys::{Standby, StandbyKind};
+use templates::{Template, Templates};
 
 /// Tunables of the invoke path.
 #[derive(Debug, Clone)]
@@ -64,6 +67,9 @@ pub struct Settings {
     pub standbys_per_runtime: usize,
     /// An empty directory: the task root of runtimes started before their function is known.
     pub standby_task_root: std::path::PathBuf,
+    /// Python environments are forked from a template of their runtime (where the launcher
+    /// can fork into sandboxes), rather than started ahead one by one.
+    pub runtime_templates: bool,
 }
 
 /// Provisioned environments may take this long to initialise (Lambda does not hold them to
@@ -118,6 +124,8 @@ pub struct Invoker {
     /// Whether the launcher forks SnapStart environments (and their confinement is
     /// published for the runtime).
     snap_start: bool,
+    /// Each Python runtime's template, where environments are forked from templates.
+    templates: Templates,
 }
 
 /// Counts an environment's package as in use for as long as it lives.
@@ -157,6 +165,14 @@ fn retire_standbys(mut standbys: Vec<Standby>) {
             standby.destroy();
         }
     });
+}
+
+/// Drops templates that retired (each ends with the last environment forked from it).
+fn retire_templates(templates: Vec<Arc<Template>>) {
+    if !templates.is_empty() {
+        // Killing a template's sandbox waits for its processes to go.
+        tokio::task::spawn_blocking(move || drop(templates));
+    }
 }
 
 /// Something retired to make room for a new environment.
@@ -218,6 +234,7 @@ impl Invoker {
             standbys: Standbys::new(settings_standbys),
             snapshots: Snapshots::default(),
             snap_start,
+            templates: Templates::default(),
         })
     }
 
@@ -272,6 +289,7 @@ impl Invoker {
                 .remove_expired(self.settings.keep_alive, std::time::Instant::now()),
         );
         retire_standbys(self.standbys.expired(self.settings.keep_alive));
+        retire_templates(self.templates.expired(self.settings.keep_alive));
         self.relieve_pressure();
         self.retire_snapshots();
         self.reconcile_provisioned();
@@ -297,6 +315,8 @@ impl Invoker {
         for standby in self.standbys.drain() {
             standby.destroy();
         }
+        // Templates go with the last environment forked from them.
+        drop(self.templates.drain());
         // Snapshots go with the last environment restored from them.
         self.snapshots.clear();
     }
@@ -319,7 +339,8 @@ impl Invoker {
         }
         let snapshot = self.snapshot(config).await?;
         let claim = self.room_for(u64::from(config.memory_size));
-        match Environment::restore(&self.platform, config.clone(), &snapshot, claim).await {
+        let origin = environment::Origin::Snapshot(snapshot);
+        match Environment::fork(&self.platform, config.clone(), origin, claim).await {
             Ok(env) => {
                 tracing::info!(function = %config.name, environment = %env.id, "environment restored from a SnapStart snapshot");
                 Some(env)
@@ -386,6 +407,82 @@ impl Invoker {
         }
     }
 
+    /// The Python runtime whose template forks environments of `config`, if one does: where
+    /// the launcher forks into sandboxes, for functions that could adopt a runtime started
+    /// ahead (nothing in their variables is read as the interpreter starts).
+    fn template_runtime(&self, config: &FunctionConfig) -> Option<String> {
+        if !(self.snap_start && self.settings.runtime_templates) {
+            return None;
+        }
+        match standbys::kind_of(config, &self.platform.runtimes)? {
+            StandbyKind::Python { runtime } => Some(runtime),
+            _ => None,
+        }
+    }
+
+    /// An environment for `config` forked from its runtime's template, if it has one ready
+    /// (starting one, for the next cold starts, if it has none or it is worn).
+    async fn fork_template(self: &Arc<Self>, config: &Arc<FunctionConfig>) -> Option<Environment> {
+        let runtime = self.template_runtime(config)?;
+        let (template, start) = self.templates.current(&runtime);
+        if start {
+            self.start_template(runtime);
+        }
+        let template = template?;
+        let claim = self.room_for(u64::from(config.memory_size));
+        let origin = environment::Origin::Template(template.clone());
+        match Environment::fork(&self.platform, config.clone(), origin, claim).await {
+            Ok(env) => {
+                template.forked();
+                tracing::info!(function = %config.name, environment = %env.id, "environment forked from its runtime's template");
+                Some(env)
+            }
+            Err(e) => {
+                tracing::warn!(function = %config.name, error = %e, "could not fork from the runtime's template; starting another way");
+                None
+            }
+        }
+    }
+
+    /// Starts a template of `runtime` in the background; it takes over once loaded.
+    fn start_template(self: &Arc<Self>, runtime: String) {
+        let invoker = self.clone();
+        tokio::spawn(async move {
+            let mb = u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
+            // Never make room for a speculation: only start one in memory to spare.
+            if !invoker.budget.has_room(mb) {
+                invoker.templates.started(&runtime, None);
+                return;
+            }
+            let claim = invoker.budget.claim(mb);
+            let limit_mb = u32::try_from(invoker.budget.limit_mb()).unwrap_or(u32::MAX);
+            let started = Template::start(
+                &invoker.platform,
+                &runtime,
+                &invoker.settings.standby_task_root,
+                limit_mb,
+                claim,
+            )
+            .await;
+            let template = match started {
+                Ok(template) => {
+                    tracing::info!(%runtime, "runtime template loaded");
+                    Some(template)
+                }
+                Err(e) => {
+                    tracing::warn!(%runtime, error = %e, "could not start the runtime's template");
+                    None
+                }
+            };
+            invoker.templates.started(&runtime, template);
+        });
+    }
+
+    /// Runtimes whose template is ready, for status output.
+    pub fn templates(&self) -> Vec<String> {
+        self.templates.ready()
+    }
+
     /// An environment for `config` made from a runtime started ahead, if one is ready.
     fn adopt_standby(&self, config: &Arc<FunctionConfig>) -> Option<Environment> {
         let kind = self.standbys.kind(config, &self.platform.runtimes)?;
@@ -414,6 +511,10 @@ impl Invoker {
 
     /// After a cold start of `config`'s runtime: starts runtimes ahead for the next ones.
     fn refill_standbys(self: &Arc<Self>, config: &FunctionConfig) {
+        if self.template_runtime(config).is_some() {
+            // Its runtime's template forks the next ones.
+            return;
+        }
         let Some(runtime) = self.standbys.kind(config, &self.platform.runtimes) else {
             return;
         };
@@ -516,9 +617,13 @@ impl Invoker {
     }
 
     /// Under the measured policy, counts each idle environment at what it really uses.
+    /// Templates count what they hold under either policy: it is memory their forks took.
     fn measure_idle(&self) {
         if self.settings.memory_policy == MemoryPolicy::Measured {
             self.pool.for_each_mut(Environment::measure_claim);
+        }
+        for template in self.templates.live() {
+            template.measure_claim();
         }
     }
 
@@ -729,8 +834,11 @@ impl Invoker {
             }
             None => {
                 let setup = self.setups.clone().acquire_owned().await.ok();
-                let restored = self.restore_snapshot(&config).await;
-                let env = match restored.or_else(|| self.adopt_standby(&config)) {
+                let mut forked = self.restore_snapshot(&config).await;
+                if forked.is_none() {
+                    forked = self.fork_template(&config).await;
+                }
+                let env = match forked.or_else(|| self.adopt_standby(&config)) {
                     Some(env) => env,
                     None => self.new_environment(config.clone(), InitializationType::OnDemand)?,
                 };

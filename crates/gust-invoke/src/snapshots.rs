@@ -63,9 +63,8 @@ impl Snapshots {
                 None => true,
                 Some(None) => false,
                 Some(Some(snapshot)) => {
-                    let last = *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner());
                     snapshot.is_alive()
-                        && last.elapsed() <= keep_alive
+                        && snapshot.forker.last_used().elapsed() <= keep_alive
                         && is_current(&snapshot.config)
                 }
             };

@@ -92,6 +92,41 @@ impl std::fmt::Display for StandbyKind {
     }
 }
 
+/// Which kind of runtime started ahead an environment of `config` could adopt, if any (so
+/// too whether its runtime's template can fork it).
+pub fn kind_of(config: &FunctionConfig, runtimes: &RuntimeTable) -> Option<StandbyKind> {
+    // Egress attaches the network namespace to the host's when the sandbox is made.
+    if config.network() != Network::None {
+        return None;
+    }
+    let runtime = config.runtime.as_deref()?;
+    if runtime.starts_with("provided") {
+        // The bootstrap is exec'd with the function's variables: nothing is read early.
+        return Some(StandbyKind::StandIn { prefix: None });
+    }
+    let reads_at_start = if runtime.starts_with("nodejs") {
+        NODE_READS_AT_START
+    } else if runtime.starts_with("python") {
+        PYTHON_READS_AT_START
+    } else {
+        return None;
+    };
+    if sets_any(config, reads_at_start) {
+        // The interpreter must start with them: the stand-in execs it at adoption.
+        return Some(StandbyKind::StandIn {
+            prefix: runtimes.install_prefix(runtime),
+        });
+    }
+    let runtime = runtime.to_string();
+    if runtime.starts_with("nodejs") {
+        return Some(StandbyKind::Node {
+            runtime,
+            memory_mb: config.memory_size,
+        });
+    }
+    Some(StandbyKind::Python { runtime })
+}
+
 #[derive(Default)]
 struct Pool {
     ready: Vec<Standby>,
@@ -120,36 +155,10 @@ impl Standbys {
 
     /// The pool whose sandboxes an environment of `config` may adopt, if any.
     pub fn kind(&self, config: &FunctionConfig, runtimes: &RuntimeTable) -> Option<StandbyKind> {
-        // Egress attaches the network namespace to the host's when the sandbox is made.
-        if self.per_runtime == 0 || config.network() != Network::None {
+        if self.per_runtime == 0 {
             return None;
         }
-        let runtime = config.runtime.as_deref()?;
-        if runtime.starts_with("provided") {
-            // The bootstrap is exec'd with the function's variables: nothing is read early.
-            return Some(StandbyKind::StandIn { prefix: None });
-        }
-        let reads_at_start = if runtime.starts_with("nodejs") {
-            NODE_READS_AT_START
-        } else if runtime.starts_with("python") {
-            PYTHON_READS_AT_START
-        } else {
-            return None;
-        };
-        if sets_any(config, reads_at_start) {
-            // The interpreter must start with them: the stand-in execs it at adoption.
-            return Some(StandbyKind::StandIn {
-                prefix: runtimes.install_prefix(runtime),
-            });
-        }
-        let runtime = runtime.to_string();
-        if runtime.starts_with("nodejs") {
-            return Some(StandbyKind::Node {
-                runtime,
-                memory_mb: config.memory_size,
-            });
-        }
-        Some(StandbyKind::Python { runtime })
+        kind_of(config, runtimes)
     }
 
     /// Returns a sandbox that could not be adopted for a reason of its function's.

@@ -48,16 +48,30 @@ pub(crate) fn standby_variables(
     sandbox: &dyn Sandbox,
     command: &gust_runtimes::RuntimeCommand,
 ) -> Vec<(String, String)> {
+    started_ahead(sandbox, command, "_GUST_STANDBY")
+}
+
+/// Variables a runtime template starts with: the sandbox's and its command's, and the flag
+/// that makes Gust's bootstrap fork environments rather than serve one.
+pub(crate) fn template_variables(
+    sandbox: &dyn Sandbox,
+    command: &gust_runtimes::RuntimeCommand,
+) -> Vec<(String, String)> {
+    started_ahead(sandbox, command, "_GUST_TEMPLATE")
+}
+
+fn started_ahead(
+    sandbox: &dyn Sandbox,
+    command: &gust_runtimes::RuntimeCommand,
+    flag: &str,
+) -> Vec<(String, String)> {
     let mut vars = sandbox_variables(sandbox);
-    vars.push((STANDBY_VARIABLE.into(), "1".into()));
+    vars.push((flag.into(), "1".into()));
     for (k, v) in &command.env {
         set(&mut vars, k, v);
     }
     vars
 }
-
-/// Tells Gust's bootstrap to wait for its function's environment before it initialises.
-const STANDBY_VARIABLE: &str = "_GUST_STANDBY";
 
 /// An X-Ray trace header for one invocation.
 pub(crate) fn trace_id() -> String {

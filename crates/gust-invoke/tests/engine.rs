@@ -140,6 +140,7 @@ fn host(others: usize, handler_body: &str, policy: MemoryPolicy, budget_mb: u64)
             memory_policy: policy,
             standbys_per_runtime: 0,
             standby_task_root: dir.path().join("standby"),
+            runtime_templates: true,
         },
     );
     Host {

@@ -601,6 +601,12 @@ async fn the_runtime_api_refuses_other_versions_and_malformed_messages() {
 
 /// Python's SnapStart snapshot process for a function in `installed`'s task root.
 fn snapshot_process(installed: &Installed, address: &str) -> Child {
+    forking_process(installed, address, "_GUST_SNAPSHOT")
+}
+
+/// A SnapStart snapshot process (`flag` `_GUST_SNAPSHOT`) or a runtime template
+/// (`_GUST_TEMPLATE`): both fork on request.
+fn forking_process(installed: &Installed, address: &str, flag: &str) -> Child {
     let gust_dir = installed.runtime_dir().join("gust");
     std::fs::create_dir_all(&gust_dir).unwrap();
     // Outside a sandbox nothing is confined: a policy with no seccomp programs (the fork
@@ -626,7 +632,7 @@ fn snapshot_process(installed: &Installed, address: &str) -> Child {
             ("LAMBDA_RUNTIME_DIR", &runtime_dir),
             ("LAMBDA_TASK_ROOT", &task_root),
             ("_HANDLER", "app.handler"),
-            ("_GUST_SNAPSHOT", "1"),
+            (flag, "1"),
         ],
     )
 }
@@ -661,9 +667,18 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_process_forks_on_request_and_its_fork_takes_the_answer() {
+    forks_on_request_and_the_fork_takes_the_answer("_GUST_SNAPSHOT").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_template_forks_on_request_and_its_fork_takes_the_answer() {
+    forks_on_request_and_the_fork_takes_the_answer("_GUST_TEMPLATE").await;
+}
+
+async fn forks_on_request_and_the_fork_takes_the_answer(flag: &str) {
     let installed = Installed::new();
     let api = Api::start().await;
-    let mut snapshot = snapshot_process(&installed, &api.address);
+    let mut snapshot = forking_process(&installed, &api.address, flag);
     let snapshot_pid = snapshot.id().unwrap();
     let stderr = collect_stderr(&mut snapshot);
     for answer in [
@@ -704,7 +719,7 @@ async fn a_snapshot_process_forks_on_request_and_its_fork_takes_the_answer() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let said = stderr.lock().unwrap().clone();
         assert_eq!(
-            said.contains("gust snapshot: restoring failed: "),
+            said.contains("gust fork: starting the environment failed: "),
             restore,
             "{said}"
         );
@@ -743,12 +758,12 @@ async fn a_fork_refuses_an_answer_of_another_version() {
         .iter()
         .any(|head| head.starts_with(FORKED));
     assert!(forked, "no fork report");
-    if stderr.contains("restoring failed") {
+    if stderr.contains("starting the environment failed") {
         eprintln!("no fork on this host: {stderr}");
         return;
     }
     assert!(
-        stderr.contains("gust snapshot: Gust sent a message of protocol 'gust-control/2'; this runtime speaks gust-control/1"),
+        stderr.contains("gust fork: Gust sent a message of protocol 'gust-control/2'; this runtime speaks gust-control/1"),
         "{stderr}"
     );
 }

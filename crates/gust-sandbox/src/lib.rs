@@ -298,14 +298,17 @@ pub trait Launcher: Send + Sync + 'static {
     fn confinement(&self) -> Option<Confinement> {
         None
     }
-    /// Makes the sandbox of an environment forked from a snapshot process: `pid` (a host
-    /// pid) has made its own namespaces and waits. Returns the sandbox (its cgroup holds
-    /// `pid`, its Runtime API listener is inside `pid`'s network namespace) and a second
-    /// listener there, at [`LOG_SINK_ADDRESS`], that the process sends its output to.
+    /// Makes the sandbox of an environment forked from a snapshot process or a runtime
+    /// template: `pid` (a host pid) has made its own namespaces and waits. Returns the sandbox
+    /// (its cgroup holds `pid`, its Runtime API listener is inside `pid`'s network namespace)
+    /// and a second listener there, at [`LOG_SINK_ADDRESS`], that the process sends its
+    /// output to. With `mount_code`, `spec.code_dir` is mounted at its `/var/task` (a
+    /// template's fork; a snapshot's has its function's code already).
     fn adopt_fork(
         &self,
         _pid: u32,
         _spec: &SandboxSpec,
+        _mount_code: bool,
     ) -> Result<(Box<dyn Sandbox>, std::net::TcpListener), SandboxError> {
         Err(SandboxError::Unsupported(
             "this launcher has no snapshot processes",

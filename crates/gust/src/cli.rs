@@ -461,6 +461,15 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if !ahead.is_empty() {
         println!("started ahead:      {}", ahead.join(", "));
     }
+    let templates: Vec<&str> = doc["RuntimeTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .collect();
+    if !templates.is_empty() {
+        println!("runtime templates:  {}", templates.join(", "));
+    }
     let snapshots: Vec<String> = doc["SnapStartSnapshots"]
         .as_array()
         .into_iter()

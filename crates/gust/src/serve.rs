@@ -71,6 +71,12 @@ pub struct ServeArgs {
     /// memory size, custom runtimes), for fast cold starts (0 turns this off).
     #[arg(long, default_value_t = 2)]
     standby_runtimes: usize,
+    /// Fork Python environments from a loaded interpreter per runtime (a runtime template)
+    /// rather than starting an interpreter for each; `false` starts each one afresh or from
+    /// the runtimes started ahead. Forks of one template share its memory layout and hash
+    /// secret: see the README.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    runtime_templates: bool,
     /// Total MemorySize (MB) of execution environments beyond which idle ones retire, least
     /// recently used first, to make room [default: 3/4 of the host's RAM].
     #[arg(long, value_name = "MB")]
@@ -370,6 +376,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             standbys_per_runtime: args.standby_runtimes,
             standby_task_root: standby_task_root.clone(),
+            runtime_templates: args.runtime_templates,
         },
     );
     invoker.start();

@@ -28,8 +28,10 @@ use crate::standbys::Standby;
 use crate::variables::{log_stream, set, trace_id, variables};
 
 mod ahead;
+mod forked;
 mod fresh;
-mod restored;
+
+pub(crate) use forked::Origin;
 
 /// On-demand init may take this long before the invocation's own timeout starts counting
 /// against it (Lambda's 10-second init limit).
@@ -96,12 +98,10 @@ pub struct Environment {
     /// The runtime was started ahead of demand and is initialising for this function now:
     /// the next invocation is a cold start that does not start the runtime again.
     pending_init: bool,
-    /// Restored from a SnapStart snapshot: its first invocation reports a Restore Duration,
-    /// and its runtime is never started again (the environment retires instead).
-    restored: bool,
-    /// The snapshot it was restored from, kept while it lives: its processes are in the
-    /// snapshot process's PID namespace and end with it.
-    _snapshot: Option<Arc<crate::snapshot::Snapshot>>,
+    /// What it was forked from, if it was (kept while it lives: its processes are in the
+    /// parent's PID namespace). A forked runtime is never started again: the environment
+    /// retires instead.
+    origin: Option<Origin>,
 }
 
 fn error_body(error_type: &str, message: String) -> Bytes {
@@ -160,8 +160,7 @@ impl Environment {
             log: SharedLog::default(),
             process,
             pending_init: false,
-            restored: false,
-            _snapshot: None,
+            origin: None,
         }
     }
 
@@ -461,11 +460,11 @@ impl Environment {
             self.reset();
         }
         self.last_used = Instant::now();
-        if let Some(snapshot) = &self._snapshot {
+        if let Some(Origin::Snapshot(snapshot)) = &self.origin {
             // The snapshot is in use while environments restored from it serve invocations.
-            *snapshot.last_used.lock().unwrap_or_else(|p| p.into_inner()) = self.last_used;
+            snapshot.forker.touch();
         }
-        let (init_duration, restore_duration) = if self.restored {
+        let (init_duration, restore_duration) = if self.is_restored() {
             (None, init_duration)
         } else {
             (init_duration, None)
@@ -492,10 +491,15 @@ impl Environment {
 
     /// Whether the environment may serve another invocation. One whose memory ran out is
     /// retired: Lambda gives the next invocation a fresh environment.
-    /// (An environment restored from a snapshot whose runtime ended is retired too: the next
-    /// one is restored afresh.)
+    /// (A forked environment whose runtime ended is retired too: the next one is forked
+    /// afresh.)
     pub fn is_reusable(&self) -> bool {
-        !self.sandbox.out_of_memory() && (!self.restored || self.is_warm())
+        !self.sandbox.out_of_memory() && (self.origin.is_none() || self.is_warm())
+    }
+
+    /// Restored from a SnapStart snapshot: its first invocation reports a Restore Duration.
+    fn is_restored(&self) -> bool {
+        matches!(self.origin, Some(Origin::Snapshot(_)))
     }
 
     /// Tears the environment down: kills its processes, stops its Runtime API, frees its

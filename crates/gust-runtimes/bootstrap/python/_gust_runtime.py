@@ -672,12 +672,29 @@ def run_snapshot():
     _gust_snapshot.run(api, handler, serve, sys.modules[__name__])
 
 
+def run_template():
+    """A runtime template: this process forks every environment of its runtime, each of which
+    confines itself in namespaces of its own and loads its function (see _gust_snapshot.py)."""
+    os.environ.pop("_GUST_TEMPLATE", None)
+    api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    # What a fresh start has loaded when it initialises its function: the forks forget the rest.
+    loaded = set(sys.modules)
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    import _gust_snapshot
+
+    sys.path.remove(here)
+    _gust_snapshot.run_template(api, sys.modules[__name__], loaded)
+
+
 def start():
-    """Runs this environment's runtime: a SnapStart snapshot, a runtime started ahead waiting to
-    be adopted, or one started for its function."""
+    """Runs this environment's runtime: a SnapStart snapshot, a runtime template, a runtime
+    started ahead waiting to be adopted, or one started for its function."""
     try:
         if os.environ.get("_GUST_SNAPSHOT") == "1":
             run_snapshot()
+        if os.environ.get("_GUST_TEMPLATE") == "1":
+            run_template()
         if os.environ.get("_GUST_STANDBY") == "1":
             adopt_environment()
         main()

@@ -1,15 +1,18 @@
-"""SnapStart for Gust's Python runtime.
+"""Environments forked from a loaded interpreter: SnapStart snapshots and runtime templates.
 
 A function version that uses SnapStart gets one snapshot process: it runs the function's init
 once (and the before-snapshot hooks), then waits on the Runtime API for Gust to ask for an
-environment. For each, it forks. The fork (C) makes namespaces of its own (user, mount, network,
+environment. A runtime template is the same without a function: Gust's runtime loaded, no
+function yet; Gust mounts each fork's function at /var/task before it answers, and the fork
+then initialises its function as a fresh start does. For each environment, either forks. The fork (C) makes namespaces of its own (user, mount, network,
 PID, IPC, UTS; unprivileged, since a new user namespace grants them) and tells Gust, which puts
 it in the environment's cgroup and binds its Runtime API and log listeners inside its network
 namespace. C then forks the environment's PID 1 (G), which mounts the environment's own /proc,
 /tmp (with what init left there) and /dev/shm, enters a cgroup namespace, and confines itself
 exactly as every sandboxed runtime is confined (no capabilities, Landlock, seccomp) before it
-forks the runtime (R): R runs the after-restore hooks and serves the Runtime API from the
-initialised state. CPython re-seeds `random` in every forked child.
+forks the runtime (R): from a snapshot, R runs the after-restore hooks and serves the Runtime
+API from the initialised state; from a template, R loads its function. CPython re-seeds `random`
+in every forked child.
 
 The messages with Gust are those of its control protocol (PROTOCOL.md), read and written with
 _gust_runtime.py's codec: a `fork` asks for an environment, `forked` or `fork-failed` reports it, the
@@ -20,6 +23,7 @@ environment's first process reports how its runtime ended with `exited`.
 import os
 import signal
 import sys
+import time
 
 import _socket
 
@@ -58,10 +62,9 @@ def read_all(fd):
 
 
 def run(api, handler, serve, main):
-    runtime_dir = os.environ.get("LAMBDA_RUNTIME_DIR") or "/var/runtime"
-    with open(os.path.join(runtime_dir, "gust", "confinement.json"), "rb") as f:
-        confinement = _gust_confine.load(main.from_json(f.read()))
-    kernel = Kernel()
+    """A SnapStart snapshot: the function is initialised; its before-snapshot hooks run, then
+    every environment of the version is forked from here and runs the after-restore hooks."""
+    confinement, kernel = load_confinement(main)
     import snapshot_restore_py
 
     try:
@@ -74,6 +77,40 @@ def run(api, handler, serve, main):
         api.init_error(error)
         sys.exit(1)
     main.flush()
+
+    def carry_on(answer):
+        restored_runtime(answer, handler, serve, main)
+
+    serve_forks(api, kernel, confinement, carry_on, main)
+
+
+def run_template(api, main, loaded):
+    """A runtime template: no function yet. Every environment of the runtime is forked from
+    here and then initialises its function as a fresh start does. `loaded`: the modules a
+    fresh start has loaded by then (the forks forget the ones only forking needed)."""
+    confinement, kernel = load_confinement(main)
+
+    def carry_on(answer):
+        for name in [name for name in sys.modules if name not in loaded]:
+            del sys.modules[name]
+        os.environ.clear()
+        os.environ.update(answer)
+        time.tzset()
+        os.chdir(os.environ.get("LAMBDA_TASK_ROOT") or "/var/task")
+        main.main()
+
+    serve_forks(api, kernel, confinement, carry_on, main)
+
+
+def load_confinement(main):
+    runtime_dir = os.environ.get("LAMBDA_RUNTIME_DIR") or "/var/runtime"
+    with open(os.path.join(runtime_dir, "gust", "confinement.json"), "rb") as f:
+        confinement = _gust_confine.load(main.from_json(f.read()))
+    return confinement, Kernel()
+
+
+def serve_forks(api, kernel, confinement, carry_on, main):
+    """Forks an environment each time Gust asks, until Gust ends this process."""
     # Environments are reaped as they end; Gust learns how from each one itself.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
@@ -95,9 +132,9 @@ def run(api, handler, serve, main):
                 os.close(made_r)
                 os.close(go_w)
                 api.close()
-                restore(kernel, confinement, request, made_w, go_r, handler, serve, main)
+                fork(kernel, confinement, request, made_w, go_r, carry_on, main)
             except BaseException as e:
-                os.write(2, ("gust snapshot: restoring failed: %s\n" % e).encode())
+                os.write(2, ("gust fork: starting the environment failed: %s\n" % e).encode())
             os._exit(1)
         os.close(made_w)
         os.close(go_r)
@@ -119,7 +156,7 @@ def run(api, handler, serve, main):
         os.close(go_w)
 
 
-def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
+def fork(kernel, confinement, request, made_w, go_r, carry_on, main):
     """C: the environment's namespaces; then its PID 1, and how it ended for Gust."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     uid, gid = os.getuid(), os.getgid()
@@ -147,7 +184,7 @@ def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
     try:
         kind, fields = main.control_decode(answer, ("restore", "abandon"))
     except main.ControlError as e:
-        os.write(2, ("gust snapshot: %s\n" % e).encode())
+        os.write(2, ("gust fork: %s\n" % e).encode())
         os._exit(2)
     if kind == "abandon":
         # Gust could not make this fork an environment.
@@ -164,9 +201,9 @@ def restore(kernel, confinement, request, made_w, go_r, handler, serve, main):
     if init == 0:
         os.close(status_r)
         try:
-            become_init(kernel, confinement, request, answer, status_w, handler, serve, main)
+            become_init(kernel, confinement, request, answer, status_w, carry_on, main)
         except BaseException as e:
-            os.write(2, ("gust snapshot: restoring failed: %s\n" % e).encode())
+            os.write(2, ("gust fork: starting the environment failed: %s\n" % e).encode())
         os._exit(1)
     os.close(status_w)
     os.close(request["_snapshot_tmp"])
@@ -236,7 +273,7 @@ def copy_tree(source_fd, target):
                 os.close(dst)
 
 
-def become_init(kernel, confinement, request, answer, status_w, handler, serve, main):
+def become_init(kernel, confinement, request, answer, status_w, carry_on, main):
     """G: PID 1 of the environment. Its own /proc, /tmp and /dev/shm, then confinement, then the
     runtime; it reaps orphans until the runtime ends and reports how."""
     kernel.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -258,7 +295,7 @@ def become_init(kernel, confinement, request, answer, status_w, handler, serve, 
     if runtime == 0:
         os.close(status_w)
         try:
-            become_runtime(answer, handler, serve, main)
+            carry_on(answer)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
             main.flush()
@@ -279,8 +316,9 @@ def become_init(kernel, confinement, request, answer, status_w, handler, serve, 
     os._exit(0)
 
 
-def become_runtime(answer, handler, serve, main):
-    """R: the environment's own variables, the after-restore hooks, then events."""
+def restored_runtime(answer, handler, serve, main):
+    """R of a snapshot's fork: the environment's own variables, the after-restore hooks, then
+    events."""
     os.environ.clear()
     os.environ.update(answer)
     import snapshot_restore_py

@@ -1,6 +1,7 @@
 //! Fitting a sandbox that is already running (one whose runtime was started before its
 //! function was known) to its function: its code at `/var/task`; and giving an environment
-//! forked from a SnapStart snapshot process its own /tmp.
+//! forked from a SnapStart snapshot process or a runtime template its own /tmp (and, from a
+//! template, its code).
 //!
 //! The code directory is cloned as a detached, read-only mount in Gust's own mount namespace
 //! (where its host path resolves), and a short-lived thread that has unshared its filesystem
@@ -78,7 +79,12 @@ fn attach_at(pid: u32, tree: &OwnedFd, target: &CStr, replace: bool) -> io::Resu
 /// Attaches `code_dir`, read-only, at `/var/task` in the sandbox whose starter is
 /// `runtime_pid`.
 pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
-    let init = sandbox_init(runtime_pid)?;
+    mount_code(sandbox_init(runtime_pid)?, code_dir)
+}
+
+/// Attaches `code_dir`, read-only, at `/var/task` in the mount namespace of process `pid` (an
+/// environment forked from a runtime template, which made its namespaces itself).
+pub fn mount_code(pid: u32, code_dir: &Path) -> io::Result<()> {
     let tree = clone_tree(code_dir, true)?;
     let attr = mount_attr {
         attr_set: u64::from(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV),
@@ -100,7 +106,7 @@ pub fn mount_task_root(runtime_pid: u32, code_dir: &Path) -> io::Result<()> {
     if set < 0 {
         return Err(io::Error::last_os_error());
     }
-    attach_at(init, &tree, c"/var/task", false)
+    attach_at(pid, &tree, c"/var/task", false)
 }
 
 /// Mounts the /tmp volume held in `volume_namespace` (at `mount_point` there) over `/tmp` in

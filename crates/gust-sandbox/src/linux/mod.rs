@@ -479,6 +479,7 @@ impl Launcher for LinuxLauncher {
         &self,
         pid: u32,
         spec: &SandboxSpec,
+        mount_code: bool,
     ) -> Result<(Box<dyn Sandbox>, std::net::TcpListener), SandboxError> {
         let group = self.cgroups.create(
             &format!("env-{}", spec.environment_id),
@@ -494,6 +495,9 @@ impl Launcher for LinuxLauncher {
             &self.tmp_mount_point,
         )
         .map_err(SandboxError::MountTmp)?;
+        if mount_code {
+            late_mount::mount_code(pid, &spec.code_dir).map_err(SandboxError::MountTaskRoot)?;
+        }
         let mut sandbox = ForkedSandbox {
             group: Some(group),
             netns: None,

@@ -986,7 +986,15 @@ async fn expedite_rcu_tunes_the_host_when_asked() {
 /// cannot make room, the invocation fails with a clear error and nothing changes.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tmp_budget_retires_idle_environments_and_refuses_what_cannot_fit() {
-    let server = Server::start_with(&["--tmp-budget", "1024", "--standby-runtimes", "0"]);
+    // Room for two 512 MB volumes (and none for a runtime template's small one).
+    let server = Server::start_with(&[
+        "--tmp-budget",
+        "1024",
+        "--standby-runtimes",
+        "0",
+        "--runtime-templates",
+        "false",
+    ]);
     let client = server.client();
     for name in ["first", "second", "third"] {
         create_python(&client, name, 128, 512, 30).await;

@@ -527,7 +527,7 @@ async fn a_warm_environment_answers_after_a_quiet_spell() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_memory_budget_retires_the_least_recently_used() {
     // Room for two 128 MB environments counted at their MemorySize (and none for runtimes
-    // started ahead, which would only be retired first).
+    // started ahead, which would only be retired first, or for a runtime template).
     let server = Server::start_with(&[
         "--memory-budget",
         "256",
@@ -535,6 +535,8 @@ async fn the_memory_budget_retires_the_least_recently_used() {
         "reserved",
         "--standby-runtimes",
         "0",
+        "--runtime-templates",
+        "false",
     ]);
     for name in ["a", "b", "c"] {
         create_who(&server, name).await;
@@ -786,6 +788,163 @@ async fn fresh_and_adopted(
     (fresh, ahead)
 }
 
+const FORKED: &str = "environment forked from its runtime's template";
+
+/// What a Python function reports of itself in [`INTROSPECT`] that must not tell a fresh
+/// start from another.
+const PYTHON_KEYS: [&str; 16] = [
+    "invocations",
+    "env",
+    "path",
+    "modules",
+    "flags",
+    "cwd",
+    "tmp",
+    "task",
+    "task_writable",
+    "ids",
+    "hostname",
+    "fds",
+    "limits",
+    "security",
+    "umask",
+    "memory_mb",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_forked_from_a_template_is_indistinguishable_from_a_fresh_one() {
+    let fresh_server =
+        Server::start_with(&["--standby-runtimes", "0", "--runtime-templates", "false"]);
+    let forking_server = Server::start_with(&["--standby-runtimes", "0"]);
+    for server in [&fresh_server, &forking_server] {
+        create_with_env(
+            &server.client(),
+            "inside",
+            Runtime::Python312,
+            "app.handler",
+            python_zip(INTROSPECT),
+            30,
+            &[("GREETING", "hello")],
+        )
+        .await;
+        // The first cold start of a runtime starts its template.
+        raw_invoke(&server.address, "inside", &json!({}));
+    }
+    eventually(Duration::from_secs(60), "the runtime's template", || {
+        let status = forking_server.raw("GET", "/gust/status", &[], b"").json();
+        (status["RuntimeTemplates"] == json!(["python3.12"])).then_some(())
+    })
+    .await;
+    let fresh = introspect_function(&fresh_server, "inside", "second").await;
+    let forked = introspect_function(&forking_server, "inside", "second").await;
+    assert!(
+        !fresh_server.log().contains(FORKED),
+        "templates were not off"
+    );
+    assert_eq!(forking_server.log().matches(FORKED).count(), 1);
+    assert_eq!(forked["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
+    assert_eq!(forked["task"], json!(["app.py"]));
+    assert!(forked["env"].get("_GUST_TEMPLATE").is_none());
+    assert_same(
+        &fresh,
+        &forked,
+        &PYTHON_KEYS,
+        "Python forked from a template",
+    );
+
+    // The function's memory limit applies to a forked environment.
+    let client = forking_server.client();
+    client
+        .update_function_configuration()
+        .function_name("inside")
+        .memory_size(128)
+        .send()
+        .await
+        .unwrap();
+    let killed = raw_invoke(
+        &forking_server.address,
+        "inside",
+        &json!({"allocate_mb": 400}),
+    );
+    assert_eq!(forking_server.log().matches(FORKED).count(), 2);
+    assert_eq!(killed.header("x-amz-function-error"), Some("Unhandled"));
+    assert_eq!(
+        killed.json()["errorType"],
+        "Runtime.ExitError",
+        "{killed:?}"
+    );
+    // The next invocation gets a new environment, forked again.
+    let r = raw_invoke(&forking_server.address, "inside", &json!({}));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["invocations"], 1);
+    assert_eq!(forking_server.log().matches(FORKED).count(), 3);
+}
+
+/// Two environments of one function draw different random numbers and UUIDs, and each sees
+/// only its own /tmp.
+const DRAWS: &str = r#"import os, random, time, uuid
+
+def handler(event, context):
+    mine = os.listdir("/tmp")
+    open("/tmp/" + context.aws_request_id, "w").close()
+    time.sleep(event.get("sleep", 0))
+    return {"random": [random.random() for _ in range(3)], "uuid": str(uuid.uuid4()),
+            "tmp_before": mine, "pid_ns": os.readlink("/proc/self/ns/pid")}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environments_forked_from_one_template_differ() {
+    let server = Server::start_with(&["--standby-runtimes", "0"]);
+    let client = server.client();
+    create_with_env(
+        &client,
+        "draws",
+        Runtime::Python312,
+        "app.handler",
+        python_zip(DRAWS),
+        30,
+        &[],
+    )
+    .await;
+    raw_invoke(&server.address, "draws", &json!({}));
+    eventually(Duration::from_secs(60), "the runtime's template", || {
+        let status = server.raw("GET", "/gust/status", &[], b"").json();
+        (status["RuntimeTemplates"] == json!(["python3.12"])).then_some(())
+    })
+    .await;
+    // A new configuration: its environments are new ones, each forked from the template;
+    // two invocations at once need two environments.
+    client
+        .update_function_configuration()
+        .function_name("draws")
+        .description("forked")
+        .send()
+        .await
+        .unwrap();
+    let address = server.address.clone();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || raw_invoke(&address, "draws", &json!({"sleep": 1})))
+        })
+        .collect();
+    let results: Vec<Value> = calls
+        .into_iter()
+        .map(|c| {
+            let r = c.join().unwrap();
+            assert_eq!(r.status, 200, "{r:?}");
+            r.json()
+        })
+        .collect();
+    assert_eq!(server.log().matches(FORKED).count(), 2, "{}", server.log());
+    let (a, b) = (&results[0], &results[1]);
+    assert_ne!(a["random"], b["random"], "random is re-seeded in each fork");
+    assert_ne!(a["uuid"], b["uuid"]);
+    assert_ne!(a["pid_ns"], b["pid_ns"], "each has its own PID namespace");
+    assert_eq!(a["tmp_before"], json!([]));
+    assert_eq!(b["tmp_before"], json!([]), "each has its own /tmp");
+}
+
 fn assert_same(fresh: &Value, ahead: &Value, keys: &[&str], what: &str) {
     for key in keys {
         assert_eq!(fresh[key], ahead[key], "{what}: {key} differs");
@@ -794,8 +953,11 @@ fn assert_same(fresh: &Value, ahead: &Value, keys: &[&str], what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
-    let fresh_server = Server::start_with(&["--standby-runtimes", "0"]);
-    let ahead_server = Server::start();
+    // Python environments fork from a template unless told otherwise: this compares the
+    // runtimes started ahead one by one (the next test compares the template's forks).
+    let fresh_server =
+        Server::start_with(&["--standby-runtimes", "0", "--runtime-templates", "false"]);
+    let ahead_server = Server::start_with(&["--runtime-templates", "false"]);
 
     let python = (
         "python3.12",
@@ -814,25 +976,7 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
     assert_eq!(ahead["task"], json!(["app.py"]));
     assert_eq!(ahead["task_writable"], false);
     assert_eq!(ahead["invocations"], 1);
-    let python_keys = [
-        "invocations",
-        "env",
-        "path",
-        "modules",
-        "flags",
-        "cwd",
-        "tmp",
-        "task",
-        "task_writable",
-        "ids",
-        "hostname",
-        "fds",
-        "limits",
-        "security",
-        "umask",
-        "memory_mb",
-    ];
-    assert_same(&fresh, &ahead, &python_keys, "Python");
+    assert_same(&fresh, &ahead, &PYTHON_KEYS, "Python");
 
     // The function's memory limit applies to an adopted environment.
     ahead_server
@@ -956,7 +1100,7 @@ async fn an_environment_started_ahead_is_indistinguishable_from_a_fresh_one() {
     assert_same(
         &fresh,
         &ahead,
-        &python_keys,
+        &PYTHON_KEYS,
         "Python with PYTHONDONTWRITEBYTECODE",
     );
     let node = (
