@@ -782,6 +782,7 @@ impl Invoker {
     /// Returns an environment to the pool after an invocation.
     fn release(self: &Arc<Self>, mut env: Environment) {
         if !(env.is_reusable() && self.control.is_current(&env.config)) {
+            tracing::debug!(environment = %env.id, reusable = env.is_reusable(), warm = env.is_warm(), "environment retires after its invocation");
             teardown(vec![env]);
             return;
         }

@@ -85,6 +85,7 @@ impl Environment {
         }
         forker.link().answer_fork(answer);
         drop(spare);
+        tracing::debug!(function = %config.name, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "fork answered");
         forker.touch();
         if let Origin::Snapshot(snapshot) = &origin {
             // The next restore finds its fork made and in its sandbox.

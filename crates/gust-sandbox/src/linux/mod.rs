@@ -332,7 +332,7 @@ impl LinuxLauncher {
             let (read, write) = io::pipe()?;
             (OwnedFd::from(read), OwnedFd::from(write))
         };
-        let template = |landlock, seccomp| Template {
+        let template = |landlock, seccomp, max_processes: u64| Template {
             lifeline: lifeline.0.as_raw_fd(),
             root: cstring(&root),
             root_options: c"mode=755,size=2m".to_owned(),
@@ -343,18 +343,25 @@ impl LinuxLauncher {
             workdir: c"/var/task".to_owned(),
             rlimits: vec![
                 (libc::RLIMIT_NOFILE, MAX_FILES),
-                (libc::RLIMIT_NPROC, MAX_PROCESSES as u64),
+                (libc::RLIMIT_NPROC, max_processes),
             ],
             landlock,
             seccomp,
         };
+        // A process's RLIMIT_NPROC also bounds, at its user namespace's level, every process
+        // of the namespaces it creates (the kernel counts them per namespace and uid, up the
+        // tree). Environments forked from a snapshot process or a template all sit in
+        // namespaces below it, so it keeps the server's own limit; each fork limits itself as
+        // every sandbox is limited, and the pids cgroup bounds the parent itself.
         let snapshot_template = Arc::new(template(
             Vec::new(),
             seccomp::snapshot_programs().map_err(io_error)?,
+            own_process_limit()?,
         ));
         let template = Arc::new(template(
             landlock_rules(),
             seccomp::programs().map_err(io_error)?,
+            u64::from(MAX_PROCESSES),
         ));
         Ok(Self {
             tmp_mount_point,
@@ -439,6 +446,19 @@ impl LinuxLauncher {
         }
         ops
     }
+}
+
+/// This process's own hard RLIMIT_NPROC (what a sandbox may keep without privileges).
+fn own_process_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit struct into `limit`, which we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit.rlim_max)
 }
 
 /// A pipe for a child's report of a failed step: both ends close on exec, and reading never

@@ -137,6 +137,8 @@ def handler(event, context):
         return {"pid": pid}
     if kind == "fork_bomb":
         return {"visible": fork_bomb(event["marker"], event["seconds"])}
+    if kind == "spawn":
+        return {"exits": [subprocess.run(["/bin/true"]).returncode for _ in range(event["count"])]}
     if kind == "spin":
         return {"spun": spin(event["seconds"])}
     if kind == "fill_tmp":
@@ -594,6 +596,68 @@ async fn a_fork_bomb_is_contained() {
     assert!(visible <= 1024, "{result}");
     assert!(most <= 1024, "{most} bomb processes");
     // Retiring the environment ends the bomb.
+    client
+        .delete_function()
+        .function_name("bomber")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        gone(&marker).await,
+        "the fork bomb survived its environment"
+    );
+}
+
+/// Environments forked from one runtime template share its host uid: a fork bomb in one must
+/// not take the processes another needs (each is limited on its own, as a fresh sandbox is).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_bomb_in_a_forked_environment_leaves_the_others_their_processes() {
+    const FORKED: &str = "environment forked from its runtime's template";
+    let server = Server::start_with(&["--standby-runtimes", "0"]);
+    let client = server.client();
+    for (name, memory) in [("first", 128), ("bomber", 1024), ("newcomer", 128)] {
+        create_python(&client, name, memory, 512, 30).await;
+    }
+    // The first cold start of the runtime starts its template; the others fork from it.
+    attack(&client, "first", json!({"attack": "whoami"})).await;
+    let started = Instant::now();
+    while server.raw("GET", "/gust/status", &[], b"").json()["RuntimeTemplates"]
+        != json!(["python3.12"])
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "no template");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let marker = format!("pybomb-forked-{}", std::process::id());
+    let bomb = {
+        let client = client.clone();
+        let marker = marker.clone();
+        tokio::spawn(async move {
+            attack(
+                &client,
+                "bomber",
+                json!({"attack": "fork_bomb", "marker": marker, "seconds": 6}),
+            )
+            .await
+        })
+    };
+    let started = Instant::now();
+    while host_processes_with(&marker) < 900 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the fork bomb never reached its limit ({} processes)",
+            host_processes_with(&marker)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spawned = attack(&client, "newcomer", json!({"attack": "spawn", "count": 20})).await;
+    assert_eq!(spawned["exits"], json!(vec![0; 20]), "{spawned}");
+    assert_eq!(
+        server.log().matches(FORKED).count(),
+        2,
+        "the bomber and the newcomer were forked from the template: {}",
+        server.log()
+    );
+    bomb.await.unwrap();
     client
         .delete_function()
         .function_name("bomber")
