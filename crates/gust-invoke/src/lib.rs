@@ -216,6 +216,7 @@ impl Invoker {
             tracing::warn!(error = %e, "could not publish the sandbox confinement; SnapStart versions initialise on demand");
             false
         });
+        let keep_alive = settings.keep_alive;
         let settings_standbys = if platform.launcher.starts_ahead() {
             settings.standbys_per_runtime
         } else {
@@ -231,7 +232,7 @@ impl Invoker {
             setups: Arc::new(tokio::sync::Semaphore::new(parallel_setups())),
             busy_code: Mutex::new(HashMap::new()),
             provisioned: Provisioned::default(),
-            standbys: Standbys::new(settings_standbys),
+            standbys: Standbys::new(settings_standbys, keep_alive),
             snapshots: Snapshots::default(),
             snap_start,
             templates: Templates::default(),
@@ -448,7 +449,7 @@ impl Invoker {
     fn start_template(self: &Arc<Self>, runtime: String) {
         let invoker = self.clone();
         tokio::spawn(async move {
-            let mb = u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
+            let mb = templates::LOADING_CLAIM_MB;
             // Never make room for a speculation: only start one in memory to spare.
             if !invoker.budget.has_room(mb) {
                 invoker.templates.started(&runtime, None);
@@ -522,7 +523,11 @@ impl Invoker {
             let invoker = self.clone();
             let runtime = runtime.clone();
             tokio::spawn(async move {
-                let setup = invoker.setups.clone().acquire_owned().await;
+                // Only on setup slots nobody waits for: a burst's cold starts come first.
+                let Ok(setup) = invoker.setups.clone().try_acquire_owned() else {
+                    invoker.standbys.started(&runtime, None);
+                    return;
+                };
                 let mb = u64::from(gust_model::limits::DEFAULT_MEMORY_MB);
                 // Never make room for a speculation: only start ahead in memory to spare.
                 if !invoker.budget.has_room(mb) {

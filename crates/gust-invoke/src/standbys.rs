@@ -127,24 +127,69 @@ pub fn kind_of(config: &FunctionConfig, runtimes: &RuntimeTable) -> Option<Stand
     Some(StandbyKind::Python { runtime })
 }
 
+/// Cold starts counted to size a pool: those of the last this long.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// A pool holds about this long's worth of its kind's recent cold starts.
+const LEAD: Duration = Duration::from_secs(1);
+
+/// A pool grows to at most this many times `--standby-runtimes`.
+const MAX_GROWTH: usize = 8;
+
 #[derive(Default)]
 struct Pool {
     ready: Vec<Standby>,
     starting: usize,
     /// The last cold start of this runtime.
     wanted: Option<Instant>,
+    /// Cold starts of the last [`RATE_WINDOW`].
+    recent: std::collections::VecDeque<Instant>,
+    /// How many it holds now (at least `--standby-runtimes`), and since when: it grows with
+    /// the rate of cold starts at once, and shrinks back only after a keep-alive.
+    size: usize,
+    sized_at: Option<Instant>,
 }
 
+impl Pool {
+    /// Records a cold start at `now` and sizes the pool on the rate of recent ones.
+    fn record(&mut self, now: Instant, base: usize, keep_alive: Duration) {
+        self.wanted = Some(now);
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        let per_second = self.recent.len() as f64 / RATE_WINDOW.as_secs_f64();
+        let wanted =
+            ((per_second * LEAD.as_secs_f64()).ceil() as usize).clamp(base, base * MAX_GROWTH);
+        let stale = self
+            .sized_at
+            .is_none_or(|t| now.duration_since(t) > keep_alive);
+        if wanted >= self.size || stale {
+            self.size = wanted;
+            self.sized_at = Some(now);
+        }
+    }
+}
+
+/// The pools of runtimes started ahead, one per kind. Each holds `--standby-runtimes`, and
+/// more while its kind's cold starts come fast: about a second's worth of them (at most
+/// [`MAX_GROWTH`] times as many), shrinking back a keep-alive after the rate fell.
 #[derive(Default)]
 pub struct Standbys {
     per_runtime: usize,
+    keep_alive: Duration,
     pools: Mutex<HashMap<StandbyKind, Pool>>,
 }
 
 impl Standbys {
-    pub fn new(per_runtime: usize) -> Self {
+    pub fn new(per_runtime: usize, keep_alive: Duration) -> Self {
         Self {
             per_runtime,
+            keep_alive,
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -194,10 +239,8 @@ impl Standbys {
     pub fn wanted(&self, kind: &StandbyKind) -> usize {
         let mut pools = self.lock();
         let pool = pools.entry(kind.clone()).or_default();
-        pool.wanted = Some(Instant::now());
-        let missing = self
-            .per_runtime
-            .saturating_sub(pool.ready.len() + pool.starting);
+        pool.record(Instant::now(), self.per_runtime, self.keep_alive);
+        let missing = pool.size.saturating_sub(pool.ready.len() + pool.starting);
         pool.starting += missing;
         missing
     }
@@ -208,7 +251,7 @@ impl Standbys {
         let pool = pools.entry(kind.clone()).or_default();
         pool.starting = pool.starting.saturating_sub(1);
         let standby = standby?;
-        if pool.ready.len() >= self.per_runtime {
+        if pool.ready.len() >= pool.size.max(self.per_runtime) {
             return Some(standby);
         }
         pool.ready.push(standby);
@@ -225,6 +268,13 @@ impl Standbys {
                 pool.ready.drain(..).partition(|s| s.is_alive() && !idle);
             pool.ready = keep;
             out.extend(drop);
+            if pool.sized_at.is_some_and(|t| t.elapsed() > keep_alive) {
+                // The rate that grew it is a keep-alive old: back to the base size.
+                pool.size = self.per_runtime;
+                pool.sized_at = None;
+                let extra = pool.ready.len().saturating_sub(pool.size);
+                out.extend(pool.ready.drain(..extra));
+            }
         }
         pools.retain(|_, p| !p.ready.is_empty() || p.starting > 0);
         out
@@ -375,7 +425,7 @@ mod tests {
 
     #[test]
     fn each_runtime_adopts_from_its_own_kind_of_pool() {
-        let standbys = Standbys::new(2);
+        let standbys = Standbys::new(2, Duration::from_secs(300));
         let runtimes = runtimes();
         let kind = |c: &FunctionConfig| standbys.kind(c, &runtimes);
         assert_eq!(
@@ -401,7 +451,7 @@ mod tests {
 
     #[test]
     fn a_variable_read_at_start_needs_a_stand_in_or_a_fresh_start() {
-        let standbys = Standbys::new(2);
+        let standbys = Standbys::new(2, Duration::from_secs(300));
         let runtimes = runtimes();
         for (runtime, variable) in [
             ("python3.12", "PYTHONPATH"),
@@ -424,13 +474,13 @@ mod tests {
         );
         let egress = config("python3.12", 128, &[("GUST_NETWORK", "egress")]);
         assert_eq!(standbys.kind(&egress, &runtimes), None);
-        let none = Standbys::new(0);
+        let none = Standbys::new(0, Duration::from_secs(300));
         assert_eq!(none.kind(&config("python3.12", 128, &[]), &runtimes), None);
     }
 
     #[test]
     fn a_cold_start_asks_for_what_the_pool_lacks_once() {
-        let standbys = Standbys::new(2);
+        let standbys = Standbys::new(2, Duration::from_secs(300));
         let kind = StandbyKind::Python {
             runtime: "python3.12".into(),
         };
@@ -440,6 +490,47 @@ mod tests {
         assert_eq!(standbys.wanted(&kind), 1, "one could not start");
         let (taken, dead) = standbys.take(&kind);
         assert!(taken.is_none() && dead.is_empty());
+    }
+
+    #[test]
+    fn a_pool_grows_with_the_rate_of_cold_starts_and_shrinks_back_a_keep_alive_later() {
+        let keep_alive = Duration::from_secs(300);
+        let mut pool = Pool::default();
+        let start = Instant::now();
+        pool.record(start, 2, keep_alive);
+        assert_eq!(pool.size, 2, "one cold start: the base size");
+        // 100 cold starts in 5 s: 10/s over the window, a second's worth is 10.
+        for i in 0..100 {
+            pool.record(start + Duration::from_millis(50 * i), 2, keep_alive);
+        }
+        assert_eq!(pool.size, 11);
+        // 400 more in the next 5 s: capped at 8 times the base.
+        for i in 0..400 {
+            pool.record(start + Duration::from_millis(5_000 + 12 * i), 2, keep_alive);
+        }
+        assert_eq!(pool.size, 16);
+        // A slow trickle does not shrink it within a keep-alive...
+        pool.record(start + Duration::from_secs(60), 2, keep_alive);
+        assert_eq!(pool.size, 16);
+        // ...after one, it follows the rate again.
+        pool.record(start + Duration::from_secs(400), 2, keep_alive);
+        assert_eq!(pool.size, 2);
+    }
+
+    #[test]
+    fn a_cold_start_asks_for_what_a_grown_pool_lacks() {
+        let standbys = Standbys::new(1, Duration::from_secs(300));
+        let kind = StandbyKind::Node {
+            runtime: "nodejs20.x".into(),
+            memory_mb: 128,
+        };
+        let asked: usize = (0..30).map(|_| standbys.wanted(&kind)).sum();
+        assert_eq!(
+            asked, 3,
+            "30 cold starts at once: 3 a second over the window"
+        );
+        let retired = standbys.expired(Duration::from_secs(300));
+        assert!(retired.is_empty());
     }
 
     #[test]

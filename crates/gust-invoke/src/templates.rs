@@ -40,6 +40,10 @@ pub const MAX_FORKS: u32 = 512;
 /// How long one template forks new environments before a new one takes over.
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 
+/// What a template counts for while it loads (MB): about what a loaded Python interpreter
+/// holds. It is measured once loaded.
+pub const LOADING_CLAIM_MB: u64 = 16;
+
 /// The template's own /tmp (MB).
 const TEMPLATE_TMP_MB: u32 = 16;
 
