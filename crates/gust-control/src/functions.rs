@@ -587,6 +587,12 @@ impl Control {
 
     pub async fn delete(&self, r: &FunctionRef) -> Result<(), LambdaError> {
         r.check_scope(&self.settings.arns)?;
+        // Refused whether or not the function exists, as Lambda refuses it.
+        if r.qualifier.as_deref() == Some(LATEST) {
+            return Err(LambdaError::invalid_parameter(
+                "$LATEST version cannot be deleted without deleting the function.",
+            ));
+        }
         let _write = self.writes.lock().await;
         let exists = self.read().contains_key(&r.name);
         if !exists {
@@ -601,11 +607,6 @@ impl Control {
                 self.write().remove(&r.name);
                 self.refresh_reserved_total();
                 tracing::info!(function = %r.name, "function deleted");
-            }
-            Some(LATEST) => {
-                return Err(LambdaError::invalid_parameter(
-                    "$LATEST version cannot be deleted without deleting the function.",
-                ));
             }
             Some(q) => {
                 let Ok(number) = q.parse::<u64>() else {

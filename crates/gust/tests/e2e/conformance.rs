@@ -18,6 +18,27 @@ fn assert_body(response: &RawResponse, status: u16, code: &str, body: Value) {
     assert_eq!(response.json(), body, "{response:?}");
 }
 
+/// A ValidationException whose message lists exactly these violations, in Lambda's words.
+fn assert_validation(response: &RawResponse, violations: &[String]) {
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(
+        response.header("x-amzn-errortype"),
+        Some("ValidationException"),
+        "{response:?}"
+    );
+    let noun = if violations.len() == 1 {
+        "error"
+    } else {
+        "errors"
+    };
+    let expected = format!(
+        "{} validation {noun} detected: {}",
+        violations.len(),
+        violations.join("; ")
+    );
+    assert_eq!(response.json()["message"], json!(expected), "{response:?}");
+}
+
 fn post(server: &Server, path: &str, body: Value) -> RawResponse {
     server.raw("POST", path, &[], &serde_json::to_vec(&body).unwrap())
 }
@@ -596,3 +617,117 @@ fn create_with_signing(server: &Server, name: &str, arn: &str) -> RawResponse {
         }),
     )
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn name_and_qualifier_violations_are_all_reported() {
+    let server = server_with_function().await;
+    let namespaced_qualifier = r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+";
+    let long_q = "a".repeat(129);
+    // GetFunction, DeleteFunction and Invoke check the qualifier against their own pattern,
+    // and its length on its own.
+    for (method, prefix) in [
+        ("GET", "/2015-03-31/functions/f"),
+        ("DELETE", "/2015-03-31/functions/f"),
+        ("POST", "/2015-03-31/functions/f/invocations"),
+    ] {
+        assert_validation(
+            &server.raw(method, &format!("{prefix}?Qualifier=invalid!"), &[], b""),
+            &[format!(
+                "Value 'invalid!' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: {namespaced_qualifier}"
+            )],
+        );
+        assert_validation(
+            &server.raw(method, &format!("{prefix}?Qualifier={long_q}"), &[], b""),
+            &[format!(
+                "Value '{long_q}' at 'qualifier' failed to satisfy constraint: Member must have length less than or equal to 128"
+            )],
+        );
+    }
+    // Both members wrong: both reported, in one error.
+    let name = format!(
+        "arn:aws:lambda:invalid-region:123456789012:function:my-function-{}",
+        "a".repeat(170)
+    );
+    assert_validation(
+        &server.raw(
+            "GET",
+            &format!(
+                "/2015-03-31/functions/{}?Qualifier={long_q}",
+                name.replace(':', "%3A")
+            ),
+            &[],
+            b"",
+        ),
+        &[
+            format!(
+                "Value '{long_q}' at 'qualifier' failed to satisfy constraint: Member must have length less than or equal to 128"
+            ),
+            format!(
+                "Value '{name}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {}",
+                gust_model::names::NAMESPACED_FUNCTION_NAME_PATTERN
+            ),
+        ],
+    );
+    // A name too long and not matching: both constraints of CreateFunction's FunctionName.
+    let response = post(
+        &server,
+        "/2015-03-31/functions",
+        json!({"FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler",
+               "Role": "arn:aws:iam::123456789012:role/r", "Code": {"ZipFile": base64_zip()}}),
+    );
+    assert_validation(
+        &response,
+        &[
+            format!(
+                "Value '{name}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to 140"
+            ),
+            format!(
+                "Value '{name}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {}",
+                gust_model::names::FUNCTION_NAME_PATTERN
+            ),
+        ],
+    );
+    // An ARN that stops after the account names a function called `function`.
+    let incomplete = "arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction";
+    for method in ["GET", "DELETE"] {
+        assert_body(
+            &server.raw(
+                method,
+                &format!("/2015-03-31/functions/{incomplete}"),
+                &[],
+                b"",
+            ),
+            404,
+            "ResourceNotFoundException",
+            json!({"Type": "User", "Message": "Function not found: arn:aws:lambda:us-east-1:123456789012:function:function"}),
+        );
+    }
+    // DeleteFunction of $LATEST is refused before the function is looked up.
+    assert_body(
+        &server.raw(
+            "DELETE",
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Anofn%3A%24LATEST?Qualifier=%24LATEST",
+            &[],
+            b"",
+        ),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "$LATEST version cannot be deleted without deleting the function."}),
+    );
+    // A URL configuration's qualifier is checked before the function is looked up.
+    for method in ["GET", "DELETE", "POST", "PUT"] {
+        let body: &[u8] = if method == "POST" || method == "PUT" {
+            br#"{"AuthType": "NONE"}"#
+        } else {
+            b""
+        };
+        assert_validation(
+            &server.raw(method, "/2021-10-31/functions/nofn/url?Qualifier=1", &[], body),
+            &[r"Value '1' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: ((?!^\d+$)^[0-9a-zA-Z-_]+$)".to_string()],
+        );
+    }
+}
+
+/// RevisionId as Lambda moves it: a tag change and a published version each give `$LATEST`
+/// a new one; a version settles under a revision of its own, not the one its creation answered.
+/// A version and an alias that points to it cannot both have provisioned concurrency.
