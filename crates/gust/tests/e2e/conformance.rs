@@ -354,7 +354,7 @@ async fn recursion_config_is_stored_per_function() {
     put_raw_recursion(&server, path, "Sometimes").assert_error(
         400,
         "ValidationException",
-        "1 validation error detected: Value 'Sometimes' at 'recursiveLoop' failed to satisfy constraint: Member must satisfy enum value set: [Allow, Terminate]",
+        "1 validation error detected: Value 'Sometimes' at 'recursiveLoop' failed to satisfy constraint: Member must satisfy enum value set: [Terminate, Allow]",
     );
     put_raw_recursion(
         &server,
@@ -619,6 +619,89 @@ fn create_with_signing(server: &Server, name: &str, arn: &str) -> RawResponse {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn provisioned_and_reserved_errors_name_what_is_missing() {
+    let server = server_with_function().await;
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function";
+    let path = |f: &str, q: &str| {
+        format!("/2019-09-30/functions/{f}/provisioned-concurrency?Qualifier={q}")
+    };
+    let one = json!({"ProvisionedConcurrentExecutions": 1});
+    // A missing alias or version is named the same way whether or not the function exists.
+    for (method, f, q, message) in [
+        (
+            "GET",
+            "nofn",
+            "noalias",
+            format!("Cannot find alias arn: {arn}:nofn:noalias"),
+        ),
+        (
+            "GET",
+            "f",
+            "noalias",
+            format!("Cannot find alias arn: {arn}:f:noalias"),
+        ),
+        ("GET", "f", "10", format!("Function not found: {arn}:f:10")),
+        (
+            "DELETE",
+            "nofn",
+            "1",
+            format!("Function not found: {arn}:nofn:1"),
+        ),
+        (
+            "PUT",
+            "nofn",
+            "noalias",
+            format!("Cannot find alias arn: {arn}:nofn:noalias"),
+        ),
+        (
+            "PUT",
+            "nofn",
+            "1",
+            format!("Function not found: {arn}:nofn:1"),
+        ),
+        ("PUT", "f", "10", format!("Function not found: {arn}:f:10")),
+    ] {
+        let body = if method == "PUT" {
+            serde_json::to_vec(&one).unwrap()
+        } else {
+            Vec::new()
+        };
+        assert_body(
+            &server.raw(method, &path(f, q), &[], &body),
+            404,
+            "ResourceNotFoundException",
+            json!({"Type": "User", "Message": message}),
+        );
+    }
+    // $LATEST: Get and Delete word it one way, Put another.
+    assert_body(
+        &server.raw("GET", &path("f", "%24LATEST"), &[], b""),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "The function resource provided must be an alias or a published version."}),
+    );
+    assert_body(
+        &put(&server, &path("f", "%24LATEST"), one.clone()),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "Provisioned Concurrency Configs cannot be applied to unpublished function versions."}),
+    );
+    // Reserved concurrency of a missing function names its $LATEST.
+    for value in [1, 0] {
+        assert_body(
+            &put(
+                &server,
+                "/2017-10-31/functions/nofn/concurrency",
+                json!({"ReservedConcurrentExecutions": value}),
+            ),
+            404,
+            "ResourceNotFoundException",
+            json!({"Type": "User", "Message": format!("Function not found: {arn}:nofn:$LATEST")}),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn name_and_qualifier_violations_are_all_reported() {
     let server = server_with_function().await;
     let namespaced_qualifier = r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+";
@@ -731,3 +814,39 @@ async fn name_and_qualifier_violations_are_all_reported() {
 /// RevisionId as Lambda moves it: a tag change and a published version each give `$LATEST`
 /// a new one; a version settles under a revision of its own, not the one its creation answered.
 /// A version and an alias that points to it cannot both have provisioned concurrency.
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_concurrency_on_a_version_or_its_alias() {
+    let server = server_with_function().await;
+    let client = server.client();
+    client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let path = |q: &str| format!("/2019-09-30/functions/f/provisioned-concurrency?Qualifier={q}");
+    let one = json!({"ProvisionedConcurrentExecutions": 1});
+    assert_eq!(put(&server, &path("1"), one.clone()).status, 202);
+    assert_body(
+        &put(&server, &path("live"), one.clone()),
+        409,
+        "ResourceConflictException",
+        json!({"Type": "User", "message": "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version"}),
+    );
+    assert_eq!(server.raw("DELETE", &path("1"), &[], b"").status, 204);
+    assert_eq!(put(&server, &path("live"), one.clone()).status, 202);
+    assert_body(
+        &put(&server, &path("1"), one),
+        409,
+        "ResourceConflictException",
+        json!({"Type": "User", "message": "Version is pointed by a Provisioned Concurrency alias"}),
+    );
+}
