@@ -398,8 +398,10 @@ impl Control {
                 next_version: 1,
             },
         );
+        // The answer shows the new version while it is being created, under a revision of
+        // its own; the settled version gets the one every later read shows.
         let published = if req.publish.unwrap_or(false) {
-            Some(self.publish_locked(&name, None).await?)
+            Some(accepted(&self.publish_locked(&name, None).await?))
         } else {
             None
         };
@@ -451,6 +453,17 @@ impl Control {
         }
         let _ = self.changes.send(config.name.clone());
         Ok(config)
+    }
+
+    /// Gives `$LATEST` a new `RevisionId` after a change that is not to its configuration (a
+    /// version published from it, its tags), as Lambda does. The caller holds the write lock.
+    pub(crate) async fn renew_latest_revision(&self, name: &str) -> Result<(), LambdaError> {
+        let Some(latest) = self.read().get(name).map(|s| s.latest.clone()) else {
+            return Ok(());
+        };
+        let mut config = (*latest).clone();
+        config.revision_id = new_revision();
+        self.replace_latest(config).await.map(|_| ())
     }
 
     pub async fn update_configuration(
@@ -508,7 +521,7 @@ impl Control {
         let updated = self.replace_latest(config).await?;
         tracing::info!(function = %updated.name, sha256 = %updated.code.sha256, "function code updated");
         if req.publish.unwrap_or(false) {
-            return self.publish_locked(&updated.name, None).await;
+            return Ok(accepted(&self.publish_locked(&updated.name, None).await?));
         }
         Ok(accepted(&updated))
     }
@@ -573,6 +586,7 @@ impl Control {
             state.versions.insert(number, version.clone());
             state.next_version = number + 1;
         }
+        self.renew_latest_revision(name).await?;
         tracing::info!(function = %name, version = number, "version published");
         let _ = self.changes.send(name.to_string());
         Ok(version)

@@ -106,7 +106,8 @@ impl Control {
         if let Some(state) = self.write().get_mut(&name) {
             state.tags = tags;
         }
-        Ok(())
+        // On Lambda a change of a function's tags is a new revision of `$LATEST`.
+        self.renew_latest_revision(&name).await
     }
 
     pub async fn tag_resource(

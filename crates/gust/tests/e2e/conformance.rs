@@ -813,6 +813,100 @@ async fn name_and_qualifier_violations_are_all_reported() {
 
 /// RevisionId as Lambda moves it: a tag change and a published version each give `$LATEST`
 /// a new one; a version settles under a revision of its own, not the one its creation answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn revisions_move_with_tags_and_publishing() {
+    let server = server_with_function().await;
+    let client = server.client();
+    let latest_revision = || async {
+        client
+            .get_function()
+            .function_name("f")
+            .send()
+            .await
+            .unwrap()
+            .configuration()
+            .unwrap()
+            .revision_id()
+            .unwrap()
+            .to_string()
+    };
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:f";
+    let r1 = latest_revision().await;
+    client
+        .tag_resource()
+        .resource(arn)
+        .tags("k", "v")
+        .send()
+        .await
+        .unwrap();
+    let r2 = latest_revision().await;
+    assert_ne!(r1, r2, "a tag change is a new revision");
+    client
+        .untag_resource()
+        .resource(arn)
+        .tag_keys("k")
+        .send()
+        .await
+        .unwrap();
+    let r3 = latest_revision().await;
+    assert_ne!(r2, r3, "removing a tag is a new revision");
+
+    let published = client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    let r4 = latest_revision().await;
+    assert_ne!(r3, r4, "publishing a version is a new revision of $LATEST");
+    let version_revision = published.revision_id().unwrap().to_string();
+    assert_ne!(version_revision, r4, "a version has a revision of its own");
+    let got = client
+        .get_function()
+        .function_name("f")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.configuration().unwrap().revision_id(),
+        Some(version_revision.as_str())
+    );
+    // Nothing changed: the same version, and $LATEST keeps its revision.
+    let again = client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.revision_id(), Some(version_revision.as_str()));
+    assert_eq!(latest_revision().await, r4);
+
+    // CreateFunction with Publish answers the version being created under a revision that
+    // the settled version does not keep.
+    let response = post(
+        &server,
+        "/2015-03-31/functions",
+        json!({"FunctionName": "g", "Runtime": "python3.12", "Handler": "app.handler",
+               "Role": "arn:aws:iam::123456789012:role/r", "Publish": true,
+               "Code": {"ZipFile": base64_zip()}}),
+    );
+    assert_eq!(response.status, 201, "{response:?}");
+    let created = response.json();
+    assert_eq!(created["Version"], json!("1"));
+    assert_eq!(created["State"], json!("Pending"));
+    let settled = client
+        .get_function()
+        .function_name("g")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    let settled = settled.configuration().unwrap();
+    assert_eq!(settled.state().map(|s| s.as_str()), Some("Active"));
+    assert_ne!(created["RevisionId"].as_str(), settled.revision_id());
+}
+
 /// A version and an alias that points to it cannot both have provisioned concurrency.
 #[tokio::test(flavor = "multi_thread")]
 async fn provisioned_concurrency_on_a_version_or_its_alias() {
