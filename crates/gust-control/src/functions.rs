@@ -100,7 +100,13 @@ fn apply_configuration(config: &mut FunctionConfig, input: &ConfigurationInput) 
     }
     if let Some(env) = &input.environment {
         // An empty set of variables is kept (and shown as `{"Variables": {}}`), as on Lambda.
-        config.environment = Some(env.variables.clone().unwrap_or_default());
+        config.environment = Some(
+            env.variables
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
     }
     if let Some(vpc) = &input.vpc_config {
         let subnet_ids = vpc.subnet_ids.clone().unwrap_or_default();
