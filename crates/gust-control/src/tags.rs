@@ -57,7 +57,13 @@ impl Control {
                     "Event source mapping not found: {resource}"
                 )));
             }
-            ("layer" | "code-signing-config" | "capacity-provider", [_]) => {
+            ("capacity-provider", [_]) => {
+                // Gust has no capacity providers (Lambda Managed Instances): none is found.
+                return Err(LambdaError::not_found(format!(
+                    "Capacity provider not found: {resource}"
+                )));
+            }
+            ("layer" | "code-signing-config", [_]) => {
                 return Err(LambdaError::not_found(
                     "The resource you requested does not exist.",
                 ));

@@ -907,6 +907,103 @@ async fn revisions_move_with_tags_and_publishing() {
     assert_ne!(created["RevisionId"].as_str(), settled.revision_id());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn destinations_principals_aliases_and_capacity_providers() {
+    let server = server_with_function().await;
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:f";
+    let config = "/2019-09-25/functions/f/event-invoke-config";
+    // A destination setting with no ARN in it is a setting: stored as no destination.
+    let response = put(
+        &server,
+        config,
+        json!({"DestinationConfig": {"OnSuccess": {}}}),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.json()["DestinationConfig"],
+        json!({"OnSuccess": {}, "OnFailure": {}})
+    );
+    // An ARN of a service Lambda does not deliver to: the whole configuration is quoted.
+    let iam = "arn:aws:iam:us-east-1:123456789012:function:f";
+    assert_body(
+        &put(
+            &server,
+            config,
+            json!({"DestinationConfig": {"OnSuccess": {"Destination": iam}}}),
+        ),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": format!("The provided destination config DestinationConfig(onSuccess=OnSuccess(destination={iam}), onFailure=null) is invalid.")}),
+    );
+    // Not an ARN at all: the front end's pattern.
+    let bad = "arn:aws:_-/!lambda:us-east-1:123456789012:function:f";
+    assert_validation(
+        &put(
+            &server,
+            config,
+            json!({"DestinationConfig": {"OnFailure": {"Destination": bad}}}),
+        ),
+        &[format!(
+            r"Value '{bad}' at 'destinationConfig.onFailure.destination' failed to satisfy constraint: Member must satisfy regular expression pattern: $|kafka://([^.]([a-zA-Z0-9\-_.]{{0,248}}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{{2}}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{{1}})?:(\d{{12}})?:(.*)"
+        )],
+    );
+
+    // A principal outside Amazon's service domains is refused.
+    let permission = |path: &str, principal: &str| {
+        post(
+            &server,
+            path,
+            json!({"StatementId": "s", "Action": "lambda:InvokeFunction", "Principal": principal}),
+        )
+    };
+    assert_body(
+        &permission("/2015-03-31/functions/f/policy", "invalid.nonaws.com"),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "The provided principal was invalid. Please check the principal and try again."}),
+    );
+    // A qualifier no alias could carry names a missing version.
+    assert_body(
+        &permission(
+            "/2015-03-31/functions/f/policy?Qualifier=valid-with-%24-but-doesnotexist",
+            "s3.amazonaws.com",
+        ),
+        404,
+        "ResourceNotFoundException",
+        json!({"Type": "User", "Message": format!("Function not found: {arn}:valid-with-$-but-doesnotexist")}),
+    );
+
+    // An alias of $LATEST with weights: refused with no Type.
+    server
+        .client()
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_body(
+        &post(
+            &server,
+            "/2015-03-31/functions/f/aliases",
+            json!({"Name": "a", "FunctionVersion": "$LATEST",
+                   "RoutingConfig": {"AdditionalVersionWeights": {"1": 0.5}}}),
+        ),
+        400,
+        "InvalidParameterValueException",
+        json!({"message": "$LATEST is not supported for an alias pointing to more than 1 version"}),
+    );
+
+    // Gust has no capacity providers: tagging one finds none.
+    let provider = "arn:aws:lambda:us-east-1:123456789012:capacity-provider:cp";
+    let path = format!("/2017-03-31/tags/{}", provider.replace(':', "%3A"));
+    assert_body(
+        &server.raw("GET", &path, &[], b""),
+        404,
+        "ResourceNotFoundException",
+        json!({"Type": "User", "Message": format!("Capacity provider not found: {provider}")}),
+    );
+}
+
 /// A version and an alias that points to it cannot both have provisioned concurrency.
 #[tokio::test(flavor = "multi_thread")]
 async fn provisioned_concurrency_on_a_version_or_its_alias() {
