@@ -40,7 +40,7 @@ fn config_document(config: &EventInvokeConfig, arns: &Arns) -> Value {
 }
 
 fn function_ref(name: &str, query: &Query) -> Result<FunctionRef, LambdaError> {
-    FunctionRef::parse(name, NameShape::Namespaced)?.with_query_qualifier(query.get("Qualifier"))
+    FunctionRef::parse_qualified(name, NameShape::Namespaced, query.get("Qualifier"))
 }
 
 pub async fn put_config(

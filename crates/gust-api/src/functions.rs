@@ -21,7 +21,7 @@ pub(crate) fn function_ref(
     shape: NameShape,
     query: &Query,
 ) -> Result<FunctionRef, LambdaError> {
-    FunctionRef::parse(name, shape)?.with_query_qualifier(query.get("Qualifier"))
+    FunctionRef::parse_qualified(name, shape, query.get("Qualifier"))
 }
 
 pub async fn create(

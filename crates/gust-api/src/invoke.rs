@@ -143,8 +143,8 @@ pub async fn invoke(
     req: Request<Incoming>,
     rid: &str,
 ) -> Result<HttpResponse, LambdaError> {
-    let function = FunctionRef::parse(name, NameShape::Namespaced)?
-        .with_query_qualifier(query.get("Qualifier"))?;
+    let function =
+        FunctionRef::parse_qualified(name, NameShape::Namespaced, query.get("Qualifier"))?;
     let headers = req.headers();
     let invocation_type: InvocationType =
         enum_header(headers, "x-amz-invocation-type", "invocationType")?;

@@ -120,7 +120,8 @@ impl Control {
         if version == LATEST && !weights.is_empty() {
             return Err(LambdaError::invalid_parameter(
                 "$LATEST is not supported for an alias pointing to more than 1 version",
-            ));
+            )
+            .without_type());
         }
         for v in std::iter::once(version).chain(weights.keys().map(String::as_str)) {
             if state.version(v).is_none() {

@@ -23,8 +23,13 @@ fn provisioned_missing() -> LambdaError {
 
 /// The values of `RecursiveLoop`, and Lambda's default (stop a loop of the same request
 /// chain). Stored and answered; functions cannot call the platform yet, so no loop can form.
-const RECURSION_VALUES: &[&str] = &["Allow", "Terminate"];
+const RECURSION_VALUES: &[&str] = &["Terminate", "Allow"];
 const RECURSION_DEFAULT: &str = "Terminate";
+
+/// Lambda's answers for a provisioned configuration of `$LATEST`: Put's, and Get's and Delete's.
+const PUT_LATEST: &str =
+    "Provisioned Concurrency Configs cannot be applied to unpublished function versions.";
+const READ_LATEST: &str = "The function resource provided must be an alias or a published version.";
 
 impl Control {
     /// The least unreserved concurrency Lambda leaves: 100, or the whole limit when the
@@ -85,7 +90,13 @@ impl Control {
             )]));
         }
         let _write = self.writes.lock().await;
-        let state = self.function_state(r)?;
+        // Lambda names the missing function's `$LATEST` here.
+        let state = self.function_state(r).map_err(|e| match e.code {
+            ErrorCode::ResourceNotFound => {
+                LambdaError::function_not_found(&self.settings.arns.qualified(&r.name, LATEST))
+            }
+            _ => e,
+        })?;
         let others: u64 = self
             .read()
             .iter()
@@ -190,8 +201,10 @@ impl Control {
     }
 
     /// The qualifier a provisioned configuration applies to: a published version or an alias
-    /// (without weights) that exists.
-    fn provisioned_target(&self, r: &FunctionRef) -> Result<String, LambdaError> {
+    /// (without weights) that exists. `latest` is Lambda's answer for `$LATEST`, which Put
+    /// words differently from Get and Delete. A missing version or alias is named as Lambda
+    /// names it, whether or not the function itself exists.
+    fn provisioned_target(&self, r: &FunctionRef, latest: &str) -> Result<String, LambdaError> {
         let Some(q) = r.qualifier.clone() else {
             return Err(LambdaError::validation(&[
                 "Value null at 'qualifier' failed to satisfy constraint: Member must not be null"
@@ -199,27 +212,54 @@ impl Control {
             ]));
         };
         if q == LATEST {
-            return Err(LambdaError::invalid_parameter(
-                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
-            ));
+            return Err(LambdaError::invalid_parameter(latest));
         }
-        let state = self.function_state(r)?;
-        let exists = match q.parse::<u64>() {
-            Ok(n) => state.versions.contains_key(&n),
-            Err(_) => match state.aliases.get(&q) {
+        r.check_scope(&self.settings.arns)?;
+        let state = self.read().get(&r.name).cloned();
+        let arn = r.arn(&self.settings.arns);
+        match q.parse::<u64>() {
+            Ok(n) if state.as_ref().is_some_and(|s| s.versions.contains_key(&n)) => Ok(q),
+            Ok(_) => Err(LambdaError::function_not_found(&arn)),
+            Err(_) => match state.as_ref().and_then(|s| s.aliases.get(&q)) {
                 Some(alias) if !alias.additional_version_weights.is_empty() => {
-                    return Err(LambdaError::invalid_parameter(
+                    Err(LambdaError::invalid_parameter(
                         "Alias with weights can not be used with Provisioned Concurrency",
+                    ))
+                }
+                Some(_) => Ok(q),
+                None => Err(LambdaError::not_found(format!(
+                    "Cannot find alias arn: {arn}"
+                ))),
+            },
+        }
+    }
+
+    /// A version and an alias pointing to it cannot both have a provisioned configuration.
+    fn check_provisioned_overlap(
+        state: &FunctionState,
+        qualifier: &str,
+    ) -> Result<(), LambdaError> {
+        match state.aliases.get(qualifier) {
+            Some(alias) => {
+                if state.provisioned.contains_key(&alias.function_version) {
+                    return Err(LambdaError::conflict(
+                        "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version",
                     ));
                 }
-                Some(_) => true,
-                None => false,
-            },
-        };
-        if !exists {
-            return Err(LambdaError::function_not_found(&r.arn(&self.settings.arns)));
+            }
+            None => {
+                let pointed = state.aliases.values().any(|alias| {
+                    alias.function_version == qualifier
+                        && state.provisioned.contains_key(&alias.name)
+                });
+                if pointed {
+                    return Err(LambdaError::conflict(
+                        "Version is pointed by a Provisioned Concurrency alias",
+                    ));
+                }
+            }
         }
-        Ok(q)
+        Ok(())
     }
 
     pub async fn put_provisioned(
@@ -240,8 +280,9 @@ impl Control {
             )]));
         }
         let _write = self.writes.lock().await;
-        let qualifier = self.provisioned_target(r)?;
+        let qualifier = self.provisioned_target(r, PUT_LATEST)?;
         let state = self.function_state(r)?;
+        Self::check_provisioned_overlap(&state, &qualifier)?;
         let requested = requested.min(u32::MAX as i64) as u32;
         let function_total: u64 = state
             .provisioned
@@ -296,7 +337,7 @@ impl Control {
     }
 
     pub fn get_provisioned(&self, r: &FunctionRef) -> Result<Arc<ProvisionedConfig>, LambdaError> {
-        let qualifier = self.provisioned_target(r)?;
+        let qualifier = self.provisioned_target(r, READ_LATEST)?;
         self.function_state(r)?
             .provisioned
             .get(&qualifier)
@@ -306,25 +347,7 @@ impl Control {
 
     pub async fn delete_provisioned(&self, r: &FunctionRef) -> Result<(), LambdaError> {
         let _write = self.writes.lock().await;
-        // Lambda's words for what Delete cannot name, which differ from Put's.
-        match r.qualifier.as_deref() {
-            Some(LATEST) => {
-                return Err(LambdaError::invalid_parameter(
-                    "The function resource provided must be an alias or a published version.",
-                ));
-            }
-            Some(q) if q.parse::<u64>().is_err() => {
-                let state = self.function_state(r)?;
-                if !state.aliases.contains_key(q) {
-                    return Err(LambdaError::not_found(format!(
-                        "Cannot find alias arn: {}",
-                        r.arn(&self.settings.arns)
-                    )));
-                }
-            }
-            _ => {}
-        }
-        let qualifier = self.provisioned_target(r)?;
+        let qualifier = self.provisioned_target(r, READ_LATEST)?;
         if !self.function_state(r)?.provisioned.contains_key(&qualifier) {
             // Nothing to delete: a no-op, as on Lambda.
             return Ok(());

@@ -100,7 +100,13 @@ fn apply_configuration(config: &mut FunctionConfig, input: &ConfigurationInput) 
     }
     if let Some(env) = &input.environment {
         // An empty set of variables is kept (and shown as `{"Variables": {}}`), as on Lambda.
-        config.environment = Some(env.variables.clone().unwrap_or_default());
+        config.environment = Some(
+            env.variables
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
     }
     if let Some(vpc) = &input.vpc_config {
         let subnet_ids = vpc.subnet_ids.clone().unwrap_or_default();
@@ -398,8 +404,10 @@ impl Control {
                 next_version: 1,
             },
         );
+        // The answer shows the new version while it is being created, under a revision of
+        // its own; the settled version gets the one every later read shows.
         let published = if req.publish.unwrap_or(false) {
-            Some(self.publish_locked(&name, None).await?)
+            Some(accepted(&self.publish_locked(&name, None).await?))
         } else {
             None
         };
@@ -451,6 +459,17 @@ impl Control {
         }
         let _ = self.changes.send(config.name.clone());
         Ok(config)
+    }
+
+    /// Gives `$LATEST` a new `RevisionId` after a change that is not to its configuration (a
+    /// version published from it, its tags), as Lambda does. The caller holds the write lock.
+    pub(crate) async fn renew_latest_revision(&self, name: &str) -> Result<(), LambdaError> {
+        let Some(latest) = self.read().get(name).map(|s| s.latest.clone()) else {
+            return Ok(());
+        };
+        let mut config = (*latest).clone();
+        config.revision_id = new_revision();
+        self.replace_latest(config).await.map(|_| ())
     }
 
     pub async fn update_configuration(
@@ -508,7 +527,7 @@ impl Control {
         let updated = self.replace_latest(config).await?;
         tracing::info!(function = %updated.name, sha256 = %updated.code.sha256, "function code updated");
         if req.publish.unwrap_or(false) {
-            return self.publish_locked(&updated.name, None).await;
+            return Ok(accepted(&self.publish_locked(&updated.name, None).await?));
         }
         Ok(accepted(&updated))
     }
@@ -573,6 +592,7 @@ impl Control {
             state.versions.insert(number, version.clone());
             state.next_version = number + 1;
         }
+        self.renew_latest_revision(name).await?;
         tracing::info!(function = %name, version = number, "version published");
         let _ = self.changes.send(name.to_string());
         Ok(version)
@@ -587,6 +607,12 @@ impl Control {
 
     pub async fn delete(&self, r: &FunctionRef) -> Result<(), LambdaError> {
         r.check_scope(&self.settings.arns)?;
+        // Refused whether or not the function exists, as Lambda refuses it.
+        if r.qualifier.as_deref() == Some(LATEST) {
+            return Err(LambdaError::invalid_parameter(
+                "$LATEST version cannot be deleted without deleting the function.",
+            ));
+        }
         let _write = self.writes.lock().await;
         let exists = self.read().contains_key(&r.name);
         if !exists {
@@ -601,11 +627,6 @@ impl Control {
                 self.write().remove(&r.name);
                 self.refresh_reserved_total();
                 tracing::info!(function = %r.name, "function deleted");
-            }
-            Some(LATEST) => {
-                return Err(LambdaError::invalid_parameter(
-                    "$LATEST version cannot be deleted without deleting the function.",
-                ));
             }
             Some(q) => {
                 let Ok(number) = q.parse::<u64>() else {

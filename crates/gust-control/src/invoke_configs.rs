@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use gust_model::names::{is_account, is_region};
 use gust_model::timefmt::epoch_ms;
 use gust_model::{EventInvokeConfig, FunctionRef, LATEST, LambdaError};
 
@@ -55,24 +56,60 @@ fn check_input(input: &EventInvokeConfigInput, v: &mut Violations) {
             destinations.and_then(|d| d.on_failure.as_ref()),
         ),
     ] {
-        if let Some(arn) = target.and_then(|t| t.destination.as_deref()) {
-            let parts: Vec<&str> = arn.splitn(6, ':').collect();
-            let well_formed = arn.is_empty()
-                || (parts.len() == 6
-                    && parts[0] == "arn"
-                    && parts[1].starts_with("aws")
-                    && !parts[2].is_empty());
-            if !well_formed {
-                v.push(
-                    arn,
-                    field,
-                    &format!(
-                        "Member must satisfy regular expression pattern: {DESTINATION_PATTERN}"
-                    ),
-                );
-            }
+        if let Some(arn) = target.and_then(|t| t.destination.as_deref())
+            && !destination_matches(arn)
+        {
+            v.push(
+                arn,
+                field,
+                &format!("Member must satisfy regular expression pattern: {DESTINATION_PATTERN}"),
+            );
         }
     }
+}
+
+/// Whether a destination matches `DESTINATION_PATTERN`: empty, a Kafka URI, or an ARN whose
+/// service, region and account are well formed (the resource may be anything).
+fn destination_matches(arn: &str) -> bool {
+    if arn.is_empty() {
+        return true;
+    }
+    if let Some(host) = arn.strip_prefix("kafka://") {
+        return host.len() <= 249
+            && !host.starts_with('.')
+            && host.chars().next().is_some()
+            && host
+                .chars()
+                .skip(1)
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    }
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, _resource] = parts.as_slice() else {
+        return false;
+    };
+    *prefix == "arn"
+        && partition
+            .strip_prefix("aws")
+            .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && !service.is_empty()
+        && service
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && (region.is_empty() || is_region(region))
+        && (account.is_empty() || is_account(account))
+}
+
+/// How Lambda quotes a whole destination configuration it refuses.
+fn render_destinations(config: &EventInvokeConfig) -> String {
+    let side = |kind: &str, arn: &Option<String>| match arn {
+        Some(arn) => format!("{kind}(destination={arn})"),
+        None => "null".to_string(),
+    };
+    format!(
+        "DestinationConfig(onSuccess={}, onFailure={})",
+        side("OnSuccess", &config.on_success),
+        side("OnFailure", &config.on_failure)
+    )
 }
 
 /// Lambda's answer when Put, Update or List names a function (or version or alias) that does
@@ -98,7 +135,12 @@ impl Control {
     }
 
     /// A destination Gust can deliver to: another function of this server.
-    fn check_destination(&self, function: &str, arn: &str) -> Result<(), LambdaError> {
+    fn check_destination(
+        &self,
+        function: &str,
+        arn: &str,
+        config: &EventInvokeConfig,
+    ) -> Result<(), LambdaError> {
         let service = arn.split(':').nth(2).unwrap_or_default();
         if service != "lambda" {
             let kind = match service {
@@ -107,8 +149,10 @@ impl Control {
                 "events" => "EventBridge event bus",
                 "s3" => "Amazon S3 bucket",
                 _ => {
+                    // No service Lambda delivers to: Lambda quotes the whole configuration.
                     return Err(LambdaError::invalid_parameter(format!(
-                        "The destination ARN {arn} is invalid."
+                        "The provided destination config {} is invalid.",
+                        render_destinations(config)
                     )));
                 }
             };
@@ -142,7 +186,7 @@ impl Control {
             config.on_failure = on_failure.destination.clone().filter(|d| !d.is_empty());
         }
         for arn in config.on_success.iter().chain(config.on_failure.iter()) {
-            self.check_destination(function, arn)?;
+            self.check_destination(function, arn, config)?;
         }
         Ok(())
     }
@@ -157,12 +201,9 @@ impl Control {
         let mut v = Violations::default();
         check_input(&input, &mut v);
         v.into_result()?;
-        let has_destination = input.destination_config.as_ref().is_some_and(|d| {
-            [&d.on_success, &d.on_failure].iter().any(|t| {
-                t.as_ref()
-                    .is_some_and(|t| t.destination.as_deref().is_some_and(|x| !x.is_empty()))
-            })
-        });
+        // A destination setting counts even with no ARN in it (`{"OnSuccess": {}}`), as on
+        // Lambda: it is stored as no destination.
+        let has_destination = input.destination_config.is_some();
         if !merge
             && input.maximum_retry_attempts.is_none()
             && input.maximum_event_age_in_seconds.is_none()

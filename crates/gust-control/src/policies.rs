@@ -50,7 +50,14 @@ fn principal(raw: &str) -> Option<Value> {
     if raw.starts_with("arn:") && raw.contains(":iam::") {
         return Some(json!({ "AWS": raw }));
     }
-    let service = raw.contains('.')
+    // A service principal is a name in one of Amazon's service domains
+    // (`s3.amazonaws.com`, `alexa-appkit.amazon.com`, …); Lambda refuses any other domain.
+    let service = [".amazonaws.com", ".amazonaws.com.cn", ".amazon.com"]
+        .iter()
+        .any(|domain| {
+            raw.strip_suffix(domain)
+                .is_some_and(|host| !host.is_empty())
+        })
         && raw
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
@@ -69,6 +76,15 @@ impl Control {
                 } else {
                     Err(LambdaError::function_not_found(&r.arn(&self.settings.arns)))
                 }
+            }
+            // A qualifier no alias could be named (`$` is allowed in qualifiers, not in alias
+            // names) is reported as a missing function version, as Lambda reports it.
+            Some(q)
+                if !q
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+            {
+                Err(LambdaError::function_not_found(&r.arn(&self.settings.arns)))
             }
             Some(alias) => {
                 if state.aliases.contains_key(alias) {
@@ -335,6 +351,12 @@ mod tests {
             Some(json!({"AWS": "arn:aws:iam::123456789012:user/u"}))
         );
         assert_eq!(principal("invalid"), None);
+        assert_eq!(principal("invalid.nonaws.com"), None);
+        assert_eq!(principal(".amazonaws.com"), None);
+        assert_eq!(
+            principal("alexa-appkit.amazon.com"),
+            Some(json!({ "Service": "alexa-appkit.amazon.com" }))
+        );
         assert!(is_action("lambda:InvokeFunction") && is_action("*") && is_action("lambda:*"));
         assert!(!is_action("s3:GetObject"));
     }

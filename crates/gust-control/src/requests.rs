@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -20,7 +21,8 @@ pub struct FunctionCode {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Environment {
-    pub variables: Option<BTreeMap<String, String>>,
+    /// In the request's order, which Lambda's size error quotes.
+    pub variables: Option<IndexMap<String, String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -57,7 +57,13 @@ impl Control {
                     "Event source mapping not found: {resource}"
                 )));
             }
-            ("layer" | "code-signing-config" | "capacity-provider", [_]) => {
+            ("capacity-provider", [_]) => {
+                // Gust has no capacity providers (Lambda Managed Instances): none is found.
+                return Err(LambdaError::not_found(format!(
+                    "Capacity provider not found: {resource}"
+                )));
+            }
+            ("layer" | "code-signing-config", [_]) => {
                 return Err(LambdaError::not_found(
                     "The resource you requested does not exist.",
                 ));
@@ -106,7 +112,8 @@ impl Control {
         if let Some(state) = self.write().get_mut(&name) {
             state.tags = tags;
         }
-        Ok(())
+        // On Lambda a change of a function's tags is a new revision of `$LATEST`.
+        self.renew_latest_revision(&name).await
     }
 
     pub async fn tag_resource(

@@ -137,7 +137,7 @@ impl Missing {
 
 impl Control {
     /// The qualifier key of a URL configuration: `""` for the function, else an alias that
-    /// must exist (versions and `$LATEST` are refused, as Lambda refuses them).
+    /// must exist (versions and `$LATEST` were refused by `url_function`).
     fn url_target(
         &self,
         state: &FunctionState,
@@ -147,13 +147,6 @@ impl Control {
         let Some(q) = r.qualifier.as_deref() else {
             return Ok(String::new());
         };
-        if q == LATEST || q.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(LambdaError::validation(&[gust_model::error::violation(
-                q,
-                "qualifier",
-                &format!("Member must satisfy regular expression pattern: {URL_QUALIFIER_PATTERN}"),
-            )]));
-        }
         if !state.aliases.contains_key(q) {
             return Err(missing.error());
         }
@@ -166,6 +159,16 @@ impl Control {
         r: &FunctionRef,
         missing: Missing,
     ) -> Result<FunctionState, LambdaError> {
+        // The qualifier's pattern is checked by the front end, before the function is looked up.
+        if let Some(q) = r.qualifier.as_deref()
+            && (q == LATEST || q.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(LambdaError::validation(&[gust_model::error::violation(
+                q,
+                "qualifier",
+                &format!("Member must satisfy regular expression pattern: {URL_QUALIFIER_PATTERN}"),
+            )]));
+        }
         r.check_scope(&self.settings.arns)?;
         self.read()
             .get(&r.name)

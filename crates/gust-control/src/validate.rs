@@ -4,13 +4,12 @@
 //! reported together as one `ValidationException`; semantic problems are
 //! `InvalidParameterValueException`s, reported one at a time.
 
-use std::collections::BTreeMap;
-
 use gust_model::LambdaError;
 use gust_model::error::violation;
 use gust_model::limits::*;
 use gust_model::names::{is_account, is_partition};
 use gust_runtimes::ids::{AWS_ACCEPTED_RUNTIMES, Support};
+use indexmap::IndexMap;
 
 use crate::requests::ConfigurationInput;
 
@@ -281,8 +280,9 @@ pub fn check_runtime(runtime: &str) -> Result<(), LambdaError> {
     }
 }
 
-/// The 4 KB limit (measured on the compact JSON of the map) and the reserved names.
-pub fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), LambdaError> {
+/// The 4 KB limit (measured on the compact JSON of the map, in the request's order) and the
+/// reserved names.
+pub fn check_environment(vars: &IndexMap<String, String>) -> Result<(), LambdaError> {
     let measured = serde_json::to_string(vars).unwrap_or_default();
     if measured.len() > ENVIRONMENT_MAX {
         return Err(LambdaError::invalid_parameter(format!(
@@ -400,14 +400,14 @@ mod tests {
 
     #[test]
     fn environment_limits() {
-        let mut vars = BTreeMap::new();
+        let mut vars = IndexMap::new();
         vars.insert("AWS_REGION".to_string(), "x".to_string());
         let err = check_environment(&vars).unwrap_err();
         assert!(
             err.message
                 .ends_with("Reserved keys used in this request: AWS_REGION")
         );
-        let mut network = BTreeMap::new();
+        let mut network = IndexMap::new();
         network.insert("GUST_NETWORK".to_string(), "egress".to_string());
         assert!(check_environment(&network).is_ok());
         network.insert("GUST_NETWORK".to_string(), "internet".to_string());
@@ -416,12 +416,21 @@ mod tests {
             err.message,
             "GUST_NETWORK must be none or egress, got 'internet'."
         );
-        let mut big = BTreeMap::new();
+        let mut big = IndexMap::new();
         big.insert("BIG".to_string(), "x".repeat(5000));
         let err = check_environment(&big).unwrap_err();
         assert!(
             err.message
                 .contains("exceeded the 4KB limit. String measured: {\"BIG\":\"xxx")
+        );
+        // Quoted in the request's order, not sorted.
+        let mut ordered = IndexMap::new();
+        ordered.insert("SMALL".to_string(), "ok".to_string());
+        ordered.insert("BIG".to_string(), "x".repeat(5000));
+        let err = check_environment(&ordered).unwrap_err();
+        assert!(
+            err.message
+                .contains("String measured: {\"SMALL\":\"ok\",\"BIG\":\"xxx")
         );
         assert!(!is_env_name("1A"));
         assert!(!is_env_name("A"));

@@ -8,8 +8,13 @@ use crate::function::LATEST;
 pub const FUNCTION_NAME_PATTERN: &str = r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?";
 /// Model pattern of `NamespacedFunctionName` (Get*, Invoke, Delete).
 pub const NAMESPACED_FUNCTION_NAME_PATTERN: &str = r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?";
-/// Model pattern of the `Qualifier` query member.
+/// Model pattern of the `Qualifier` query member beside a `FunctionName` (plain shape).
 pub const QUALIFIER_PATTERN: &str = r"(|[a-zA-Z0-9$_-]+)";
+/// Model pattern of the `Qualifier` query member beside a `NamespacedFunctionName`
+/// (GetFunction, DeleteFunction, Invoke, …).
+pub const NAMESPACED_QUALIFIER_PATTERN: &str = r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+";
+/// Longest `Qualifier` query member.
+pub const QUALIFIER_MAX: usize = 128;
 
 /// Which of the model's two function-name shapes an operation uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +39,24 @@ impl NameShape {
             Self::Namespaced => NAMESPACED_FUNCTION_NAME_PATTERN,
         }
     }
+
+    fn qualifier_pattern(self) -> &'static str {
+        match self {
+            Self::Plain => QUALIFIER_PATTERN,
+            Self::Namespaced => NAMESPACED_QUALIFIER_PATTERN,
+        }
+    }
+
+    /// Whether a `Qualifier` query member matches this shape's qualifier pattern.
+    fn qualifier_matches(self, q: &str) -> bool {
+        let chars = q.chars().all(is_qualifier_char);
+        match self {
+            Self::Plain => chars,
+            Self::Namespaced => {
+                q == "$LATEST" || q == "$LATEST.PUBLISHED" || (!q.is_empty() && chars)
+            }
+        }
+    }
 }
 
 /// A reference to a function as a client wrote it, already split into its parts.
@@ -48,48 +71,76 @@ pub struct FunctionRef {
 impl FunctionRef {
     /// Parses the `FunctionName` member or path segment (already percent-decoded).
     pub fn parse(input: &str, shape: NameShape) -> Result<Self, LambdaError> {
-        if input.is_empty() || input.chars().count() > shape.max_len() {
-            let constraint = if input.is_empty() {
-                "Member must have length greater than or equal to 1".to_string()
-            } else {
-                format!(
-                    "Member must have length less than or equal to {}",
-                    shape.max_len()
-                )
-            };
-            return Err(LambdaError::validation(&[violation(
+        Self::parse_qualified(input, shape, None)
+    }
+
+    /// Parses the `FunctionName` member together with the `Qualifier` query member. Like
+    /// Lambda's front end, it reports every violated constraint of both members in one
+    /// `ValidationException`, and only then compares the two qualifiers.
+    pub fn parse_qualified(
+        input: &str,
+        shape: NameShape,
+        query: Option<&str>,
+    ) -> Result<Self, LambdaError> {
+        let mut violations = Vec::new();
+        let query = query.filter(|q| !q.is_empty());
+        if let Some(q) = query {
+            if q.chars().count() > QUALIFIER_MAX {
+                violations.push(violation(
+                    q,
+                    "qualifier",
+                    &format!("Member must have length less than or equal to {QUALIFIER_MAX}"),
+                ));
+            }
+            if !shape.qualifier_matches(q) {
+                violations.push(violation(
+                    q,
+                    "qualifier",
+                    &format!(
+                        "Member must satisfy regular expression pattern: {}",
+                        shape.qualifier_pattern()
+                    ),
+                ));
+            }
+        }
+        if input.is_empty() {
+            violations.push(violation(
                 input,
                 "functionName",
-                &constraint,
-            )]));
+                "Member must have length greater than or equal to 1",
+            ));
+        } else if input.chars().count() > shape.max_len() {
+            violations.push(violation(
+                input,
+                "functionName",
+                &format!(
+                    "Member must have length less than or equal to {}",
+                    shape.max_len()
+                ),
+            ));
         }
-        parse_parts(input, shape).ok_or_else(|| {
-            LambdaError::validation(&[violation(
+        let parsed = parse_parts(input, shape);
+        if parsed.is_none() && !input.is_empty() {
+            violations.push(violation(
                 input,
                 "functionName",
                 &format!(
                     "Member must satisfy regular expression pattern: {}",
                     shape.pattern()
                 ),
-            )])
-        })
+            ));
+        }
+        match parsed {
+            Some(parsed) if violations.is_empty() => parsed.with_query_qualifier(query),
+            _ => Err(LambdaError::validation(&violations)),
+        }
     }
 
-    /// Combines the qualifier embedded in the name with the `Qualifier` query member.
-    pub fn with_query_qualifier(mut self, query: Option<&str>) -> Result<Self, LambdaError> {
+    /// Combines the qualifier embedded in the name with a valid `Qualifier` query member.
+    fn with_query_qualifier(mut self, query: Option<&str>) -> Result<Self, LambdaError> {
         let Some(query) = query else {
             return Ok(self);
         };
-        if query.is_empty() {
-            return Ok(self);
-        }
-        if query.len() > 128 || !query.chars().all(is_qualifier_char) {
-            return Err(LambdaError::validation(&[violation(
-                query,
-                "qualifier",
-                &format!("Member must satisfy regular expression pattern: {QUALIFIER_PATTERN}"),
-            )]));
-        }
         match &self.qualifier {
             Some(embedded) if embedded != query => Err(LambdaError::invalid_parameter(
                 "The derived qualifier from the function name does not match the specified qualifier.",
@@ -144,7 +195,8 @@ fn is_qualifier_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '$'
 }
 
-fn is_region(s: &str) -> bool {
+/// `(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}`: a region name.
+pub fn is_region(s: &str) -> bool {
     // [a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d, optionally prefixed by "eusc-".
     let s = s.strip_prefix("eusc-").unwrap_or(s);
     let parts: Vec<&str> = s.split('-').collect();
@@ -193,12 +245,15 @@ fn parse_parts(input: &str, shape: NameShape) -> Option<FunctionRef> {
         if !partition_ok || *service != "lambda" || !is_region(reg) || !is_account(acct) {
             return None;
         }
-        if *kind != "function" {
-            return None;
-        }
         region = Some(reg.to_string());
         account = Some(acct.to_string());
-        rest
+        // The model's pattern makes `function:` optional: `…:123456789012:function` names a
+        // function called `function`, and `…:123456789012:f:1` is `f`, version 1.
+        if *kind == "function" && !rest.is_empty() {
+            rest
+        } else {
+            &parts[5..]
+        }
     } else if parts.len() >= 3 && is_account(parts[0]) && parts[1] == "function" {
         account = Some(parts[0].to_string());
         &parts[2..]
@@ -304,7 +359,6 @@ mod tests {
             "invalid:function:name",
             "arn:aws:lambda:us-east-1:12345:function:f",
             "arn:aws:s3:us-east-1:123456789012:function:f",
-            "arn:aws:lambda:us-east-1:123456789012:layer:f",
             "f:bad?q",
             "f:",
         ] {
@@ -322,25 +376,64 @@ mod tests {
 
     #[test]
     fn query_qualifier_must_agree_with_the_name() {
-        let r = parse("f:1").unwrap();
+        let qualified = |name: &str, q: &str| {
+            FunctionRef::parse_qualified(name, NameShape::Namespaced, Some(q))
+        };
         assert_eq!(
-            r.clone()
-                .with_query_qualifier(Some("1"))
-                .unwrap()
-                .qualifier
-                .as_deref(),
+            qualified("f:1", "1").unwrap().qualifier.as_deref(),
             Some("1")
         );
-        let err = r.with_query_qualifier(Some("2")).unwrap_err();
+        let err = qualified("f:1", "2").unwrap_err();
         assert_eq!(
             err.message,
             "The derived qualifier from the function name does not match the specified qualifier."
         );
-        let q = parse("f")
-            .unwrap()
-            .with_query_qualifier(Some("$LATEST"))
-            .unwrap();
+        let q = qualified("f", "$LATEST").unwrap();
         assert_eq!(q.qualifier.as_deref(), Some("$LATEST"));
+    }
+
+    #[test]
+    fn an_arn_without_function_segment_names_its_last_part() {
+        let r = parse("arn:aws:lambda:us-east-1:123456789012:function").unwrap();
+        assert_eq!((r.name.as_str(), r.qualifier), ("function", None));
+        let r = parse("arn:aws:lambda:us-east-1:123456789012:f:1").unwrap();
+        assert_eq!((r.name.as_str(), r.qualifier.as_deref()), ("f", Some("1")));
+    }
+
+    #[test]
+    fn every_violation_of_name_and_qualifier_is_reported() {
+        let q = "a".repeat(129);
+        let err = FunctionRef::parse_qualified("f", NameShape::Namespaced, Some(&q)).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must have length less than or equal to 128"
+            )
+        );
+        let err =
+            FunctionRef::parse_qualified("f", NameShape::Namespaced, Some("invalid!")).unwrap_err();
+        assert_eq!(
+            err.message,
+            r"1 validation error detected: Value 'invalid!' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: \$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+"
+        );
+        let name = format!(
+            "arn:aws:lambda:invalid-region:123456789012:function:f{}",
+            "a".repeat(170)
+        );
+        let err = FunctionRef::parse_qualified(&name, NameShape::Plain, None).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "2 validation errors detected: Value '{name}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to 140; Value '{name}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {FUNCTION_NAME_PATTERN}"
+            )
+        );
+        let err = FunctionRef::parse_qualified(&name, NameShape::Namespaced, Some(&q)).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "2 validation errors detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must have length less than or equal to 128; Value '{name}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {NAMESPACED_FUNCTION_NAME_PATTERN}"
+            )
+        );
     }
 
     #[test]

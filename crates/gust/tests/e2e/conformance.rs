@@ -18,6 +18,27 @@ fn assert_body(response: &RawResponse, status: u16, code: &str, body: Value) {
     assert_eq!(response.json(), body, "{response:?}");
 }
 
+/// A ValidationException whose message lists exactly these violations, in Lambda's words.
+fn assert_validation(response: &RawResponse, violations: &[String]) {
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(
+        response.header("x-amzn-errortype"),
+        Some("ValidationException"),
+        "{response:?}"
+    );
+    let noun = if violations.len() == 1 {
+        "error"
+    } else {
+        "errors"
+    };
+    let expected = format!(
+        "{} validation {noun} detected: {}",
+        violations.len(),
+        violations.join("; ")
+    );
+    assert_eq!(response.json()["message"], json!(expected), "{response:?}");
+}
+
 fn post(server: &Server, path: &str, body: Value) -> RawResponse {
     server.raw("POST", path, &[], &serde_json::to_vec(&body).unwrap())
 }
@@ -333,7 +354,7 @@ async fn recursion_config_is_stored_per_function() {
     put_raw_recursion(&server, path, "Sometimes").assert_error(
         400,
         "ValidationException",
-        "1 validation error detected: Value 'Sometimes' at 'recursiveLoop' failed to satisfy constraint: Member must satisfy enum value set: [Allow, Terminate]",
+        "1 validation error detected: Value 'Sometimes' at 'recursiveLoop' failed to satisfy constraint: Member must satisfy enum value set: [Terminate, Allow]",
     );
     put_raw_recursion(
         &server,
@@ -595,4 +616,428 @@ fn create_with_signing(server: &Server, name: &str, arn: &str) -> RawResponse {
             "CodeSigningConfigArn": arn,
         }),
     )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_and_reserved_errors_name_what_is_missing() {
+    let server = server_with_function().await;
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function";
+    let path = |f: &str, q: &str| {
+        format!("/2019-09-30/functions/{f}/provisioned-concurrency?Qualifier={q}")
+    };
+    let one = json!({"ProvisionedConcurrentExecutions": 1});
+    // A missing alias or version is named the same way whether or not the function exists.
+    for (method, f, q, message) in [
+        (
+            "GET",
+            "nofn",
+            "noalias",
+            format!("Cannot find alias arn: {arn}:nofn:noalias"),
+        ),
+        (
+            "GET",
+            "f",
+            "noalias",
+            format!("Cannot find alias arn: {arn}:f:noalias"),
+        ),
+        ("GET", "f", "10", format!("Function not found: {arn}:f:10")),
+        (
+            "DELETE",
+            "nofn",
+            "1",
+            format!("Function not found: {arn}:nofn:1"),
+        ),
+        (
+            "PUT",
+            "nofn",
+            "noalias",
+            format!("Cannot find alias arn: {arn}:nofn:noalias"),
+        ),
+        (
+            "PUT",
+            "nofn",
+            "1",
+            format!("Function not found: {arn}:nofn:1"),
+        ),
+        ("PUT", "f", "10", format!("Function not found: {arn}:f:10")),
+    ] {
+        let body = if method == "PUT" {
+            serde_json::to_vec(&one).unwrap()
+        } else {
+            Vec::new()
+        };
+        assert_body(
+            &server.raw(method, &path(f, q), &[], &body),
+            404,
+            "ResourceNotFoundException",
+            json!({"Type": "User", "Message": message}),
+        );
+    }
+    // $LATEST: Get and Delete word it one way, Put another.
+    assert_body(
+        &server.raw("GET", &path("f", "%24LATEST"), &[], b""),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "The function resource provided must be an alias or a published version."}),
+    );
+    assert_body(
+        &put(&server, &path("f", "%24LATEST"), one.clone()),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "Provisioned Concurrency Configs cannot be applied to unpublished function versions."}),
+    );
+    // Reserved concurrency of a missing function names its $LATEST.
+    for value in [1, 0] {
+        assert_body(
+            &put(
+                &server,
+                "/2017-10-31/functions/nofn/concurrency",
+                json!({"ReservedConcurrentExecutions": value}),
+            ),
+            404,
+            "ResourceNotFoundException",
+            json!({"Type": "User", "Message": format!("Function not found: {arn}:nofn:$LATEST")}),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn name_and_qualifier_violations_are_all_reported() {
+    let server = server_with_function().await;
+    let namespaced_qualifier = r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+";
+    let long_q = "a".repeat(129);
+    // GetFunction, DeleteFunction and Invoke check the qualifier against their own pattern,
+    // and its length on its own.
+    for (method, prefix) in [
+        ("GET", "/2015-03-31/functions/f"),
+        ("DELETE", "/2015-03-31/functions/f"),
+        ("POST", "/2015-03-31/functions/f/invocations"),
+    ] {
+        assert_validation(
+            &server.raw(method, &format!("{prefix}?Qualifier=invalid!"), &[], b""),
+            &[format!(
+                "Value 'invalid!' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: {namespaced_qualifier}"
+            )],
+        );
+        assert_validation(
+            &server.raw(method, &format!("{prefix}?Qualifier={long_q}"), &[], b""),
+            &[format!(
+                "Value '{long_q}' at 'qualifier' failed to satisfy constraint: Member must have length less than or equal to 128"
+            )],
+        );
+    }
+    // Both members wrong: both reported, in one error.
+    let name = format!(
+        "arn:aws:lambda:invalid-region:123456789012:function:my-function-{}",
+        "a".repeat(170)
+    );
+    assert_validation(
+        &server.raw(
+            "GET",
+            &format!(
+                "/2015-03-31/functions/{}?Qualifier={long_q}",
+                name.replace(':', "%3A")
+            ),
+            &[],
+            b"",
+        ),
+        &[
+            format!(
+                "Value '{long_q}' at 'qualifier' failed to satisfy constraint: Member must have length less than or equal to 128"
+            ),
+            format!(
+                "Value '{name}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {}",
+                gust_model::names::NAMESPACED_FUNCTION_NAME_PATTERN
+            ),
+        ],
+    );
+    // A name too long and not matching: both constraints of CreateFunction's FunctionName.
+    let response = post(
+        &server,
+        "/2015-03-31/functions",
+        json!({"FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler",
+               "Role": "arn:aws:iam::123456789012:role/r", "Code": {"ZipFile": base64_zip()}}),
+    );
+    assert_validation(
+        &response,
+        &[
+            format!(
+                "Value '{name}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to 140"
+            ),
+            format!(
+                "Value '{name}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: {}",
+                gust_model::names::FUNCTION_NAME_PATTERN
+            ),
+        ],
+    );
+    // An ARN that stops after the account names a function called `function`.
+    let incomplete = "arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction";
+    for method in ["GET", "DELETE"] {
+        assert_body(
+            &server.raw(
+                method,
+                &format!("/2015-03-31/functions/{incomplete}"),
+                &[],
+                b"",
+            ),
+            404,
+            "ResourceNotFoundException",
+            json!({"Type": "User", "Message": "Function not found: arn:aws:lambda:us-east-1:123456789012:function:function"}),
+        );
+    }
+    // DeleteFunction of $LATEST is refused before the function is looked up.
+    assert_body(
+        &server.raw(
+            "DELETE",
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Anofn%3A%24LATEST?Qualifier=%24LATEST",
+            &[],
+            b"",
+        ),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "$LATEST version cannot be deleted without deleting the function."}),
+    );
+    // A URL configuration's qualifier is checked before the function is looked up.
+    for method in ["GET", "DELETE", "POST", "PUT"] {
+        let body: &[u8] = if method == "POST" || method == "PUT" {
+            br#"{"AuthType": "NONE"}"#
+        } else {
+            b""
+        };
+        assert_validation(
+            &server.raw(method, "/2021-10-31/functions/nofn/url?Qualifier=1", &[], body),
+            &[r"Value '1' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: ((?!^\d+$)^[0-9a-zA-Z-_]+$)".to_string()],
+        );
+    }
+}
+
+/// RevisionId as Lambda moves it: a tag change and a published version each give `$LATEST`
+/// a new one; a version settles under a revision of its own, not the one its creation answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn revisions_move_with_tags_and_publishing() {
+    let server = server_with_function().await;
+    let client = server.client();
+    let latest_revision = || async {
+        client
+            .get_function()
+            .function_name("f")
+            .send()
+            .await
+            .unwrap()
+            .configuration()
+            .unwrap()
+            .revision_id()
+            .unwrap()
+            .to_string()
+    };
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:f";
+    let r1 = latest_revision().await;
+    client
+        .tag_resource()
+        .resource(arn)
+        .tags("k", "v")
+        .send()
+        .await
+        .unwrap();
+    let r2 = latest_revision().await;
+    assert_ne!(r1, r2, "a tag change is a new revision");
+    client
+        .untag_resource()
+        .resource(arn)
+        .tag_keys("k")
+        .send()
+        .await
+        .unwrap();
+    let r3 = latest_revision().await;
+    assert_ne!(r2, r3, "removing a tag is a new revision");
+
+    let published = client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    let r4 = latest_revision().await;
+    assert_ne!(r3, r4, "publishing a version is a new revision of $LATEST");
+    let version_revision = published.revision_id().unwrap().to_string();
+    assert_ne!(version_revision, r4, "a version has a revision of its own");
+    let got = client
+        .get_function()
+        .function_name("f")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.configuration().unwrap().revision_id(),
+        Some(version_revision.as_str())
+    );
+    // Nothing changed: the same version, and $LATEST keeps its revision.
+    let again = client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.revision_id(), Some(version_revision.as_str()));
+    assert_eq!(latest_revision().await, r4);
+
+    // CreateFunction with Publish answers the version being created under a revision that
+    // the settled version does not keep.
+    let response = post(
+        &server,
+        "/2015-03-31/functions",
+        json!({"FunctionName": "g", "Runtime": "python3.12", "Handler": "app.handler",
+               "Role": "arn:aws:iam::123456789012:role/r", "Publish": true,
+               "Code": {"ZipFile": base64_zip()}}),
+    );
+    assert_eq!(response.status, 201, "{response:?}");
+    let created = response.json();
+    assert_eq!(created["Version"], json!("1"));
+    assert_eq!(created["State"], json!("Pending"));
+    let settled = client
+        .get_function()
+        .function_name("g")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    let settled = settled.configuration().unwrap();
+    assert_eq!(settled.state().map(|s| s.as_str()), Some("Active"));
+    assert_ne!(created["RevisionId"].as_str(), settled.revision_id());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destinations_principals_aliases_and_capacity_providers() {
+    let server = server_with_function().await;
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:f";
+    let config = "/2019-09-25/functions/f/event-invoke-config";
+    // A destination setting with no ARN in it is a setting: stored as no destination.
+    let response = put(
+        &server,
+        config,
+        json!({"DestinationConfig": {"OnSuccess": {}}}),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.json()["DestinationConfig"],
+        json!({"OnSuccess": {}, "OnFailure": {}})
+    );
+    // An ARN of a service Lambda does not deliver to: the whole configuration is quoted.
+    let iam = "arn:aws:iam:us-east-1:123456789012:function:f";
+    assert_body(
+        &put(
+            &server,
+            config,
+            json!({"DestinationConfig": {"OnSuccess": {"Destination": iam}}}),
+        ),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": format!("The provided destination config DestinationConfig(onSuccess=OnSuccess(destination={iam}), onFailure=null) is invalid.")}),
+    );
+    // Not an ARN at all: the front end's pattern.
+    let bad = "arn:aws:_-/!lambda:us-east-1:123456789012:function:f";
+    assert_validation(
+        &put(
+            &server,
+            config,
+            json!({"DestinationConfig": {"OnFailure": {"Destination": bad}}}),
+        ),
+        &[format!(
+            r"Value '{bad}' at 'destinationConfig.onFailure.destination' failed to satisfy constraint: Member must satisfy regular expression pattern: $|kafka://([^.]([a-zA-Z0-9\-_.]{{0,248}}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{{2}}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{{1}})?:(\d{{12}})?:(.*)"
+        )],
+    );
+
+    // A principal outside Amazon's service domains is refused.
+    let permission = |path: &str, principal: &str| {
+        post(
+            &server,
+            path,
+            json!({"StatementId": "s", "Action": "lambda:InvokeFunction", "Principal": principal}),
+        )
+    };
+    assert_body(
+        &permission("/2015-03-31/functions/f/policy", "invalid.nonaws.com"),
+        400,
+        "InvalidParameterValueException",
+        json!({"Type": "User", "message": "The provided principal was invalid. Please check the principal and try again."}),
+    );
+    // A qualifier no alias could carry names a missing version.
+    assert_body(
+        &permission(
+            "/2015-03-31/functions/f/policy?Qualifier=valid-with-%24-but-doesnotexist",
+            "s3.amazonaws.com",
+        ),
+        404,
+        "ResourceNotFoundException",
+        json!({"Type": "User", "Message": format!("Function not found: {arn}:valid-with-$-but-doesnotexist")}),
+    );
+
+    // An alias of $LATEST with weights: refused with no Type.
+    server
+        .client()
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_body(
+        &post(
+            &server,
+            "/2015-03-31/functions/f/aliases",
+            json!({"Name": "a", "FunctionVersion": "$LATEST",
+                   "RoutingConfig": {"AdditionalVersionWeights": {"1": 0.5}}}),
+        ),
+        400,
+        "InvalidParameterValueException",
+        json!({"message": "$LATEST is not supported for an alias pointing to more than 1 version"}),
+    );
+
+    // Gust has no capacity providers: tagging one finds none.
+    let provider = "arn:aws:lambda:us-east-1:123456789012:capacity-provider:cp";
+    let path = format!("/2017-03-31/tags/{}", provider.replace(':', "%3A"));
+    assert_body(
+        &server.raw("GET", &path, &[], b""),
+        404,
+        "ResourceNotFoundException",
+        json!({"Type": "User", "Message": format!("Capacity provider not found: {provider}")}),
+    );
+}
+
+/// A version and an alias that points to it cannot both have provisioned concurrency.
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioned_concurrency_on_a_version_or_its_alias() {
+    let server = server_with_function().await;
+    let client = server.client();
+    client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let path = |q: &str| format!("/2019-09-30/functions/f/provisioned-concurrency?Qualifier={q}");
+    let one = json!({"ProvisionedConcurrentExecutions": 1});
+    assert_eq!(put(&server, &path("1"), one.clone()).status, 202);
+    assert_body(
+        &put(&server, &path("live"), one.clone()),
+        409,
+        "ResourceConflictException",
+        json!({"Type": "User", "message": "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version"}),
+    );
+    assert_eq!(server.raw("DELETE", &path("1"), &[], b"").status, 204);
+    assert_eq!(put(&server, &path("live"), one.clone()).status, 202);
+    assert_body(
+        &put(&server, &path("1"), one),
+        409,
+        "ResourceConflictException",
+        json!({"Type": "User", "message": "Version is pointed by a Provisioned Concurrency alias"}),
+    );
 }
