@@ -180,7 +180,13 @@ impl Forker {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let spec = sandbox_spec(platform, config, &id);
         let mount_code = code == ForkCode::Mounted;
-        match blocking(|| platform.launcher.adopt_fork(pid, &spec, mount_code)) {
+        let reported = Instant::now();
+        let adopted = blocking(|| platform.launcher.adopt_fork(pid, &spec, mount_code));
+        tracing::debug!(
+            adopt_ms = reported.elapsed().as_secs_f64() * 1e3,
+            "fork's sandbox made"
+        );
+        match adopted {
             Ok((sandbox, log_sink)) => Ok(Prepared {
                 id,
                 pid,
