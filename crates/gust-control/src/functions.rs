@@ -307,6 +307,7 @@ impl Control {
 
         let now = SystemTime::now();
         let name = r.name.clone();
+        let revision = new_revision();
         let mut config = FunctionConfig {
             name: name.clone(),
             version: LATEST.into(),
@@ -331,7 +332,8 @@ impl Control {
                 unzipped_size: 0,
             },
             last_modified: last_modified(now),
-            revision_id: new_revision(),
+            revision_id: revision.clone(),
+            environment_revision: revision,
             dead_letter_target: None,
             kms_key_arn: None,
             vpc_config: None,
@@ -487,6 +489,7 @@ impl Control {
         apply_configuration(&mut config, &req.config);
         check_semantics(&config, &req.config)?;
         config.revision_id = new_revision();
+        config.environment_revision = config.revision_id.clone();
         config.last_modified = last_modified(SystemTime::now());
         let updated = self.replace_latest(config).await?;
         tracing::info!(function = %updated.name, "function configuration updated");
@@ -523,6 +526,7 @@ impl Control {
             return Ok(Arc::new(config));
         }
         config.revision_id = new_revision();
+        config.environment_revision = config.revision_id.clone();
         config.last_modified = last_modified(SystemTime::now());
         let updated = self.replace_latest(config).await?;
         tracing::info!(function = %updated.name, sha256 = %updated.code.sha256, "function code updated");
@@ -577,6 +581,7 @@ impl Control {
         let mut version = (*state.latest).clone();
         version.version = number.to_string();
         version.revision_id = new_revision();
+        version.environment_revision = version.revision_id.clone();
         version.last_modified = last_modified(SystemTime::now());
         version.published_description = Some(state.latest.description.clone());
         if let Some(description) = description {

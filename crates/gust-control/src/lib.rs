@@ -348,7 +348,7 @@ impl Control {
         self.read()
             .get(&config.name)
             .and_then(|state| state.version(&config.version))
-            .is_some_and(|stored| stored.revision_id == config.revision_id)
+            .is_some_and(|stored| stored.environment_revision == config.environment_revision)
     }
 
     pub fn account_usage(&self) -> AccountUsage {

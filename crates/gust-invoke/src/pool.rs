@@ -25,7 +25,7 @@ impl PoolKey {
         Self {
             function: config.name.clone(),
             version: config.version.clone(),
-            revision: config.revision_id.clone(),
+            revision: config.environment_revision.clone(),
         }
     }
 }

@@ -61,6 +61,11 @@ pub struct FunctionConfig {
     pub code: CodeRef,
     pub last_modified: String,
     pub revision_id: String,
+    /// What execution environments are made from (code and configuration) changed last under
+    /// this revision: a new `RevisionId` that only tags or a publish gave `$LATEST` leaves it,
+    /// so its warm environments stay. (Empty in versions stored before it existed.)
+    #[serde(default)]
+    pub environment_revision: String,
     #[serde(default)]
     pub dead_letter_target: Option<String>,
     #[serde(default)]
@@ -133,6 +138,7 @@ impl FunctionConfig {
             },
             last_modified: "2020-04-10T19:06:32.563+0000".into(),
             revision_id: "r".into(),
+            environment_revision: "r".into(),
             dead_letter_target: None,
             kms_key_arn: None,
             vpc_config: None,

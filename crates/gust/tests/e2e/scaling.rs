@@ -579,6 +579,56 @@ async fn idle_environments_count_for_the_memory_their_sandbox_holds() {
     assert!(committed <= 256, "{status}");
 }
 
+/// Tags and publishing give `$LATEST` a new RevisionId, as on Lambda, but change nothing an
+/// environment is made from: its warm environments stay. A configuration change retires them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_revision_without_a_new_configuration_keeps_environments_warm() {
+    let server = Server::start();
+    create_who(&server, "kept").await;
+    let client = server.client();
+    let first = environment_of(&raw_invoke(&server.address, "kept", &json!({})));
+    let arn = client
+        .get_function()
+        .function_name("kept")
+        .send()
+        .await
+        .unwrap()
+        .configuration
+        .unwrap()
+        .function_arn
+        .unwrap();
+    client
+        .tag_resource()
+        .resource(&arn)
+        .tags("team", "gust")
+        .send()
+        .await
+        .unwrap();
+    client
+        .publish_version()
+        .function_name("kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        environment_of(&raw_invoke(&server.address, "kept", &json!({}))),
+        first,
+        "a tag and a publish keep $LATEST's environment warm"
+    );
+    client
+        .update_function_configuration()
+        .function_name("kept")
+        .description("changed")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        environment_of(&raw_invoke(&server.address, "kept", &json!({}))),
+        first,
+        "a configuration change retires it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_cold_invocations_all_succeed() {
     let server = Server::start();
