@@ -235,7 +235,9 @@ impl Invoker {
             standbys: Standbys::new(settings_standbys, keep_alive),
             snapshots: Snapshots::default(),
             snap_start,
-            templates: Templates::default(),
+            templates: Templates::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            ),
         })
     }
 
@@ -432,7 +434,10 @@ impl Invoker {
         let template = template?;
         let claim = self.room_for(u64::from(config.memory_size));
         let origin = environment::Origin::Template(template.clone());
-        match Environment::fork(&self.platform, config.clone(), origin, claim).await {
+        let under_way = template.fork_under_way();
+        let forked = Environment::fork(&self.platform, config.clone(), origin, claim).await;
+        drop(under_way);
+        match forked {
             Ok(env) => {
                 template.forked();
                 tracing::info!(function = %config.name, environment = %env.id, "environment forked from its runtime's template");

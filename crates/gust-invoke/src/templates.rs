@@ -1,5 +1,5 @@
-//! Runtime templates: one Python interpreter per runtime, loaded with Gust's runtime and
-//! waiting, that forks each new environment of that runtime (see `forking.rs`).
+//! Runtime templates: Python interpreters (one per CPU for each runtime), loaded with Gust's
+//! runtime and waiting, that fork each new environment of that runtime (see `forking.rs`).
 //!
 //! Starting an interpreter is most of a cold start's CPU (about 10 ms for Python here), and
 //! a burst of cold starts of many functions is bound by it. A fork of a loaded interpreter
@@ -22,7 +22,7 @@
 //!   the function is loaded after the fork.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,8 @@ pub struct Template {
     pub runtime: String,
     pub(crate) forker: Forker,
     forks: AtomicU32,
+    /// Forks asked of it and not yet answered.
+    in_flight: AtomicUsize,
     started: Instant,
     /// What it counts for against the memory budget: what its cgroup holds, measured.
     claim: Mutex<MemoryClaim>,
@@ -117,6 +119,7 @@ impl Template {
             runtime: runtime.to_string(),
             forker: forker?,
             forks: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
             started: Instant::now(),
             claim: Mutex::new(claim),
         };
@@ -141,6 +144,13 @@ impl Template {
         self.forks.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a fork under way until the guard is dropped (cold starts pick the template with
+    /// the fewest).
+    pub(crate) fn fork_under_way(&self) -> ForkUnderWay<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        ForkUnderWay(self)
+    }
+
     /// It has forked its share, or served long enough: a new one takes over.
     fn worn(&self) -> bool {
         self.forks.load(Ordering::Relaxed) >= MAX_FORKS || self.started.elapsed() >= MAX_AGE
@@ -151,50 +161,80 @@ impl Template {
     }
 }
 
+/// A fork asked of a template and not yet answered.
+pub(crate) struct ForkUnderWay<'a>(&'a Template);
+
+impl Drop for ForkUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 struct Slot {
-    current: Option<Arc<Template>>,
-    /// A template is being started for this runtime.
-    starting: bool,
+    /// Its templates, oldest first (a worn one stays until a new one takes over).
+    current: Vec<Arc<Template>>,
+    /// Templates being started for this runtime.
+    starting: usize,
     /// The last cold start that wanted this runtime's template.
     wanted: Option<Instant>,
 }
 
-/// The current template of each runtime.
-#[derive(Default)]
+/// The current templates of each runtime: one per CPU, since each forks one environment at a
+/// time.
 pub struct Templates {
+    per_runtime: usize,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl Templates {
+    pub fn new(per_runtime: usize) -> Self {
+        Self {
+            per_runtime: per_runtime.max(1),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The template a cold start of `runtime` forks from, if one is ready; and whether the
-    /// caller should start one (none is ready or starting, or the current one is worn).
+    /// The template a cold start of `runtime` forks from (the one with the fewest forks under
+    /// way), if one is ready; and whether the caller should start another (fewer than wanted
+    /// are ready or starting, not counting worn ones).
     pub fn current(&self, runtime: &str) -> (Option<Arc<Template>>, bool) {
         let mut slots = self.lock();
         let slot = slots.entry(runtime.to_string()).or_default();
         slot.wanted = Some(Instant::now());
-        if slot.current.as_ref().is_some_and(|t| !t.is_alive()) {
-            slot.current = None;
-        }
-        let start = !slot.starting && slot.current.as_ref().is_none_or(|t| t.worn());
+        slot.current.retain(|t| t.is_alive());
+        let fresh = slot.current.iter().filter(|t| !t.worn()).count();
+        let start = fresh + slot.starting < self.per_runtime;
         if start {
-            slot.starting = true;
+            slot.starting += 1;
         }
-        (slot.current.clone(), start)
+        let least_busy = slot
+            .current
+            .iter()
+            .min_by_key(|t| t.in_flight.load(Ordering::Relaxed))
+            .cloned();
+        (least_busy, start)
     }
 
-    /// A template started for `runtime` (or `None` when it could not be): it takes over.
+    /// A template started for `runtime` (or `None` when it could not be): it takes over from
+    /// a worn one, if there is one.
     pub fn started(&self, runtime: &str, template: Option<Template>) {
         let mut slots = self.lock();
         let slot = slots.entry(runtime.to_string()).or_default();
-        slot.starting = false;
+        slot.starting = slot.starting.saturating_sub(1);
         if let Some(template) = template {
-            // The one it replaces lives on while environments forked from it do.
-            slot.current = Some(Arc::new(template));
+            slot.current.push(Arc::new(template));
+            // The ones it replaces live on while environments forked from them do.
+            while slot.current.len() > self.per_runtime {
+                match slot.current.iter().position(|t| t.worn()) {
+                    Some(worn) => drop(slot.current.remove(worn)),
+                    None => break,
+                }
+            }
         }
     }
 
@@ -204,10 +244,11 @@ impl Templates {
         let mut out = Vec::new();
         self.lock().retain(|_, slot| {
             let idle = slot.wanted.is_none_or(|w| w.elapsed() > keep_alive);
-            if let Some(template) = slot.current.take_if(|t| idle || !t.is_alive()) {
-                out.push(template);
-            }
-            slot.current.is_some() || slot.starting
+            let (gone, kept): (Vec<_>, Vec<_>) =
+                slot.current.drain(..).partition(|t| idle || !t.is_alive());
+            slot.current = kept;
+            out.extend(gone);
+            !slot.current.is_empty() || slot.starting > 0
         });
         out
     }
@@ -216,7 +257,7 @@ impl Templates {
     pub fn live(&self) -> Vec<Arc<Template>> {
         self.lock()
             .values()
-            .filter_map(|slot| slot.current.clone())
+            .flat_map(|slot| slot.current.iter().cloned())
             .collect()
     }
 
@@ -225,7 +266,7 @@ impl Templates {
         let mut ready: Vec<String> = self
             .lock()
             .iter()
-            .filter(|(_, slot)| slot.current.as_ref().is_some_and(|t| t.is_alive()))
+            .filter(|(_, slot)| slot.current.iter().any(|t| t.is_alive()))
             .map(|(runtime, _)| runtime.clone())
             .collect();
         ready.sort();
@@ -235,7 +276,7 @@ impl Templates {
     pub fn drain(&self) -> Vec<Arc<Template>> {
         self.lock()
             .values_mut()
-            .filter_map(|slot| slot.current.take())
+            .flat_map(|slot| slot.current.drain(..))
             .collect()
     }
 }
@@ -245,12 +286,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_cold_start_asks_for_a_template_once() {
-        let templates = Templates::default();
+    fn the_first_cold_starts_ask_for_each_template_once() {
+        let templates = Templates::new(2);
         let (ready, start) = templates.current("python3.12");
         assert!(ready.is_none() && start);
         let (ready, start) = templates.current("python3.12");
-        assert!(ready.is_none() && !start, "one is starting");
+        assert!(ready.is_none() && start, "a second one, for the second CPU");
+        let (ready, start) = templates.current("python3.12");
+        assert!(ready.is_none() && !start, "two are starting");
+        templates.started("python3.12", None);
         templates.started("python3.12", None);
         let (_, start) = templates.current("python3.12");
         assert!(start, "it could not start: the next cold start asks again");
@@ -259,7 +303,7 @@ mod tests {
 
     #[test]
     fn unwanted_slots_expire() {
-        let templates = Templates::default();
+        let templates = Templates::new(1);
         let _ = templates.current("python3.12");
         templates.started("python3.12", None);
         assert!(templates.expired(Duration::ZERO).is_empty());
