@@ -217,6 +217,7 @@ fn same_behaviour(a: &FunctionConfig, b: &FunctionConfig) -> bool {
         let mut c = c.clone();
         c.version = String::new();
         c.revision_id = String::new();
+        c.environment_revision = String::new();
         c.last_modified = String::new();
         c.description = String::new();
         c.published_description = None;

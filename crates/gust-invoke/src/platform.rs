@@ -88,3 +88,23 @@ pub(crate) fn function_command(
         config.memory_size,
     )
 }
+
+/// The command that starts runtime `runtime_id` (with `memory_mb`) in `sandbox` before its
+/// function is known, whose task root is the empty directory `placeholder`.
+pub(crate) fn placeholder_command(
+    platform: &Platform,
+    runtime_id: &str,
+    memory_mb: u32,
+    placeholder: &std::path::Path,
+    sandbox: &dyn Sandbox,
+) -> Result<gust_runtimes::RuntimeCommand, EnvironmentError> {
+    let placement = Placement {
+        host_task_root: placeholder,
+        task_root: sandbox.task_root(),
+        runtime_dir: sandbox.runtime_dir(),
+    };
+    platform
+        .runtimes
+        .command(runtime_id, placement, memory_mb)
+        .map_err(EnvironmentError::Runtime)
+}

@@ -21,11 +21,10 @@ use std::path::PathBuf;
 use gust_model::{FunctionConfig, Network};
 use gust_runtimes::RuntimeTable;
 
-use gust_runtimes::Placement;
 use gust_sandbox::{Sandbox, SandboxSpec};
 
 use crate::budget::MemoryClaim;
-use crate::platform::{EnvironmentError, Platform};
+use crate::platform::{EnvironmentError, Platform, placeholder_command};
 use crate::runtime_process::Waiting;
 use crate::variables::standby_variables;
 
@@ -349,15 +348,13 @@ impl Standby {
             zygote: false,
         })?;
         let command = if let Some((runtime_id, memory_mb)) = kind.runtime() {
-            let placement = Placement {
-                host_task_root: placeholder,
-                task_root: sandbox.task_root(),
-                runtime_dir: sandbox.runtime_dir(),
-            };
-            platform
-                .runtimes
-                .command(runtime_id, placement, memory_mb)
-                .map_err(EnvironmentError::Runtime)?
+            placeholder_command(
+                platform,
+                runtime_id,
+                memory_mb,
+                placeholder,
+                sandbox.as_ref(),
+            )?
         } else {
             // A stand-in that execs the function's runtime command once adopted.
             gust_runtimes::standby_command(sandbox.runtime_dir())

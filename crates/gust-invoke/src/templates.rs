@@ -26,12 +26,11 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gust_runtimes::Placement;
 use gust_sandbox::SandboxSpec;
 
 use crate::budget::MemoryClaim;
 use crate::forking::{Forker, StartError};
-use crate::platform::{EnvironmentError, Platform};
+use crate::platform::{Platform, placeholder_command};
 use crate::variables::template_variables;
 
 /// Environments one template forks before a new one takes over.
@@ -97,15 +96,8 @@ impl Template {
             platform,
             &spec,
             |sandbox| {
-                let placement = Placement {
-                    host_task_root: placeholder,
-                    task_root: sandbox.task_root(),
-                    runtime_dir: sandbox.runtime_dir(),
-                };
-                platform
-                    .runtimes
-                    .command(runtime, placement, gust_model::limits::DEFAULT_MEMORY_MB)
-                    .map_err(EnvironmentError::Runtime)
+                let memory_mb = gust_model::limits::DEFAULT_MEMORY_MB;
+                placeholder_command(platform, runtime, memory_mb, placeholder, sandbox)
             },
             template_variables,
             &format!("template {runtime}"),

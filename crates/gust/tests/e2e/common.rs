@@ -509,3 +509,15 @@ pub fn max_memory_used(log: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no Max Memory Used in {log}"))
 }
+
+/// What the server logs for each environment forked from a runtime template.
+pub const FORKED: &str = "environment forked from its runtime's template";
+
+/// Waits until `server` has Python 3.12's runtime template ready (its first cold starts start it).
+pub async fn runtime_template_ready(server: &Server) {
+    eventually(Duration::from_secs(60), "the runtime's template", || {
+        let status = server.raw("GET", "/gust/status", &[], b"").json();
+        (status["RuntimeTemplates"] == serde_json::json!(["python3.12"])).then_some(())
+    })
+    .await;
+}

@@ -47,6 +47,27 @@ fn put(server: &Server, path: &str, body: Value) -> RawResponse {
     server.raw("PUT", path, &[], &serde_json::to_vec(&body).unwrap())
 }
 
+/// A server with function `f`, its version 1 and alias `live` pointing to it.
+async fn server_with_alias() -> Server {
+    let server = server_with_function().await;
+    let client = server.client();
+    client
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    server
+}
+
 async fn server_with_function() -> Server {
     let server = Server::start();
     create(
@@ -393,22 +414,7 @@ fn put_raw_recursion(server: &Server, path: &str, value: &str) -> RawResponse {
 /// yields the rest, none when done.
 #[tokio::test(flavor = "multi_thread")]
 async fn url_configs_page() {
-    let server = server_with_function().await;
-    let client = server.client();
-    client
-        .publish_version()
-        .function_name("f")
-        .send()
-        .await
-        .unwrap();
-    client
-        .create_alias()
-        .function_name("f")
-        .name("live")
-        .function_version("1")
-        .send()
-        .await
-        .unwrap();
+    let server = server_with_alias().await;
     let empty = server.raw("GET", "/2021-10-31/functions/f/urls", &[], b"");
     assert_eq!(empty.json(), json!({"FunctionUrlConfigs": []}));
     for path in [
@@ -1007,22 +1013,7 @@ async fn destinations_principals_aliases_and_capacity_providers() {
 /// A version and an alias that points to it cannot both have provisioned concurrency.
 #[tokio::test(flavor = "multi_thread")]
 async fn provisioned_concurrency_on_a_version_or_its_alias() {
-    let server = server_with_function().await;
-    let client = server.client();
-    client
-        .publish_version()
-        .function_name("f")
-        .send()
-        .await
-        .unwrap();
-    client
-        .create_alias()
-        .function_name("f")
-        .name("live")
-        .function_version("1")
-        .send()
-        .await
-        .unwrap();
+    let server = server_with_alias().await;
     let path = |q: &str| format!("/2019-09-30/functions/f/provisioned-concurrency?Qualifier={q}");
     let one = json!({"ProvisionedConcurrentExecutions": 1});
     assert_eq!(put(&server, &path("1"), one.clone()).status, 202);

@@ -568,6 +568,29 @@ async fn bystander_answers_during_bomb(
     most
 }
 
+/// Deletes the function a fork bomb runs in: retiring its environment ends the bomb.
+async fn end_fork_bomb(client: &aws_sdk_lambda::Client, function: &str, marker: &str) {
+    client
+        .delete_function()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone(marker).await, "the fork bomb survived its environment");
+}
+
+/// Starts a fork bomb in `function` for `seconds`, its processes named with `marker`.
+fn start_fork_bomb(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    marker: &str,
+    seconds: u64,
+) -> tokio::task::JoinHandle<Value> {
+    let (client, function) = (client.clone(), function.to_string());
+    let event = json!({"attack": "fork_bomb", "marker": marker, "seconds": seconds});
+    tokio::spawn(async move { attack(&client, &function, event).await })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_bomb_is_contained() {
     let server = Server::start();
@@ -576,18 +599,7 @@ async fn a_fork_bomb_is_contained() {
     create_python(&client, "bystander", 128, 512, 10).await;
     attack(&client, "bystander", json!({"attack": "whoami"})).await;
     let marker = format!("pybomb-{}", std::process::id());
-    let bomb = {
-        let client = client.clone();
-        let marker = marker.clone();
-        tokio::spawn(async move {
-            attack(
-                &client,
-                "bomber",
-                json!({"attack": "fork_bomb", "marker": marker, "seconds": 4}),
-            )
-            .await
-        })
-    };
+    let bomb = start_fork_bomb(&client, "bomber", &marker, 4);
     let most =
         bystander_answers_during_bomb(&client, "bystander", json!({"attack": "whoami"}), &marker)
             .await;
@@ -595,24 +607,13 @@ async fn a_fork_bomb_is_contained() {
     let visible = result["visible"].as_u64().unwrap();
     assert!(visible <= 1024, "{result}");
     assert!(most <= 1024, "{most} bomb processes");
-    // Retiring the environment ends the bomb.
-    client
-        .delete_function()
-        .function_name("bomber")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        gone(&marker).await,
-        "the fork bomb survived its environment"
-    );
+    end_fork_bomb(&client, "bomber", &marker).await;
 }
 
 /// Environments forked from one runtime template share its host uid: a fork bomb in one must
 /// not take the processes another needs (each is limited on its own, as a fresh sandbox is).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fork_bomb_in_a_forked_environment_leaves_the_others_their_processes() {
-    const FORKED: &str = "environment forked from its runtime's template";
     let server = Server::start_with(&["--standby-runtimes", "0"]);
     let client = server.client();
     for (name, memory) in [("first", 128), ("bomber", 1024), ("newcomer", 128)] {
@@ -620,26 +621,9 @@ async fn a_fork_bomb_in_a_forked_environment_leaves_the_others_their_processes()
     }
     // The first cold start of the runtime starts its template; the others fork from it.
     attack(&client, "first", json!({"attack": "whoami"})).await;
-    let started = Instant::now();
-    while server.raw("GET", "/gust/status", &[], b"").json()["RuntimeTemplates"]
-        != json!(["python3.12"])
-    {
-        assert!(started.elapsed() < Duration::from_secs(60), "no template");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    runtime_template_ready(&server).await;
     let marker = format!("pybomb-forked-{}", std::process::id());
-    let bomb = {
-        let client = client.clone();
-        let marker = marker.clone();
-        tokio::spawn(async move {
-            attack(
-                &client,
-                "bomber",
-                json!({"attack": "fork_bomb", "marker": marker, "seconds": 6}),
-            )
-            .await
-        })
-    };
+    let bomb = start_fork_bomb(&client, "bomber", &marker, 6);
     let started = Instant::now();
     while host_processes_with(&marker) < 900 {
         assert!(
@@ -658,16 +642,7 @@ async fn a_fork_bomb_in_a_forked_environment_leaves_the_others_their_processes()
         server.log()
     );
     bomb.await.unwrap();
-    client
-        .delete_function()
-        .function_name("bomber")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        gone(&marker).await,
-        "the fork bomb survived its environment"
-    );
+    end_fork_bomb(&client, "bomber", &marker).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

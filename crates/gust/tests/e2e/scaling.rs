@@ -838,8 +838,6 @@ async fn fresh_and_adopted(
     (fresh, ahead)
 }
 
-const FORKED: &str = "environment forked from its runtime's template";
-
 /// What a Python function reports of itself in [`INTROSPECT`] that must not tell a fresh
 /// start from another.
 const PYTHON_KEYS: [&str; 16] = [
@@ -880,11 +878,7 @@ async fn an_environment_forked_from_a_template_is_indistinguishable_from_a_fresh
         // The first cold start of a runtime starts its template.
         raw_invoke(&server.address, "inside", &json!({}));
     }
-    eventually(Duration::from_secs(60), "the runtime's template", || {
-        let status = forking_server.raw("GET", "/gust/status", &[], b"").json();
-        (status["RuntimeTemplates"] == json!(["python3.12"])).then_some(())
-    })
-    .await;
+    runtime_template_ready(&forking_server).await;
     let fresh = introspect_function(&fresh_server, "inside", "second").await;
     let forked = introspect_function(&forking_server, "inside", "second").await;
     assert!(
@@ -957,11 +951,7 @@ async fn environments_forked_from_one_template_differ() {
     )
     .await;
     raw_invoke(&server.address, "draws", &json!({}));
-    eventually(Duration::from_secs(60), "the runtime's template", || {
-        let status = server.raw("GET", "/gust/status", &[], b"").json();
-        (status["RuntimeTemplates"] == json!(["python3.12"])).then_some(())
-    })
-    .await;
+    runtime_template_ready(&server).await;
     // A new configuration: its environments are new ones, each forked from the template;
     // two invocations at once need two environments.
     client
