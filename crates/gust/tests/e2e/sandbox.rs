@@ -1045,9 +1045,10 @@ async fn expedite_rcu_tunes_the_host_when_asked() {
     );
 }
 
-/// The host's disk is protected: environments' `/tmp` sizes are bounded by `--tmp-budget`.
-/// When a cold start would pass it, idle environments retire to make room; when even that
-/// cannot make room, the invocation fails with a clear error and nothing changes.
+/// The host's disk is protected: environments' `/tmp` sizes are bounded by `--tmp-budget`
+/// (here under the reserved policy, where every environment counts its full size). When a
+/// cold start would pass it, idle environments retire to make room; when even that cannot
+/// make room, the invocation fails with a clear error and nothing changes.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tmp_budget_retires_idle_environments_and_refuses_what_cannot_fit() {
     // Room for two 512 MB volumes (and none for a runtime template's small one).
@@ -1058,6 +1059,8 @@ async fn the_tmp_budget_retires_idle_environments_and_refuses_what_cannot_fit() 
         "0",
         "--runtime-templates",
         "false",
+        "--memory-policy",
+        "reserved",
     ]);
     let client = server.client();
     for name in ["first", "second", "third"] {
