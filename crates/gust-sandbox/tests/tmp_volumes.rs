@@ -63,12 +63,10 @@ fn volumes_are_bounded_by_the_budget_and_leave_nothing_behind() {
     }
 }
 
-/// Writes `mb` MB to `name` in `volume`'s filesystem, from a thread that enters its mount
-/// namespace.
-fn write_into(volume: &TmpVolume, mount_point: &Path, name: &str, mb: usize) {
+/// Runs `step` on `path` in `volume`'s mount namespace, from a thread that enters it.
+fn inside(volume: &TmpVolume, path: &Path, step: impl FnOnce(&Path) + Send) {
     use std::os::fd::AsRawFd;
     let namespace = volume.mount_namespace.as_raw_fd();
-    let path = mount_point.join(name);
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -78,13 +76,18 @@ fn write_into(volume: &TmpVolume, mount_point: &Path, name: &str, mb: usize) {
                 // SAFETY: setns(2) moves only this thread into the namespace of a descriptor
                 // the volume keeps open.
                 assert_eq!(unsafe { libc::setns(namespace, libc::CLONE_NEWNS) }, 0);
-                let file = std::fs::File::create(&path).unwrap();
-                std::io::Write::write_all(&mut &file, &vec![7; mb << 20]).unwrap();
-                file.sync_all().unwrap();
+                step(path);
             })
             .join()
             .unwrap()
     });
+}
+
+/// Writes `mb` MB to `path` and syncs it.
+fn write(path: &Path, mb: usize) {
+    let file = std::fs::File::create(path).unwrap();
+    std::io::Write::write_all(&mut &file, &vec![7; mb << 20]).unwrap();
+    file.sync_all().unwrap();
 }
 
 #[test]
@@ -106,9 +109,16 @@ fn under_the_measured_policy_an_idle_volume_counts_what_its_image_holds() {
         Err(VolumeError::NoRoom { wanted: 512, .. })
     ));
     // Idle, the two count what they hold: room for more.
-    write_into(&first, &mount_point, "written", 100);
+    let written = mount_point.join("written");
+    inside(&first, &written, |path| write(path, 100));
     let used = first.count(TmpCount::Used);
     assert!((100..=104).contains(&used), "100 MB written: {used} MB");
+    // A deleted file's blocks go back to the host's disk.
+    inside(&first, &written, |path| std::fs::remove_file(path).unwrap());
+    let after = first.count(TmpCount::Used);
+    assert!(after <= 4, "deleted: {after} MB");
+    inside(&first, &written, |path| write(path, 100));
+    let used = first.count(TmpCount::Used);
     let empty = second.count(TmpCount::Used);
     assert!((1..=4).contains(&empty), "{empty} MB");
     assert_eq!(volumes.usage(), (used + empty, 1100));
