@@ -343,6 +343,7 @@ impl Invoker {
             return None;
         }
         let snapshot = self.snapshot(config).await?;
+        self.tmp_room_for(config.ephemeral_storage);
         let claim = self.room_for(u64::from(config.memory_size));
         let origin = environment::Origin::Snapshot(snapshot);
         match Environment::fork(&self.platform, config.clone(), origin, claim).await {
@@ -434,6 +435,7 @@ impl Invoker {
             self.start_template(runtime);
         }
         let template = template?;
+        self.tmp_room_for(config.ephemeral_storage);
         let claim = self.room_for(u64::from(config.memory_size));
         let origin = environment::Origin::Template(template.clone());
         match Environment::fork(&self.platform, config.clone(), origin, claim).await {
@@ -653,18 +655,36 @@ impl Invoker {
         );
         // The same for `/tmp`: environments that woke at once and wrote to it may together
         // hold more than its budget once idle again.
-        let over = || {
-            self.platform
-                .launcher
-                .tmp_usage()
-                .is_some_and(|(committed, budget)| committed > budget)
-        };
+        self.retire_for_tmp(0);
+    }
+
+    /// Makes room for a new `/tmp` of `size_mb` where the start path takes it only after
+    /// the runtime forked (a template's or a snapshot's fork): idle environments are
+    /// measured, then retire (in [`Invoker::next_to_retire`]'s order) until it fits.
+    fn tmp_room_for(&self, size_mb: u32) {
+        if !self.tmp_fits(u64::from(size_mb)) {
+            self.measure_idle();
+            self.retire_for_tmp(u64::from(size_mb));
+        }
+    }
+
+    /// Whether `mb` more fits in the `/tmp` budget (always, where `/tmp` is no storage of
+    /// its own).
+    fn tmp_fits(&self, mb: u64) -> bool {
+        self.platform
+            .launcher
+            .tmp_usage()
+            .is_none_or(|(committed, budget)| committed + mb <= budget)
+    }
+
+    /// Retires what may retire until `mb` more fits in the `/tmp` budget (or nothing is
+    /// left to retire). Each gives its `/tmp` back at once, before its teardown.
+    fn retire_for_tmp(&self, mb: u64) {
         let mut retired = Vec::new();
-        while over() {
+        while !self.tmp_fits(mb) {
             let Some(mut retiree) = self.next_to_retire() else {
                 break;
             };
-            // Its /tmp stops counting at once, before the teardown.
             match &mut retiree {
                 Retiree::Standby(standby) => standby.sandbox.count_tmp(TmpCount::Nothing),
                 Retiree::Environment(env) => env.release_claim(),
