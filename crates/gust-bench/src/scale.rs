@@ -613,7 +613,7 @@ fn report_kept(report: &mut Report, status: &Status, when: &str, of: Option<u64>
         None,
     );
     report.row(
-        "… /tmp storage (EphemeralStorage of live environments) against the /tmp budget",
+        "… /tmp counted against the /tmp budget (default policy: what idle environments hold on the disk, EphemeralStorage while running)",
         Figure::Count(status.tmp_mb, Some(status.tmp_budget_mb), "MB".into()),
         None,
         None,

@@ -33,6 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 pub use control_plane::ControlPlane;
 use gust_model::{FunctionConfig, FunctionRef, LambdaError};
+use gust_sandbox::TmpCount;
 
 pub use admission::{Admission, Permit};
 pub use budget::MemoryPolicy;
@@ -159,7 +160,10 @@ fn retire_standbys(mut standbys: Vec<Standby>) {
     if standbys.is_empty() {
         return;
     }
-    standbys.iter_mut().for_each(Standby::release_claim);
+    for standby in &mut standbys {
+        standby.release_claim();
+        standby.sandbox.count_tmp(TmpCount::Nothing);
+    }
     tokio::task::spawn_blocking(move || {
         for standby in standbys {
             standby.destroy();
@@ -341,6 +345,7 @@ impl Invoker {
             return None;
         }
         let snapshot = self.snapshot(config).await?;
+        self.tmp_room_for(config.ephemeral_storage);
         let claim = self.room_for(u64::from(config.memory_size));
         let origin = environment::Origin::Snapshot(snapshot);
         match Environment::fork(&self.platform, config.clone(), origin, claim).await {
@@ -432,6 +437,7 @@ impl Invoker {
             self.start_template(runtime);
         }
         let template = template?;
+        self.tmp_room_for(config.ephemeral_storage);
         let claim = self.room_for(u64::from(config.memory_size));
         let origin = environment::Origin::Template(template.clone());
         let under_way = template.fork_under_way();
@@ -551,7 +557,11 @@ impl Invoker {
                 // never longer than starting afresh.
                 drop(setup);
                 let standby = match started {
-                    Ok(standby) => Some(standby),
+                    Ok(mut standby) => {
+                        // Its /tmp is empty until a function adopts it.
+                        standby.sandbox.count_tmp(TmpCount::Used);
+                        Some(standby)
+                    }
                     Err(e) => {
                         tracing::warn!(%runtime, error = %e, "could not start a runtime ahead");
                         None
@@ -588,9 +598,11 @@ impl Invoker {
         self.budget.limit_mb()
     }
 
-    /// `/tmp` storage (MB) held by environments, and the host's budget for it, where `/tmp`
-    /// is storage of its own.
+    /// What environments' `/tmp` counts for (MB), and the host's budget for it, where `/tmp`
+    /// is storage of its own. Idle ones are measured first, as for
+    /// [`Invoker::committed_memory_mb`].
     pub fn tmp_usage(&self) -> Option<(u64, u64)> {
+        self.measure_idle();
         self.platform.launcher.tmp_usage()
     }
 
@@ -626,8 +638,9 @@ impl Invoker {
         self.budget.claim(mb)
     }
 
-    /// Under the measured policy, counts each idle environment at what it really uses.
-    /// Templates count what they hold under either policy: it is memory their forks took.
+    /// Under the measured policy, counts each idle environment at what it really uses (its
+    /// memory, and its `/tmp` on the disk). Templates count what they hold under either
+    /// policy: it is memory their forks took.
     fn measure_idle(&self) {
         if self.settings.memory_policy == MemoryPolicy::Measured {
             self.pool.for_each_mut(Environment::measure_claim);
@@ -645,6 +658,45 @@ impl Invoker {
             self.budget
                 .make_room(0, || self.next_to_retire(), Retiree::claimed_mb),
         );
+        // The same for `/tmp`: environments that woke at once and wrote to it may together
+        // hold more than its budget once idle again.
+        self.retire_for_tmp(0);
+    }
+
+    /// Makes room for a new `/tmp` of `size_mb` where the start path takes it only after
+    /// the runtime forked (a template's or a snapshot's fork): idle environments are
+    /// measured, then retire (in [`Invoker::next_to_retire`]'s order) until it fits.
+    fn tmp_room_for(&self, size_mb: u32) {
+        if !self.tmp_fits(u64::from(size_mb)) {
+            self.measure_idle();
+            self.retire_for_tmp(u64::from(size_mb));
+        }
+    }
+
+    /// Whether `mb` more fits in the `/tmp` budget (always, where `/tmp` is no storage of
+    /// its own).
+    fn tmp_fits(&self, mb: u64) -> bool {
+        self.platform
+            .launcher
+            .tmp_usage()
+            .is_none_or(|(committed, budget)| committed + mb <= budget)
+    }
+
+    /// Retires what may retire until `mb` more fits in the `/tmp` budget (or nothing is
+    /// left to retire). Each gives its `/tmp` back at once, before its teardown.
+    fn retire_for_tmp(&self, mb: u64) {
+        let mut retired = Vec::new();
+        while !self.tmp_fits(mb) {
+            let Some(mut retiree) = self.next_to_retire() else {
+                break;
+            };
+            match &mut retiree {
+                Retiree::Standby(standby) => standby.sandbox.count_tmp(TmpCount::Nothing),
+                Retiree::Environment(env) => env.release_claim(),
+            }
+            retired.push(retiree);
+        }
+        self.retire(retired);
     }
 
     /// Tears down what retired, off the caller's path.
@@ -666,7 +718,7 @@ impl Invoker {
         initialization: InitializationType,
     ) -> Result<Environment, LambdaError> {
         let mb = u64::from(config.memory_size);
-        if let Some((_, budget)) = self.tmp_usage()
+        if let Some((_, budget)) = self.platform.launcher.tmp_usage()
             && u64::from(config.ephemeral_storage) > budget
         {
             // Nothing that could retire would make room: refuse without retiring anything.
@@ -676,11 +728,18 @@ impl Invoker {
             )));
         }
         let mut room = Some(self.room_for(mb));
+        let mut measured = self.settings.memory_policy != MemoryPolicy::Measured;
         let created = loop {
             // A retry after a full /tmp claims its memory again (the failed start returned it).
             let claim = room.take().unwrap_or_else(|| self.budget.claim(mb));
             match Environment::create(&self.platform, config.clone(), initialization, claim) {
                 Err(EnvironmentError::Sandbox(e)) if e.is_storage_full() => {
+                    if !std::mem::replace(&mut measured, true) {
+                        // Idle environments that ran since the last sweep still count their
+                        // /tmp in full: measured, they may leave room.
+                        self.measure_idle();
+                        continue;
+                    }
                     // The host's room for /tmp is taken: what may retire gives its /tmp back
                     // (at once: the next try needs the room).
                     match self.next_to_retire() {

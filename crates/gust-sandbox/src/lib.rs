@@ -322,6 +322,19 @@ pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
 /// Where an environment forked from a snapshot process sends its stdout and stderr.
 pub const LOG_SINK_ADDRESS: &str = "127.0.0.1:9002";
 
+/// What a sandbox's `/tmp` counts for against the host's budget for `/tmp` (where `/tmp` is
+/// storage of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpCount {
+    /// Its full size: it runs (or is about to), and may fill it.
+    Full,
+    /// What it holds of the host's disk now: it is idle (under the measured policy; the
+    /// reserved one counts the full size).
+    Used,
+    /// Nothing: it is being torn down.
+    Nothing,
+}
+
 /// One execution environment's sandbox.
 pub trait Sandbox: Send + Sync {
     /// The Runtime API listener for this environment (taken once).
@@ -379,6 +392,10 @@ pub trait Sandbox: Send + Sync {
     /// Lets the sandbox use only CPU time nobody else wants (until [`Sandbox::assign`] gives
     /// it its function's weight): for work done ahead of demand.
     fn run_in_background(&mut self) {}
+    /// Sets what its `/tmp` counts for against the host's budget for `/tmp`; never fails
+    /// (counting in full again may take the total past the budget). [`Sandbox::assign`]
+    /// counts it in full.
+    fn count_tmp(&mut self, _count: TmpCount) {}
     /// Releases what the sandbox holds on the host. Kills first.
     fn destroy(&mut self);
 }

@@ -16,7 +16,7 @@ use gust_invoke::{
 };
 use gust_model::Arns;
 use gust_runtimes::RuntimeTable;
-use gust_sandbox::linux::LinuxLauncher;
+use gust_sandbox::linux::{LinuxLauncher, TmpPolicy};
 use gust_sandbox::{Launcher, ProcessLauncher};
 use gust_store::TriggerStore;
 use gust_triggers::{Clock, Gateway, Routes, Schedules};
@@ -81,13 +81,16 @@ pub struct ServeArgs {
     /// recently used first, to make room [default: 3/4 of the host's RAM].
     #[arg(long, value_name = "MB")]
     memory_budget: Option<u64>,
-    /// What an idle environment counts for against the memory budget: `measured` (what its
-    /// sandbox really uses; MemorySize while it runs) or `reserved` (its full MemorySize,
-    /// always).
+    /// What an idle environment counts for against the memory budget and the /tmp budget:
+    /// `measured` (what its sandbox really uses and what its /tmp holds on the disk; its
+    /// MemorySize and EphemeralStorage while it runs) or `reserved` (its full MemorySize and
+    /// EphemeralStorage, always).
     #[arg(long, value_enum, default_value_t = MemoryPolicyArg::Measured)]
     memory_policy: MemoryPolicyArg,
-    /// Total EphemeralStorage (MB) of live execution environments' /tmp, which is kept on the
-    /// disk under the data directory; a cold start beyond it fails with a clear error
+    /// What live execution environments' /tmp may count for (MB; see --memory-policy), which
+    /// is kept on the disk under the data directory; a new /tmp needs its full
+    /// EphemeralStorage to fit, else idle environments retire, else the cold start fails with
+    /// a clear error
     /// [default: 4 times the space free there when Gust starts; sparse files hold only what is written, and no /tmp is made while the disk is nearly full].
     #[arg(long, value_name = "MB")]
     tmp_budget: Option<u64>,
@@ -238,11 +241,19 @@ fn raise_open_file_limit() {
 fn linux_launcher(
     data_dir: &std::path::Path,
     tmp_budget: Option<u64>,
+    memory_policy: MemoryPolicyArg,
 ) -> anyhow::Result<Arc<dyn Launcher>> {
+    // /tmp follows the memory policy: an idle environment counts what it really holds of
+    // the disk, or its full size.
+    let tmp_policy = match memory_policy {
+        MemoryPolicyArg::Measured => TmpPolicy::Measured,
+        MemoryPolicyArg::Reserved => TmpPolicy::Reserved,
+    };
     match LinuxLauncher::with_options(
         data_dir.join("environments"),
         gust_sandbox::linux::READY_NAMESPACES,
         tmp_budget,
+        tmp_policy,
     ) {
         Ok(launcher) => {
             tracing::info!("isolation: linux — {}", launcher.describe());
@@ -339,7 +350,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let launcher: Arc<dyn Launcher> = match args.isolation {
-        IsolationArg::Linux => linux_launcher(&data_dir, args.tmp_budget)?,
+        IsolationArg::Linux => linux_launcher(&data_dir, args.tmp_budget, args.memory_policy)?,
         IsolationArg::Process => {
             tracing::warn!(
                 "isolation: process — functions run as plain child processes of Gust and are NOT \

@@ -14,7 +14,7 @@ use gust_model::FunctionConfig;
 use gust_model::timefmt::iso_millis;
 use gust_runtime_api::{Invocation, Link, Outcome};
 use gust_runtimes::CommandError;
-use gust_sandbox::{ProcessSpec, Sandbox};
+use gust_sandbox::{ProcessSpec, Sandbox, TmpCount};
 
 use crate::budget::MemoryClaim;
 use crate::logs::{self, SharedLog};
@@ -546,17 +546,19 @@ impl crate::pool::Pooled for Environment {
 }
 
 impl Environment {
-    /// Counts the environment at its full `MemorySize` again: it is about to run, and may
-    /// use all of it.
+    /// Counts the environment at its full `MemorySize` (and `/tmp` at its full size) again:
+    /// it is about to run, and may use all of it.
     pub(crate) fn claim_in_full(&mut self) {
+        self.sandbox.count_tmp(TmpCount::Full);
         if self.claim_measured {
             self.claim.resize(u64::from(self.config.memory_size));
             self.claim_measured = false;
         }
     }
 
-    /// Returns the environment's share of the budget (it is being torn down).
+    /// Returns the environment's share of the budgets (it is being torn down).
     pub(crate) fn release_claim(&mut self) {
+        self.sandbox.count_tmp(TmpCount::Nothing);
         self.claim.resize(0);
         self.claim_measured = true;
     }
@@ -567,8 +569,10 @@ impl Environment {
     }
 
     /// Counts the idle environment at what its sandbox uses now (never more than its
-    /// `MemorySize`), if it has not been measured since it last ran and its launcher can say.
+    /// `MemorySize`), if it has not been measured since it last ran and its launcher can say;
+    /// and its `/tmp` at what it holds of the disk now (a cheap `fstat`, so every time).
     pub(crate) fn measure_claim(&mut self) {
+        self.sandbox.count_tmp(TmpCount::Used);
         if self.claim_measured {
             return;
         }

@@ -24,10 +24,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::RUNTIME_API_ADDRESS;
 use crate::{
     Confinement, Isolation, Launcher, ProcessSpec, Sandbox, SandboxError, SandboxSpec, Spawned,
+    TmpCount,
 };
 use cgroup::{Cgroups, EnvironmentGroup, Limits};
 use netns::NetworkFactory;
 use spawn::{LandlockRule, Op, Plan, Template};
+pub use tmp_volume::TmpPolicy;
 use tmp_volume::TmpVolumes;
 
 pub(crate) use confinement::kernel as confinement_kernel;
@@ -110,10 +112,11 @@ pub struct LinuxLauncher {
     _lifeline: (OwnedFd, OwnedFd),
 }
 
-/// The default bound on the total size of live environments' /tmp: four times the space free
-/// where their images are kept when Gust starts. The images are sparse, so this bounds what
-/// environments may write, not what they hold; the reserve of free space kept for the host
-/// (see [`tmp_volume`]) guards the disk itself.
+/// The default bound on what live environments' /tmp counts for: four times the space free
+/// where their images are kept when Gust starts. The images are sparse, so under the reserved
+/// policy this bounds what environments may write, not what they hold; under the measured
+/// one, what idle environments hold plus the full sizes of running ones. Either way the
+/// reserve of free space kept for the host (see [`tmp_volume`]) guards the disk itself.
 pub fn default_tmp_budget_mb(dir: &Path) -> io::Result<u64> {
     let (_, free) = tmp_volume::disk_space_mb(dir)?;
     Ok(free * 4)
@@ -273,15 +276,17 @@ impl LinuxLauncher {
         environments_dir: impl Into<PathBuf>,
         ready: usize,
     ) -> io::Result<Self> {
-        Self::with_options(environments_dir, ready, None)
+        Self::with_options(environments_dir, ready, None, TmpPolicy::default())
     }
 
-    /// Like [`with_ready_namespaces`](Self::with_ready_namespaces), with a bound on the total
-    /// size (MB) of live environments' /tmp (default: [`default_tmp_budget_mb`]).
+    /// Like [`with_ready_namespaces`](Self::with_ready_namespaces), with a bound on what live
+    /// environments' /tmp counts for (MB; default: [`default_tmp_budget_mb`]) and what an
+    /// idle one counts for.
     pub fn with_options(
         environments_dir: impl Into<PathBuf>,
         ready: usize,
         tmp_budget_mb: Option<u64>,
+        tmp_policy: TmpPolicy,
     ) -> io::Result<Self> {
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -326,6 +331,7 @@ impl LinuxLauncher {
             images,
             tmp_mount_point.clone(),
             tmp_budget_mb,
+            tmp_policy,
             ready,
         )?);
         let lifeline = {
@@ -700,6 +706,9 @@ impl Sandbox for LinuxSandbox {
             assigned.mount_namespace = volume.mount_namespace.as_raw_fd();
             namespaces._tmp = volume;
             self.tmp_mb = ephemeral_storage_mb;
+        } else {
+            // Its function is about to run, and may fill it.
+            self.count_tmp(TmpCount::Full);
         }
         late_mount::mount_task_root(runtime_pid, code_dir).map_err(SandboxError::MountTaskRoot)?;
         self.plan = Some(Arc::new(assigned));
@@ -730,6 +739,12 @@ impl Sandbox for LinuxSandbox {
 
     fn out_of_memory(&self) -> bool {
         self.group.as_ref().is_some_and(|g| g.oom_kills() > 0)
+    }
+
+    fn count_tmp(&mut self, count: TmpCount) {
+        if let Some(namespaces) = &mut self.namespaces {
+            namespaces._tmp.count(count);
+        }
     }
 
     fn destroy(&mut self) {
@@ -788,6 +803,12 @@ impl Sandbox for ForkedSandbox {
 
     fn out_of_memory(&self) -> bool {
         self.group.as_ref().is_some_and(|g| g.oom_kills() > 0)
+    }
+
+    fn count_tmp(&mut self, count: TmpCount) {
+        if let Some(volume) = &mut self._tmp {
+            volume.count(count);
+        }
     }
 
     fn destroy(&mut self) {

@@ -18,10 +18,18 @@
 //! is killed.
 //!
 //! The images are sparse: a volume takes from the host's disk only what its environment
-//! writes. The sum of live volumes' sizes is bounded by a budget (by default several times the
+//! writes. What live volumes count for is bounded by a budget (by default several times the
 //! free space, as thin provisioning goes: most environments write little), and no volume is
 //! made while the disk's free space is below a reserve kept for the host; either way the
 //! invoke path retires idle environments to make room, else the cold start fails clearly.
+//!
+//! What a volume counts for ([`TmpPolicy`]): a new one needs its full size to fit under the
+//! budget, and counts it while its environment runs. Under the measured policy an idle one
+//! counts the disk blocks its image really holds ([`TmpCount::Used`]: `st_blocks` of the
+//! unlinked image, through the handle each volume keeps on it), and so does a volume made
+//! ahead (an empty filesystem, about 1 MB). Counting a volume in full again never fails: a
+//! running environment's writes are refused only by its own filesystem's size, and the
+//! budget may be exceeded until idle ones retire.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -34,6 +42,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::TmpCount;
 use linux_raw_sys::loop_device::{
     LO_FLAGS_AUTOCLEAR, LO_FLAGS_DIRECT_IO, LOOP_CONFIGURE, LOOP_CTL_GET_FREE, loop_config,
 };
@@ -41,11 +50,24 @@ use linux_raw_sys::loop_device::{
 /// The size every environment gets unless its function asks for another (Lambda's default).
 const DEFAULT_MB: u32 = 512;
 
+/// What an idle environment's /tmp counts for against the budget (the memory policy's
+/// counterpart, and set with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TmpPolicy {
+    /// The disk blocks its image holds ([`TmpCount::Used`] is honoured); volumes made ahead
+    /// count theirs too.
+    #[default]
+    Measured,
+    /// Its full size, always ([`TmpCount::Used`] counts the full size); volumes made ahead
+    /// count nothing. The budget is then never exceeded.
+    Reserved,
+}
+
 /// Why a /tmp volume could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     #[error(
-        "no room for a {wanted} MB /tmp: live environments' /tmp already takes {committed} MB of the {budget} MB the host allows (gust serve --tmp-budget)"
+        "no room for a {wanted} MB /tmp: live environments' /tmp already counts for {committed} MB of the {budget} MB the host allows (gust serve --tmp-budget)"
     )]
     NoRoom {
         wanted: u32,
@@ -77,16 +99,104 @@ fn step(step: &'static str) -> impl FnOnce(io::Error) -> VolumeError {
     move |source| VolumeError::Make { step, source }
 }
 
-/// A share of the /tmp budget, returned when dropped.
-struct Reservation {
+/// The /tmp budget and what live volumes count for against it (MB).
+struct Budget {
+    committed: Arc<AtomicU64>,
+    limit_mb: u64,
+}
+
+impl Budget {
+    fn new(limit_mb: u64) -> Self {
+        Self {
+            committed: Arc::new(AtomicU64::new(0)),
+            limit_mb,
+        }
+    }
+
+    fn committed_mb(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// A share of `mb`, counted whether or not it fits (what a volume made ahead takes).
+    fn share(&self, mb: u64) -> Share {
+        let mut share = Share {
+            mb: 0,
+            committed: self.committed.clone(),
+        };
+        share.resize(mb);
+        share
+    }
+
+    /// A share of `size_mb` if it fits under the budget.
+    fn try_share(&self, size_mb: u32) -> Result<Share, VolumeError> {
+        let mut share = self.share(0);
+        self.try_grow(&mut share, size_mb)?;
+        Ok(share)
+    }
+
+    /// Grows `share` to `size_mb` if the total then fits under the budget; else leaves it.
+    fn try_grow(&self, share: &mut Share, size_mb: u32) -> Result<(), VolumeError> {
+        let wanted = u64::from(size_mb);
+        if wanted <= share.mb {
+            share.resize(wanted);
+            return Ok(());
+        }
+        let more = wanted - share.mb;
+        let mut committed = self.committed_mb();
+        loop {
+            if committed.saturating_sub(share.mb) + wanted > self.limit_mb {
+                return Err(VolumeError::NoRoom {
+                    wanted: size_mb,
+                    committed,
+                    budget: self.limit_mb,
+                });
+            }
+            match self.committed.compare_exchange(
+                committed,
+                committed + more,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    share.mb = wanted;
+                    return Ok(());
+                }
+                Err(now) => committed = now,
+            }
+        }
+    }
+}
+
+/// What one volume counts for against the /tmp budget, returned when dropped.
+struct Share {
     mb: u64,
     committed: Arc<AtomicU64>,
 }
 
-impl Drop for Reservation {
+impl Share {
+    /// Counts `mb` instead, whether or not it fits.
+    fn resize(&mut self, mb: u64) {
+        if mb >= self.mb {
+            self.committed.fetch_add(mb - self.mb, Ordering::AcqRel);
+        } else {
+            self.committed.fetch_sub(self.mb - mb, Ordering::AcqRel);
+        }
+        self.mb = mb;
+    }
+}
+
+impl Drop for Share {
     fn drop(&mut self) {
         self.committed.fetch_sub(self.mb, Ordering::AcqRel);
     }
+}
+
+/// What `blocks` 512-byte blocks on the disk count for (MB): rounded up to a whole MB, at
+/// least 1, at most the volume's size.
+fn used_mb(blocks: u64, size_mb: u32) -> u64 {
+    (blocks * 512)
+        .div_ceil(1 << 20)
+        .clamp(1, u64::from(size_mb).max(1))
 }
 
 /// One environment's /tmp: a mount namespace in which its filesystem is mounted at the
@@ -95,16 +205,45 @@ impl Drop for Reservation {
 pub struct TmpVolume {
     pub mount_namespace: OwnedFd,
     pub size_mb: u32,
-    /// Its share of the budget, from when an environment takes it (a volume made ahead is
-    /// empty and holds a few hundred KB of the disk).
-    _reservation: Option<Reservation>,
+    /// The image file, unlinked: its allocated blocks are what the volume takes from the disk.
+    image: File,
+    policy: TmpPolicy,
+    /// What it counts for against the budget.
+    share: Share,
+}
+
+impl TmpVolume {
+    /// Sets what the volume counts for against the budget; returns it (MB). Never fails:
+    /// counting in full again may take the total past the budget.
+    pub fn count(&mut self, count: TmpCount) -> u64 {
+        let mb = match (count, self.policy) {
+            (TmpCount::Nothing, _) => 0,
+            (TmpCount::Used, TmpPolicy::Measured) => self.used_mb(),
+            (TmpCount::Full, _) | (TmpCount::Used, TmpPolicy::Reserved) => u64::from(self.size_mb),
+        };
+        self.share.resize(mb);
+        mb
+    }
+
+    /// The disk the image holds now (MB, see [`used_mb`]); its full size if that cannot be
+    /// read.
+    fn used_mb(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        match self.image.metadata() {
+            Ok(meta) => used_mb(meta.blocks(), self.size_mb),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read a /tmp image's size on disk");
+                u64::from(self.size_mb)
+            }
+        }
+    }
 }
 
 struct Shared {
     ready: Mutex<Vec<TmpVolume>>,
     wake: Condvar,
-    committed: Arc<AtomicU64>,
-    budget_mb: u64,
+    budget: Budget,
+    policy: TmpPolicy,
     /// Space (MB) left free on the images' filesystem: no new volume is made below it.
     reserve_mb: u64,
     images: PathBuf,
@@ -207,12 +346,14 @@ fn find_mkfs() -> Option<PathBuf> {
 impl TmpVolumes {
     /// Prepares `images` (a directory on the disk that will hold the image files) and starts
     /// the thread that keeps `ready` volumes of the default size. Volumes mount at
-    /// `mount_point` in their own mount namespaces. Fails with a clear reason when the host
-    /// cannot make them (no loop devices, no mkfs.ext4).
+    /// `mount_point` in their own mount namespaces, and count for what `policy` says against
+    /// `budget_mb`. Fails with a clear reason when the host cannot make them (no loop
+    /// devices, no mkfs.ext4).
     pub fn start(
         images: PathBuf,
         mount_point: PathBuf,
         budget_mb: u64,
+        policy: TmpPolicy,
         ready: usize,
     ) -> io::Result<Self> {
         let mkfs = find_mkfs().ok_or_else(|| {
@@ -230,8 +371,8 @@ impl TmpVolumes {
             reserve_mb: (size_mb / 20).clamp(256, 4096),
             ready: Mutex::new(Vec::new()),
             wake: Condvar::new(),
-            committed: Arc::new(AtomicU64::new(0)),
-            budget_mb,
+            budget: Budget::new(budget_mb),
+            policy,
             images,
             mount_point,
             mkfs,
@@ -240,7 +381,7 @@ impl TmpVolumes {
             templates: Mutex::new(HashMap::new()),
         });
         // One volume made now proves that the host can make them.
-        let first = shared.make(DEFAULT_MB).map_err(io::Error::other)?;
+        let first = shared.make(DEFAULT_MB, None).map_err(io::Error::other)?;
         shared.lock().push(first);
         let worker = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -249,27 +390,34 @@ impl TmpVolumes {
         Ok(Self { shared })
     }
 
-    /// A volume of `size_mb` in its own mount namespace: a ready one if it has the default
-    /// size, else one made now.
+    /// A volume of `size_mb` in its own mount namespace, counted in full: a ready one if it
+    /// has the default size, else one made now. Its full size must fit under the budget.
     pub fn take(&self, size_mb: u32) -> Result<TmpVolume, VolumeError> {
-        let reservation = self.shared.reserve(size_mb)?;
+        self.shared.check_disk()?;
         let ready = (size_mb == DEFAULT_MB)
             .then(|| self.shared.lock().pop())
             .flatten();
         self.shared.wake.notify_one();
-        let mut volume = match ready {
-            Some(volume) => volume,
-            None => self.shared.make(size_mb)?,
-        };
-        volume._reservation = Some(reservation);
-        Ok(volume)
+        match ready {
+            Some(mut volume) => match self.shared.budget.try_grow(&mut volume.share, size_mb) {
+                Ok(()) => Ok(volume),
+                Err(e) => {
+                    self.shared.lock().push(volume);
+                    Err(e)
+                }
+            },
+            None => {
+                let share = self.shared.budget.try_share(size_mb)?;
+                self.shared.make(size_mb, Some(share))
+            }
+        }
     }
 
-    /// MB of /tmp committed to live environments, and the budget.
+    /// MB of /tmp live volumes count for, and the budget.
     pub fn usage(&self) -> (u64, u64) {
         (
-            self.shared.committed.load(Ordering::Acquire),
-            self.shared.budget_mb,
+            self.shared.budget.committed_mb(),
+            self.shared.budget.limit_mb,
         )
     }
 }
@@ -306,7 +454,7 @@ fn refill(shared: std::sync::Weak<Shared>) {
             if strong.closing.load(Ordering::Acquire) {
                 return;
             }
-            match strong.make(DEFAULT_MB) {
+            match strong.make(DEFAULT_MB, None) {
                 Ok(volume) => strong.lock().push(volume),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not prepare a /tmp volume");
@@ -333,7 +481,8 @@ impl Shared {
         Ok(template)
     }
 
-    fn reserve(&self, size_mb: u32) -> Result<Reservation, VolumeError> {
+    /// Refuses a new volume while the disk's free space is below the reserve.
+    fn check_disk(&self) -> Result<(), VolumeError> {
         let (_, free) =
             disk_space_mb(&self.images).map_err(step("reading the disk's free space"))?;
         if free < self.reserve_mb {
@@ -342,36 +491,14 @@ impl Shared {
                 reserve: self.reserve_mb,
             });
         }
-        let wanted = u64::from(size_mb);
-        let mut committed = self.committed.load(Ordering::Acquire);
-        loop {
-            if committed + wanted > self.budget_mb {
-                return Err(VolumeError::NoRoom {
-                    wanted: size_mb,
-                    committed,
-                    budget: self.budget_mb,
-                });
-            }
-            match self.committed.compare_exchange(
-                committed,
-                committed + wanted,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Ok(Reservation {
-                        mb: wanted,
-                        committed: self.committed.clone(),
-                    });
-                }
-                Err(now) => committed = now,
-            }
-        }
+        Ok(())
     }
 
     /// Writes an empty filesystem of `size_mb` into a new image, attaches it to a loop
-    /// device, unlinks it, and mounts it in a new mount namespace.
-    fn make(&self, size_mb: u32) -> Result<TmpVolume, VolumeError> {
+    /// device, unlinks it, and mounts it in a new mount namespace. It counts for `share`
+    /// (taken for an environment), else (made ahead) for what it holds of the disk under the
+    /// measured policy, nothing under the reserved one.
+    fn make(&self, size_mb: u32, share: Option<Share>) -> Result<TmpVolume, VolumeError> {
         let template = self.template(size_mb)?;
         let image = self.images.join(uuid_like()).with_extension("ext4");
         let made = (|| {
@@ -387,23 +514,30 @@ impl Shared {
                 .write_to(&file)
                 .map_err(step("writing the filesystem"))?;
             let (device, path) = attach(&file)?;
-            // The loop device holds the file now; its blocks are freed when it lets go.
+            // The loop device holds the file now; its blocks are freed when it lets go (the
+            // handle kept here only reads its size on disk).
             fs::remove_file(&image).map_err(step("unlinking the image file"))?;
-            drop(file);
             let mount_namespace = mount_in_new_namespace(&path, &self.mount_point)
                 .map_err(step("mounting the filesystem"))?;
             // The mount holds the device from here: closing it lets it clear itself later.
             drop(device);
-            Ok(mount_namespace)
+            Ok((mount_namespace, file))
         })();
         if made.is_err() {
             let _ = fs::remove_file(&image);
         }
-        Ok(TmpVolume {
-            mount_namespace: made?,
+        let (mount_namespace, image) = made?;
+        let mut volume = TmpVolume {
+            mount_namespace,
             size_mb,
-            _reservation: None,
-        })
+            image,
+            policy: self.policy,
+            share: share.unwrap_or_else(|| self.budget.share(0)),
+        };
+        if volume.share.mb == 0 && self.policy == TmpPolicy::Measured {
+            volume.count(TmpCount::Used);
+        }
+        Ok(volume)
     }
 }
 
@@ -576,4 +710,124 @@ fn mount_in_new_namespace(device: &Path, mount_point: &Path) -> io::Result<Owned
             .join()
             .map_err(|_| io::Error::other("the mount namespace thread panicked"))?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_room(result: Result<impl Sized, VolumeError>) -> bool {
+        matches!(result, Err(VolumeError::NoRoom { .. }))
+    }
+
+    /// A volume of `size_mb` on a sparse image of which `written_mb` is written, counted as
+    /// `policy` says against `budget` (no loop device or mount: only the accounting).
+    fn volume(budget: &Budget, policy: TmpPolicy, size_mb: u32, written_mb: usize) -> TmpVolume {
+        use std::io::Write;
+        let mut image = tempfile::tempfile().unwrap();
+        image.set_len(image_bytes(size_mb)).unwrap();
+        image.write_all(&vec![7; written_mb << 20]).unwrap();
+        image.sync_all().unwrap();
+        TmpVolume {
+            mount_namespace: OwnedFd::from(File::open("/dev/null").unwrap()),
+            size_mb,
+            image,
+            policy,
+            share: budget.try_share(size_mb).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_new_volume_needs_its_full_size_to_fit() {
+        let budget = Budget::new(1024);
+        let a = budget.try_share(512).unwrap();
+        let _b = budget.try_share(512).unwrap();
+        assert!(no_room(budget.try_share(512)));
+        assert_eq!(budget.committed_mb(), 1024, "the refusal took nothing");
+        drop(a);
+        assert!(budget.try_share(512).is_ok());
+    }
+
+    #[test]
+    fn idle_volumes_counted_at_what_they_hold_leave_room_for_more() {
+        let budget = Budget::new(1100);
+        let mut idle: Vec<Share> = (0..2).map(|_| budget.try_share(512).unwrap()).collect();
+        assert!(no_room(budget.try_share(512)), "two fit in full, not three");
+        idle.iter_mut().for_each(|share| share.resize(1));
+        let third = budget.try_share(512).unwrap();
+        assert_eq!(budget.committed_mb(), 514);
+        let _fourth = budget.try_share(512).expect("1 + 1 + 512 + 512 ≤ 1100");
+        assert!(no_room(budget.try_share(512)));
+        drop(third);
+        assert_eq!(budget.committed_mb(), 514);
+        drop(idle);
+        assert_eq!(budget.committed_mb(), 512);
+    }
+
+    #[test]
+    fn a_running_volume_counts_in_full_again_even_past_the_budget() {
+        let budget = Budget::new(1024);
+        let mut shares: Vec<Share> = (0..2).map(|_| budget.try_share(512).unwrap()).collect();
+        shares.iter_mut().for_each(|share| share.resize(1));
+        let _third = budget.try_share(512).unwrap();
+        // Both idle ones wake at once.
+        shares.iter_mut().for_each(|share| share.resize(512));
+        assert_eq!(budget.committed_mb(), 1536, "overcommitted, never refused");
+        drop(shares);
+        assert_eq!(budget.committed_mb(), 512);
+    }
+
+    #[test]
+    fn a_volume_made_ahead_grows_to_its_full_size_only_if_it_fits() {
+        let budget = Budget::new(600);
+        let _ahead: Vec<Share> = (0..7).map(|_| budget.share(1)).collect();
+        let mut taken = budget.share(1);
+        budget.try_grow(&mut taken, 512).unwrap();
+        assert_eq!((taken.mb, budget.committed_mb()), (512, 519));
+        let mut next = budget.share(1);
+        assert!(no_room(budget.try_grow(&mut next, 512)), "519 + 512 > 600");
+        assert_eq!((next.mb, budget.committed_mb()), (1, 520), "left as it was");
+        budget.try_grow(&mut taken, 100).unwrap();
+        assert_eq!(budget.committed_mb(), 108, "shrinking always fits");
+    }
+
+    #[test]
+    fn disk_blocks_count_in_whole_mb_within_the_size() {
+        assert_eq!(used_mb(0, 512), 1, "an empty volume counts for something");
+        assert_eq!(used_mb(1, 512), 1);
+        assert_eq!(used_mb(2048, 512), 1, "exactly 1 MiB");
+        assert_eq!(used_mb(2049, 512), 2, "rounded up");
+        assert_eq!(
+            used_mb(u64::from(u32::MAX), 512),
+            512,
+            "never more than its size"
+        );
+    }
+
+    #[test]
+    fn an_idle_volume_counts_what_its_image_holds_under_the_measured_policy() {
+        let budget = Budget::new(4096);
+        let mut volume = volume(&budget, TmpPolicy::Measured, 512, 3);
+        assert_eq!(budget.committed_mb(), 512, "taken in full");
+        let used = volume.count(TmpCount::Used);
+        // What was written, and perhaps a block of the file's own extents.
+        assert!((3..=4).contains(&used), "{used} MB");
+        assert_eq!(budget.committed_mb(), used);
+        assert_eq!(volume.count(TmpCount::Full), 512);
+        assert_eq!(budget.committed_mb(), 512);
+        assert_eq!(volume.count(TmpCount::Nothing), 0);
+        assert_eq!(budget.committed_mb(), 0);
+        volume.count(TmpCount::Used);
+        drop(volume);
+        assert_eq!(budget.committed_mb(), 0, "returned when the volume goes");
+    }
+
+    #[test]
+    fn the_reserved_policy_counts_an_idle_volume_in_full() {
+        let budget = Budget::new(4096);
+        let mut volume = volume(&budget, TmpPolicy::Reserved, 512, 3);
+        assert_eq!(volume.count(TmpCount::Used), 512);
+        assert_eq!(budget.committed_mb(), 512);
+        assert_eq!(volume.count(TmpCount::Nothing), 0);
+    }
 }

@@ -1020,9 +1020,10 @@ async fn expedite_rcu_tunes_the_host_when_asked() {
     );
 }
 
-/// The host's disk is protected: environments' `/tmp` sizes are bounded by `--tmp-budget`.
-/// When a cold start would pass it, idle environments retire to make room; when even that
-/// cannot make room, the invocation fails with a clear error and nothing changes.
+/// The host's disk is protected: environments' `/tmp` sizes are bounded by `--tmp-budget`
+/// (here under the reserved policy, where every environment counts its full size). When a
+/// cold start would pass it, idle environments retire to make room; when even that cannot
+/// make room, the invocation fails with a clear error and nothing changes.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tmp_budget_retires_idle_environments_and_refuses_what_cannot_fit() {
     // Room for two 512 MB volumes (and none for a runtime template's small one).
@@ -1033,6 +1034,8 @@ async fn the_tmp_budget_retires_idle_environments_and_refuses_what_cannot_fit() 
         "0",
         "--runtime-templates",
         "false",
+        "--memory-policy",
+        "reserved",
     ]);
     let client = server.client();
     for name in ["first", "second", "third"] {
@@ -1061,4 +1064,98 @@ async fn the_tmp_budget_retires_idle_environments_and_refuses_what_cannot_fit() 
     let status = server.raw("GET", "/gust/status", &[], b"").json();
     assert_eq!(status["IdleEnvironments"], 2, "{status}");
     assert_eq!(status["EnvironmentTmpMB"], 1024, "{status}");
+}
+
+/// Under the measured policy (the default) an idle environment's `/tmp` counts what it holds
+/// of the disk: more idle environments stay warm than the budget holds at their full sizes,
+/// and one that wrote to `/tmp` counts what it wrote. Environments that wake at once count
+/// their full sizes again, far past the budget, and none of their writes is refused for it;
+/// once they are idle, the sweep retires the least recently used until the total is back
+/// under the budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_environments_count_the_tmp_they_hold() {
+    const BUDGET: u64 = 700;
+    let budget = BUDGET.to_string();
+    let server = Server::start_with(&["--tmp-budget", &budget, "--standby-runtimes", "0"]);
+    let client = server.client();
+    let status = || server.raw("GET", "/gust/status", &[], b"").json();
+    let tmp_mb = |status: &Value| status["EnvironmentTmpMB"].as_u64().unwrap();
+    let names = ["a", "b", "c", "d"];
+    for name in names {
+        create_python(&client, name, 128, 512, 60).await;
+    }
+    let mut environments = Vec::new();
+    for name in names {
+        let whoami = attack(&client, name, json!({"attack": "whoami"})).await;
+        environments.push(whoami["environment"].clone());
+    }
+    // Four idle environments of 512 MB each under a budget that holds one in full.
+    let idle = status();
+    assert_eq!(idle["IdleEnvironments"], 4, "{idle}");
+    assert_eq!(idle["TmpBudgetMB"], BUDGET, "{idle}");
+    assert!(
+        tmp_mb(&idle) < 64,
+        "empty volumes count what they hold: {idle}"
+    );
+    for (name, environment) in names.iter().zip(&environments) {
+        let again = attack(&client, name, json!({"attack": "whoami"})).await;
+        assert_eq!(again["environment"], *environment, "{name} stayed warm");
+    }
+
+    // What an idle environment wrote counts.
+    let written = attack(
+        &client,
+        "a",
+        json!({"attack": "write_tmp", "mb": 200, "name": "kept"}),
+    )
+    .await;
+    assert_eq!(written["written"], 200 << 20, "{written}");
+    let after = status();
+    assert!(
+        (200..200 + 64).contains(&tmp_mb(&after)),
+        "200 MB written: {after}"
+    );
+
+    // All four wake at once and write 200 MB each: the writes succeed although together they
+    // count 4 × 512 MB against a 700 MB budget while they run.
+    let writes: Vec<_> = names
+        .into_iter()
+        .map(|name| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                invoke(
+                    &client,
+                    name,
+                    json!({"attack": "write_tmp", "mb": 200, "name": "burst"}),
+                )
+                .await
+            })
+        })
+        .collect();
+    for write in writes {
+        let out = write.await.unwrap();
+        assert_eq!(out.function_error, None, "{out:?}");
+        assert_eq!(out.payload["written"], 200 << 20, "{out:?}");
+    }
+    // Idle again they hold about 1,000 MB: the least recently used retire until the rest fit.
+    let relieved = eventually(
+        Duration::from_secs(40),
+        "idle environments retired to bring /tmp under its budget",
+        || {
+            let now = status();
+            (now["IdleEnvironments"].as_u64().unwrap() < 4).then_some(now)
+        },
+    )
+    .await;
+    let kept = relieved["IdleEnvironments"].as_u64().unwrap();
+    assert!(kept >= 1, "{relieved}");
+    assert!(tmp_mb(&relieved) <= BUDGET, "{relieved}");
+    assert!(
+        tmp_mb(&relieved) >= 200 * kept,
+        "each environment kept counts what it wrote: {relieved}"
+    );
+    // Nothing was lost: every function still answers.
+    for name in names {
+        attack(&client, name, json!({"attack": "whoami"})).await;
+    }
 }
