@@ -154,12 +154,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     measure::function_url(&mut report, &address, args.samples, duration).await?;
     eprintln!("cold starts…");
     {
-        let mut fresh_args = args.serve_args.clone();
-        fresh_args.extend(["--standby-runtimes".to_string(), "0".to_string()]);
+        let mut forking_args = args.serve_args.clone();
+        forking_args.extend(["--standby-runtimes".to_string(), "0".to_string()]);
+        let mut fresh_args = forking_args.clone();
+        fresh_args.extend(["--runtime-templates".to_string(), "false".to_string()]);
         let fresh = server::Server::start(&gust, &fresh_args)
-            .context("starting gust serve --standby-runtimes 0")?;
+            .context("starting gust serve --standby-runtimes 0 --runtime-templates false")?;
         measure::deploy(&fresh.address, &echo).await?;
-        measure::cold(&mut report, &address, &fresh.address, args.cold_starts).await?;
+        let forking = server::Server::start(&gust, &forking_args)
+            .context("starting gust serve --standby-runtimes 0")?;
+        measure::deploy(&forking.address, &echo).await?;
+        let servers = measure::ColdServers {
+            ahead: &address,
+            fresh: &fresh.address,
+            forking: &forking.address,
+        };
+        measure::cold(&mut report, &servers, args.cold_starts).await?;
     }
     eprintln!("SnapStart…");
     measure::snapstart(&mut report, &address, args.cold_starts).await?;

@@ -323,17 +323,31 @@ pub async fn function_url(
     Ok(())
 }
 
+/// The servers cold starts are measured on, by how they start environments.
+pub struct ColdServers<'a> {
+    /// Default settings: runtimes started ahead (and Python's templates when none is left).
+    pub ahead: &'a str,
+    /// `--standby-runtimes 0 --runtime-templates false`: every start is fresh.
+    pub fresh: &'a str,
+    /// `--standby-runtimes 0`: Python environments fork from their runtime's template.
+    pub forking: &'a str,
+}
+
 /// Cold starts one at a time, 200 ms apart: sandboxes started ahead refill in between, as
 /// they do between a function's cold starts in use. Each kind is measured from a sandbox
-/// started ahead (`ahead`, a server that starts them) and fresh (`fresh`, a server started
-/// with `--standby-runtimes 0`); Python and Node.js also with a variable their interpreter
-/// reads as it starts, which a sandbox started ahead serves by starting the interpreter then.
+/// started ahead, fresh, and (Python) forked from its runtime's template; Python and Node.js
+/// also with a variable their interpreter reads as it starts, which a sandbox started ahead
+/// serves by starting the interpreter then.
 pub async fn cold(
     report: &mut Report,
-    ahead: &str,
-    fresh: &str,
+    servers: &ColdServers<'_>,
     runs: usize,
 ) -> anyhow::Result<()> {
+    let ColdServers {
+        ahead,
+        fresh,
+        forking,
+    } = *servers;
     let pause = Duration::from_millis(200);
     let default = serde_json::json!({});
     let python_variable =
@@ -373,6 +387,13 @@ pub async fn cold(
             fresh,
             PYTHON,
             "Python, fresh start",
+            "python3 -c pass",
+            &default,
+        ),
+        (
+            forking,
+            PYTHON,
+            "Python, forked from its runtime's template",
             "python3 -c pass",
             &default,
         ),

@@ -523,10 +523,6 @@ impl Invoker {
 
     /// After a cold start of `config`'s runtime: starts runtimes ahead for the next ones.
     fn refill_standbys(self: &Arc<Self>, config: &FunctionConfig) {
-        if self.template_runtime(config).is_some() {
-            // Its runtime's template forks the next ones.
-            return;
-        }
         let Some(runtime) = self.standbys.kind(config, &self.platform.runtimes) else {
             return;
         };
@@ -904,11 +900,16 @@ impl Invoker {
             }
             None => {
                 let setup = self.setups.clone().acquire_owned().await.ok();
-                let mut forked = self.restore_snapshot(&config).await;
-                if forked.is_none() {
-                    forked = self.fork_template(&config).await;
+                // A runtime started ahead is the quickest start (it waits in its sandbox); a
+                // fork of the runtime's template the cheapest when none is left, in a burst.
+                let mut env = self.restore_snapshot(&config).await;
+                if env.is_none() {
+                    env = self.adopt_standby(&config);
                 }
-                let env = match forked.or_else(|| self.adopt_standby(&config)) {
+                if env.is_none() {
+                    env = self.fork_template(&config).await;
+                }
+                let env = match env {
                     Some(env) => env,
                     None => self.new_environment(config.clone(), InitializationType::OnDemand)?,
                 };
