@@ -893,7 +893,17 @@ impl Invoker {
         let config = request.config;
         let invoked_function_arn = request.function.arn(self.control.arns());
         let key = PoolKey::of(&config);
-        let (mut env, setup) = match self.pool.take(&key) {
+        let warm = loop {
+            match self.pool.take(&key) {
+                Some(env) if env.provision.is_some() && !self.still_provisioned(&env) => {
+                    // Its provisioned configuration is gone and reconciliation has not
+                    // retired it yet: it retires now, and the invocation runs on demand.
+                    teardown(vec![env]);
+                }
+                other => break other,
+            }
+        };
+        let (mut env, setup) = match warm {
             Some(mut env) => {
                 env.claim_in_full();
                 (env, None)
