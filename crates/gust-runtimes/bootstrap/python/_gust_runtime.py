@@ -657,19 +657,26 @@ def adopt_environment():
     os.chdir(os.environ.get("LAMBDA_TASK_ROOT") or "/var/task")
 
 
+def forking_module():
+    """_gust_snapshot, imported from this runtime's directory (which functions' imports never
+    search)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        import _gust_snapshot
+    finally:
+        sys.path.remove(here)
+    return _gust_snapshot
+
+
 def run_snapshot():
     """SnapStart: this process is its function version's snapshot. It runs the function's init
     once, then forks every environment of the version, each of which confines itself in
     namespaces of its own and carries on from the initialised state (see _gust_snapshot.py)."""
     os.environ.pop("_GUST_SNAPSHOT", None)
     api, handler = initialise()
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    import _gust_snapshot
-
-    sys.path.remove(here)
     # The snapshot process uses this module's helpers; handed over rather than imported there.
-    _gust_snapshot.run(api, handler, serve, sys.modules[__name__])
+    forking_module().run(api, handler, serve, sys.modules[__name__])
 
 
 def run_template():
@@ -679,12 +686,7 @@ def run_template():
     api = RuntimeApi(os.environ["AWS_LAMBDA_RUNTIME_API"])
     # What a fresh start has loaded when it initialises its function: the forks forget the rest.
     loaded = set(sys.modules)
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, here)
-    import _gust_snapshot
-
-    sys.path.remove(here)
-    _gust_snapshot.run_template(api, sys.modules[__name__], loaded)
+    forking_module().run_template(api, sys.modules[__name__], loaded)
 
 
 def start():
