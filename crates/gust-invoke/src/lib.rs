@@ -160,10 +160,7 @@ fn retire_standbys(mut standbys: Vec<Standby>) {
     if standbys.is_empty() {
         return;
     }
-    for standby in &mut standbys {
-        standby.release_claim();
-        standby.sandbox.count_tmp(TmpCount::Nothing);
-    }
+    standbys.iter_mut().for_each(Standby::release_claim);
     tokio::task::spawn_blocking(move || {
         for standby in standbys {
             standby.destroy();
@@ -186,6 +183,14 @@ enum Retiree {
 }
 
 impl Retiree {
+    /// Gives back its share of the memory and `/tmp` budgets (it is being torn down).
+    fn release(&mut self) {
+        match self {
+            Self::Standby(standby) => standby.release_claim(),
+            Self::Environment(env) => env.release_claim(),
+        }
+    }
+
     /// What it counted for against the memory budget.
     fn claimed_mb(&self) -> u64 {
         match self {
@@ -345,7 +350,6 @@ impl Invoker {
             return None;
         }
         let snapshot = self.snapshot(config).await?;
-        self.tmp_room_for(config.ephemeral_storage);
         let claim = self.room_for(u64::from(config.memory_size));
         let origin = environment::Origin::Snapshot(snapshot);
         match Environment::fork(&self.platform, config.clone(), origin, claim).await {
@@ -437,7 +441,6 @@ impl Invoker {
             self.start_template(runtime);
         }
         let template = template?;
-        self.tmp_room_for(config.ephemeral_storage);
         let claim = self.room_for(u64::from(config.memory_size));
         let origin = environment::Origin::Template(template.clone());
         let under_way = template.fork_under_way();
@@ -659,13 +662,21 @@ impl Invoker {
         self.retire_for_tmp(0);
     }
 
-    /// Makes room for a new `/tmp` of `size_mb` where the start path takes it only after
-    /// the runtime forked (a template's or a snapshot's fork): idle environments are
-    /// measured, then retire (in [`Invoker::next_to_retire`]'s order) until it fits.
+    /// Makes room for a new environment's `/tmp` of `size_mb` before any start path takes
+    /// one: idle environments are measured, then retire (in [`Invoker::next_to_retire`]'s
+    /// order, each giving its `/tmp` back at once, before its teardown) until it fits.
     fn tmp_room_for(&self, size_mb: u32) {
-        if !self.tmp_fits(u64::from(size_mb)) {
+        let mb = u64::from(size_mb);
+        let more_than_all = self
+            .platform
+            .launcher
+            .tmp_usage()
+            .is_some_and(|(_, budget)| mb > budget);
+        // Nothing that could retire would make room for more than the whole budget: the
+        // start refuses it, and nothing retires for it.
+        if !more_than_all && !self.tmp_fits(mb) {
             self.measure_idle();
-            self.retire_for_tmp(u64::from(size_mb));
+            self.retire_for_tmp(mb);
         }
     }
 
@@ -686,10 +697,7 @@ impl Invoker {
             let Some(mut retiree) = self.next_to_retire() else {
                 break;
             };
-            match &mut retiree {
-                Retiree::Standby(standby) => standby.sandbox.count_tmp(TmpCount::Nothing),
-                Retiree::Environment(env) => env.release_claim(),
-            }
+            retiree.release();
             retired.push(retiree);
         }
         self.retire(retired);
@@ -724,20 +732,14 @@ impl Invoker {
             )));
         }
         let mut room = Some(self.room_for(mb));
-        let mut measured = self.settings.memory_policy != MemoryPolicy::Measured;
         let created = loop {
             // A retry after a full /tmp claims its memory again (the failed start returned it).
             let claim = room.take().unwrap_or_else(|| self.budget.claim(mb));
             match Environment::create(&self.platform, config.clone(), initialization, claim) {
                 Err(EnvironmentError::Sandbox(e)) if e.is_storage_full() => {
-                    if !std::mem::replace(&mut measured, true) {
-                        // Idle environments that ran since the last sweep still count their
-                        // /tmp in full: measured, they may leave room.
-                        self.measure_idle();
-                        continue;
-                    }
-                    // The host's room for /tmp is taken: what may retire gives its /tmp back
-                    // (at once: the next try needs the room).
+                    // The room made before the start was taken meanwhile, or the disk is
+                    // short of its reserve: what may retire gives its disk back (at once:
+                    // the next try needs it).
                     match self.next_to_retire() {
                         Some(Retiree::Standby(standby)) => platform::blocking(|| standby.destroy()),
                         Some(Retiree::Environment(env)) => platform::blocking(|| env.destroy()),
@@ -804,6 +806,7 @@ impl Invoker {
 
     async fn provision_one(self: Arc<Self>, target: Target, config: Arc<FunctionConfig>) {
         let setup = self.setups.clone().acquire_owned().await;
+        self.tmp_room_for(config.ephemeral_storage);
         let result = match self.new_environment(config.clone(), InitializationType::Provisioned) {
             Ok(mut env) => {
                 let warmed = env.prewarm(PROVISIONED_INIT_LIMIT).await;
@@ -910,6 +913,7 @@ impl Invoker {
             }
             None => {
                 let setup = self.setups.clone().acquire_owned().await.ok();
+                self.tmp_room_for(config.ephemeral_storage);
                 // A runtime started ahead is the quickest start (it waits in its sandbox); a
                 // fork of the runtime's template the cheapest when none is left, in a burst.
                 let mut env = self.restore_snapshot(&config).await;

@@ -386,9 +386,10 @@ impl Standby {
         self.claim.mb()
     }
 
-    /// Returns its share of the memory budget (it is being torn down).
+    /// Returns its share of the memory and `/tmp` budgets (it is being torn down).
     pub(crate) fn release_claim(&mut self) {
         self.claim.resize(0);
+        self.sandbox.count_tmp(gust_sandbox::TmpCount::Nothing);
     }
 
     pub fn destroy(mut self) {
