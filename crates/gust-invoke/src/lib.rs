@@ -448,7 +448,6 @@ impl Invoker {
         drop(under_way);
         match forked {
             Ok(env) => {
-                template.forked();
                 tracing::info!(function = %config.name, environment = %env.id, "environment forked from its runtime's template");
                 Some(env)
             }

@@ -53,6 +53,7 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 pub struct Template {
     pub runtime: String,
     pub(crate) forker: Forker,
+    /// Forks asked of it (its wear).
     forks: AtomicU32,
     /// Forks asked of it and not yet answered.
     in_flight: AtomicUsize,
@@ -131,14 +132,10 @@ impl Template {
         }
     }
 
-    /// Counts one more fork.
-    pub(crate) fn forked(&self) {
-        self.forks.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a fork under way until the guard is dropped (cold starts pick the template with
-    /// the fewest).
+    /// Counts one more fork, and it as under way until the guard is dropped (cold starts
+    /// pick the template with the fewest).
     pub(crate) fn fork_under_way(&self) -> ForkUnderWay<'_> {
+        self.forks.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         ForkUnderWay(self)
     }
